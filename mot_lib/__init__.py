@@ -1,0 +1,13 @@
+"""mot_lib: the engine behind the executable companion to Li et al. (2025),
+"Mixture-of-Transformers Learn Faster: A Theoretical Study on Classification Problems".
+
+Import it as ``import mot_lib as mot`` in every chapter.
+"""
+from .config import Setting, SingleConfig, TrainConfig, check_seeds
+from .data import Dataset, make_dataset, make_signals
+from .training import DivergenceError, Run, stage_of, train_mot, train_single
+from . import metrics, models
+
+__all__ = ["Setting", "TrainConfig", "SingleConfig", "check_seeds", "Dataset", "make_dataset",
+           "make_signals", "DivergenceError", "Run", "stage_of", "train_mot", "train_single",
+           "metrics", "models"]

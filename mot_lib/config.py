@@ -1,0 +1,207 @@
+"""Validated, frozen configuration objects.
+
+Every constant of the synthetic setting and of training is a field here, so a
+chapter can expose it as a papermill parameter.  A bad value raises a
+``ValueError`` that names the field, the value and the allowed range, on
+construction: before any tensor is allocated or any step is taken.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+def _check(name: str, value: Any, *, kind: type | tuple = (int, float), lo=None, hi=None,
+           lo_open=False, hi_open=False, choices=None) -> None:
+    """Raise a ValueError naming ``name`` unless ``value`` is of ``kind`` and in range."""
+    if choices is not None:
+        if value not in choices:
+            raise ValueError(f"{name}={value!r} is not allowed; choose one of {sorted(choices)}")
+        return
+    if kind is int or kind == (int,):
+        ok_type = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is bool:
+        ok_type = isinstance(value, bool)
+    else:
+        ok_type = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok_type:
+        want = kind.__name__ if isinstance(kind, type) else "a number"
+        raise ValueError(f"{name}={value!r} has the wrong type; expected {want}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name}={value!r} must be finite")
+    lo_s = "-inf" if lo is None else repr(lo)
+    hi_s = "inf" if hi is None else repr(hi)
+    rng = f"{'(' if lo_open or lo is None else '['}{lo_s}, {hi_s}{')' if hi_open or hi is None else ']'}"
+    if lo is not None and (value < lo or (lo_open and value == lo)):
+        raise ValueError(f"{name}={value!r} is out of range; allowed {rng}")
+    if hi is not None and (value > hi or (hi_open and value == hi)):
+        raise ValueError(f"{name}={value!r} is out of range; allowed {rng}")
+
+
+class _Validated:
+    """Mixin: ``replace`` returns a new validated copy; ``as_dict`` for papermill/JSON."""
+
+    def replace(self, **changes):
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {sorted(unknown)} for {type(self).__name__}; "
+                             f"known: {[f.name for f in fields(self)]}")
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Setting(_Validated):
+    """The synthetic classification setting (SETTING.md, "reference instantiation").
+
+    A sample of class ``n`` with label ``y`` is a sequence of ``L`` tokens in R^d:
+    ``beta c_n`` (class token), ``alpha y v_n`` (label token), ``gamma eps v_n'``
+    (distractor, ``n' != n``, ``eps`` a random sign) and ``L-3`` noise tokens
+    ``xi ~ N(0, sigma_xi^2/d I)``, in a random order.
+
+    noise_orthogonal: project the noise off the span of the 2N signals (the
+        prototype's choice); ``False`` keeps isotropic noise, which also moves the
+        experts' and the router's scores.
+    rho: pairwise cosine between the classification signals v_n (0 = orthonormal;
+        used by the non-orthogonal open-question chapter).
+    """
+    N: int = 4
+    d: int = 16
+    L: int = 8
+    alpha: float = 1.0
+    beta: float = 1.0
+    gamma: float = 1.0
+    sigma_xi: float = 1.0
+    noise_orthogonal: bool = True
+    rho: float = 0.0
+    n_train: int = 1000
+    n_test: int = 4000
+
+    def __post_init__(self):
+        _check("N", self.N, kind=int, lo=2, hi=64)
+        _check("d", self.d, kind=int, lo=2 * self.N + 2, hi=1024)
+        _check("L", self.L, kind=int, lo=3, hi=256)
+        for name in ("alpha", "beta", "gamma"):
+            _check(name, getattr(self, name), lo=0.0, hi=100.0)
+        _check("alpha", self.alpha, lo=0.0, hi=100.0, lo_open=True)
+        _check("sigma_xi", self.sigma_xi, lo=0.0, hi=100.0)
+        _check("noise_orthogonal", self.noise_orthogonal, kind=bool)
+        _check("rho", self.rho, lo=0.0, hi=1.0, hi_open=True)
+        _check("n_train", self.n_train, kind=int, lo=2, hi=1_000_000)
+        _check("n_test", self.n_test, kind=int, lo=2, hi=1_000_000)
+
+
+STAGE_OPTIMIZERS = ("ngd", "gd")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Validated):
+    """Model size and the training schedule of the MoT (and of its ablations).
+
+    schedule="three_stage": Stage I (steps 1..T1) trains the FFN vectors W with
+    ``stage1_opt`` (normalized GD by default) with attention frozen; Stage II
+    (T1..T2) trains the merged key-query matrices W_KQ by GD with W frozen;
+    Stage III (T2..T) trains W again with ``stage3_opt``.  The router Theta is
+    trained by GD in every stage.  schedule="joint" trains W, W_KQ and Theta
+    together by GD for T steps (the one-stage control).
+
+    attention=False fixes W_KQ at 0: each expert mean-pools its per-token FFN
+    outputs (the attention-free MoE of Lemma 1).
+    query_pool: "sum" (default) sums the attention output over queries, so with
+    W_KQ = 0 an expert is exactly a one-neuron MoE expert summed over tokens;
+    "mean" divides by L.
+    """
+    M: int = 16
+    sigma0: float = 0.1
+    T1: int = 200
+    T2: int = 300
+    T: int = 500
+    schedule: str = "three_stage"
+    stage1_opt: str = "ngd"
+    stage2_opt: str = "ngd"
+    stage3_opt: str = "gd"
+    eta1: float = 0.02
+    eta2: float = 0.3
+    eta3: float = 0.01
+    eta_router: float = 0.5
+    lam: float = 1.0
+    attention: bool = True
+    activation: str = "cubic"
+    query_pool: str = "sum"
+    record_every: int = 10
+
+    def __post_init__(self):
+        _check("M", self.M, kind=int, lo=1, hi=512)
+        _check("sigma0", self.sigma0, lo=0.0, hi=10.0, lo_open=True)
+        _check("T", self.T, kind=int, lo=1, hi=1_000_000)
+        _check("schedule", self.schedule, choices=("three_stage", "joint"))
+        if self.schedule == "three_stage":
+            _check("T1", self.T1, kind=int, lo=0, hi=self.T)
+            _check("T2", self.T2, kind=int, lo=self.T1, hi=self.T)
+        else:
+            _check("T1", self.T1, kind=int, lo=0, hi=1_000_000)
+            _check("T2", self.T2, kind=int, lo=0, hi=1_000_000)
+        _check("stage1_opt", self.stage1_opt, choices=STAGE_OPTIMIZERS)
+        _check("stage2_opt", self.stage2_opt, choices=STAGE_OPTIMIZERS)
+        _check("stage3_opt", self.stage3_opt, choices=STAGE_OPTIMIZERS)
+        for name in ("eta1", "eta2", "eta3"):
+            _check(name, getattr(self, name), lo=0.0, hi=1e4, lo_open=True)
+        _check("eta_router", self.eta_router, lo=0.0, hi=1e4)
+        _check("lam", self.lam, lo=0.0, hi=1e4)
+        _check("attention", self.attention, kind=bool)
+        _check("activation", self.activation, choices=("cubic", "linear", "relu"))
+        _check("query_pool", self.query_pool, choices=("sum", "mean"))
+        _check("record_every", self.record_every, kind=int, lo=1, hi=1_000_000)
+
+
+@dataclass(frozen=True)
+class SingleConfig(_Validated):
+    """The single one-layer multi-head transformer (Theorem 1's comparator).
+
+    H heads, each with a merged key-query matrix and a J-neuron cubic FFN applied
+    to the head's attention output at every query (attention first, then FFN, as
+    in a standard block), summed over queries and heads.  With J >= 2 and
+    H >= N it can represent the task through the class token (see the setting
+    page).  All parameters are trained at once.  opt="ngd" (default, step eta
+    per head, the MoT's Stage I optimizer and step): plain GD from the same
+    small init does not leave the cubic's flat start within any budget we tried.
+    """
+    H: int = 4
+    J: int = 2
+    sigma0: float = 0.1
+    T: int = 500
+    eta: float = 0.02
+    opt: str = "ngd"
+    activation: str = "cubic"
+    record_every: int = 10
+
+    def __post_init__(self):
+        _check("H", self.H, kind=int, lo=1, hi=256)
+        _check("J", self.J, kind=int, lo=1, hi=256)
+        _check("sigma0", self.sigma0, lo=0.0, hi=10.0, lo_open=True)
+        _check("T", self.T, kind=int, lo=1, hi=1_000_000)
+        _check("eta", self.eta, lo=0.0, hi=1e4, lo_open=True)
+        _check("opt", self.opt, choices=STAGE_OPTIMIZERS)
+        _check("activation", self.activation, choices=("cubic", "linear", "relu"))
+        _check("record_every", self.record_every, kind=int, lo=1, hi=1_000_000)
+
+
+def check_seeds(seeds) -> list[int]:
+    """Validate a seed list (the batch dimension of every run)."""
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    try:
+        seeds = list(seeds)
+    except TypeError:
+        raise ValueError(f"seeds={seeds!r} must be an int or a list of ints") from None
+    if not seeds:
+        raise ValueError("seeds=[] is empty; give at least one seed")
+    for s in seeds:
+        _check("seeds", s, kind=int, lo=0, hi=2**31 - 1)
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds={seeds!r} has duplicates")
+    return seeds

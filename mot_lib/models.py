@@ -1,0 +1,139 @@
+"""The models, with seeds (S) and experts (M) / heads (H) as tensor dimensions.
+
+* MoT (Mixture-of-Transformers): router h_m(X) = sum_l <theta_m, x_l>, top-1
+  routing m* = argmax_m (h_m + r_m), output F(X) = pi_{m*}(X) f_{m*}(X) with
+  pi = softmax(h).  Expert i:
+      f_i(X) = sum_q sum_k softmax_k(x_q^T W_KQ^(i) x_k) sigma(<W^(i), x_k>)
+             = sum_k a^(i)_k(X) sigma(<W^(i), x_k>),
+  a_k = sum_q softmax_k(...) the attention weight token k receives.  With
+  W_KQ = 0, a_k = 1: a one-neuron MoE expert summed over tokens.
+* Attention-free MoE: the same with W_KQ fixed at 0.
+* Single transformer: H heads, attention then a J-neuron FFN on each query's
+  head output o_q = sum_k softmax_k(x_q^T W_KQ^(h) x_k) x_k:
+      F(X) = sum_h sum_q sum_j sigma(<W^(h,j), o^(h)_q>).
+"""
+from __future__ import annotations
+
+import torch
+
+from .data import DTYPE
+
+
+def activation(name: str):
+    """sigma: cubic (default, odd and superlinear), linear, or relu."""
+    if name == "cubic":
+        return lambda z: z * z * z
+    if name == "linear":
+        return lambda z: z
+    if name == "relu":
+        return torch.relu
+    raise ValueError(f"activation={name!r} is not allowed; choose one of ['cubic', 'linear', 'relu']")
+
+
+def logistic_loss(margin: torch.Tensor) -> torch.Tensor:
+    """l(z) = log(1 + exp(-z)), stable for large |z|."""
+    return torch.nn.functional.softplus(-margin)
+
+
+# ----------------------------------------------------------------------------- MoT
+def init_mot(S: int, M: int, d: int, sigma0: float, gens: list[torch.Generator]) -> dict:
+    """W_0, W_KQ,0 ~ N(0, sigma0^2/d) entrywise; theta_0 = 0 (paper's init), per seed."""
+    std = sigma0 / d ** 0.5
+    W = torch.stack([torch.randn(M, d, generator=g, dtype=DTYPE) for g in gens]) * std
+    WKQ = torch.stack([torch.randn(M, d, d, generator=g, dtype=DTYPE) for g in gens]) * std
+    theta = torch.zeros(S, M, d, dtype=DTYPE)
+    return {"W": W, "WKQ": WKQ, "theta": theta}
+
+
+def router_scores(Xsum: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """h (S,n,M): h_m(X) = sum_l <theta_m, x_l> = <theta_m, Xsum>, from Xsum = X.sum(2) (S,n,d)."""
+    return torch.bmm(Xsum, theta.transpose(1, 2))
+
+
+def route(h: torch.Tensor, lam: float = 0.0, gens: list[torch.Generator] | None = None) -> torch.Tensor:
+    """Top-1 expert index (S,n): argmax_m (h_m + r_m), r_m ~ U[0, lam] (lam=0: no exploration)."""
+    if lam > 0 and gens is not None:
+        S, n, M = h.shape
+        r = torch.stack([torch.rand(n, M, generator=g, dtype=h.dtype) for g in gens]) * lam
+        h = h + r
+    return torch.argmax(h, dim=-1)
+
+
+def _pool(A: torch.Tensor, query_pool: str) -> torch.Tensor:
+    """Attention weight each key receives: sum (or mean) over queries of softmax rows."""
+    return A.sum(-2) if query_pool == "sum" else A.mean(-2)
+
+
+def token_weights(X: torch.Tensor, WKQ_sel: torch.Tensor, query_pool: str = "sum") -> torch.Tensor:
+    """a (S,n,L) for per-sample key-query matrices WKQ_sel (S,n,d,d)."""
+    XW = torch.einsum("snqd,snde->snqe", X, WKQ_sel)
+    scores = torch.einsum("snqe,snke->snqk", XW, X)
+    return _pool(torch.softmax(scores, dim=-1), query_pool)
+
+
+@torch.no_grad()
+def token_weights_all(X: torch.Tensor, WKQ: torch.Tensor, query_pool: str = "sum") -> torch.Tensor:
+    """a (S,M,n,L) for every expert; a loop over experts bounds memory.  Used while W_KQ is frozen."""
+    out = []
+    for m in range(WKQ.shape[1]):
+        XW = torch.einsum("snqd,sde->snqe", X, WKQ[:, m])
+        scores = torch.einsum("snqe,snke->snqk", XW, X)
+        out.append(_pool(torch.softmax(scores, dim=-1), query_pool))
+    return torch.stack(out, dim=1)
+
+
+def uniform_weights(X: torch.Tensor, query_pool: str = "sum") -> torch.Tensor:
+    """a (S,n,L) with W_KQ = 0: 1 per token (sum over queries) or 1/L (mean)."""
+    S, n, L, _ = X.shape
+    return torch.full((S, n, L), 1.0 if query_pool == "sum" else 1.0 / L, dtype=X.dtype)
+
+
+def gather_experts(P: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """P (S,M,...) indexed per sample by idx (S,n) -> (S,n,...)."""
+    s = torch.arange(P.shape[0])[:, None]
+    return P[s, idx]
+
+
+def expert_output(X: torch.Tensor, W_sel: torch.Tensor, a: torch.Tensor, sigma) -> torch.Tensor:
+    """f (S,n) = sum_k a_k sigma(<W, x_k>) for per-sample expert vectors W_sel (S,n,d)."""
+    return (a * sigma(torch.einsum("snkd,snd->snk", X, W_sel))).sum(-1)
+
+
+def mot_forward(params: dict, X: torch.Tensor, Xsum: torch.Tensor, idx: torch.Tensor, a: torch.Tensor,
+                sigma) -> tuple:
+    """F (S,n) = pi_{m*} f_{m*} and its parts, given routing idx and token weights a."""
+    h = router_scores(Xsum, params["theta"])
+    pi = torch.softmax(h, dim=-1)
+    pi_sel = torch.gather(pi, -1, idx[..., None])[..., 0]
+    f = expert_output(X, gather_experts(params["W"], idx), a, sigma)
+    return pi_sel * f, f, h
+
+
+# ----------------------------------------------------------------------------- single transformer
+def init_single(S: int, H: int, J: int, d: int, sigma0: float, gens: list[torch.Generator]) -> dict:
+    std = sigma0 / d ** 0.5
+    W = torch.stack([torch.randn(H, J, d, generator=g, dtype=DTYPE) for g in gens]) * std
+    WKQ = torch.stack([torch.randn(H, d, d, generator=g, dtype=DTYPE) for g in gens]) * std
+    return {"W": W, "WKQ": WKQ}
+
+
+def single_forward(params: dict, X: torch.Tensor, sigma) -> torch.Tensor:
+    """F (S,n) of the single multi-head transformer (module docstring).
+
+    Written as three large batched matmuls (X W_KQ for all heads, then per-sample
+    scores, then A (X W^T)): about 1.5x faster than the naive einsum chain.
+    """
+    S, n, L, d = X.shape
+    WKQ, W = params["WKQ"], params["W"]
+    H, J = W.shape[1], W.shape[2]
+    Xf = X.reshape(S, n * L, d)
+    XW = torch.bmm(Xf, WKQ.permute(0, 2, 1, 3).reshape(S, d, H * d)).reshape(S, n, L, H, d).transpose(2, 3)
+    A = torch.softmax(torch.matmul(XW, X[:, :, None].transpose(-1, -2)), dim=-1)   # (S,n,H,q,k)
+    XWt = torch.bmm(Xf, W.reshape(S, H * J, d).transpose(1, 2)).reshape(S, n, L, H, J).transpose(2, 3)
+    z = torch.matmul(A, XWt)                                                      # (S,n,H,q,J)
+    return sigma(z).sum(dim=(2, 3, 4))
+
+
+def attention_scores(WKQ: torch.Tensor, signals: torch.Tensor) -> torch.Tensor:
+    """p_{mu,nu} = mu^T W_KQ nu over the signal set: (S,M,2N,2N) from WKQ (S,M,d,d), signals (S,2N,d)."""
+    return torch.einsum("sad,smde,sbe->smab", signals, WKQ, signals)

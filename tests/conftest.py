@@ -1,0 +1,11 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("MOT_PROGRESS", "0")
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: trains a model for more than a few seconds")
