@@ -42,7 +42,7 @@ def test_bad_value_rejected_with_name(cls, field, value):
 def test_range_in_message():
     with pytest.raises(ValueError, match=r"N=1 is out of range; allowed \[2, 64\]"):
         mot.Setting(N=1)
-    with pytest.raises(ValueError, match=r"T2=5 is out of range; allowed \[10, 600\]"):
+    with pytest.raises(ValueError, match=r"T2=5 is out of range; allowed \[10, 500\]"):
         mot.TrainConfig(T1=10, T2=5)
 
 

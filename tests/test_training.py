@@ -1,0 +1,94 @@
+"""Batching, determinism, divergence, and the regime at a small size."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import mot_lib as mot
+from mot_lib.experiments import compare_models, regime_report
+
+SMALL = mot.Setting(N=3, d=12, L=6, n_train=300, n_test=600)
+CFG = mot.TrainConfig(M=6, T1=40, T2=60, T=80, record_every=20)
+
+
+def test_batched_equals_per_seed():
+    both = mot.train_mot(SMALL, CFG, [3, 8], progress=False)
+    for k, s in enumerate([3, 8]):
+        one = mot.train_mot(SMALL, CFG, [s], progress=False)
+        for name in ("W", "WKQ", "theta"):
+            assert torch.allclose(both.params[name][k], one.params[name][0], rtol=1e-9, atol=1e-12), name
+        a = both.history[both.history.seed == s].reset_index(drop=True)
+        b = one.history.reset_index(drop=True)
+        pd.testing.assert_frame_equal(a.drop(columns="value"), b.drop(columns="value"))
+        np.testing.assert_allclose(a.value, b.value, rtol=1e-8, atol=1e-12)
+
+
+def test_single_batched_equals_per_seed():
+    sc = mot.SingleConfig(T=20, record_every=10)
+    both = mot.train_single(SMALL, sc, [1, 2], progress=False)
+    one = mot.train_single(SMALL, sc, [2], progress=False)
+    assert torch.allclose(both.params["W"][1], one.params["W"][0], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("attention,schedule", [(True, "three_stage"), (False, "three_stage"), (True, "joint")])
+def test_deterministic_bit_for_bit(attention, schedule):
+    cfg = CFG.replace(attention=attention, schedule=schedule)
+    a = mot.train_mot(SMALL, cfg, [4], progress=False)
+    b = mot.train_mot(SMALL, cfg, [4], progress=False)
+    pd.testing.assert_frame_equal(a.history, b.history, check_exact=True)
+    c = mot.train_mot(SMALL, cfg, [5], progress=False)
+    assert not np.array_equal(a.history.value.to_numpy(), c.history.value.to_numpy())
+
+
+def test_history_is_tidy_and_staged():
+    run = mot.train_mot(SMALL, CFG, [0], progress=False)
+    h = run.history
+    assert list(h.columns) == ["step", "seed", "stage", "quantity", "expert", "i", "j", "value"]
+    steps = sorted(h.step.unique())
+    assert steps == [0, 20, 40, 60, 80]
+    st = h[h.quantity == "test_loss"].set_index("step").stage
+    assert st.loc[40] == "I" and st.loc[60] == "II" and st.loc[80] == "III"
+    D = h[(h.quantity == "dispatch") & (h.step == 80)].groupby("i").value.sum()
+    np.testing.assert_allclose(D.to_numpy(), 1.0)  # each class row sums to 1
+    assert h[h.quantity == "attn"].shape[0] == 5 * CFG.M * (2 * SMALL.N) ** 2
+    with pytest.raises(KeyError, match="not recorded"):
+        run.scalar("nonsense")
+
+
+def test_stage_freezing():
+    """Stage I/III never touch W_KQ; Stage II never touches W; attention-free keeps W_KQ = 0."""
+    c1 = CFG.replace(T1=40, T2=40, T=40)  # Stage I only
+    r1 = mot.train_mot(SMALL, c1, [0], progress=False)
+    r0 = mot.train_mot(SMALL, CFG.replace(T1=1, T2=1, T=1, eta1=1e-12), [0], progress=False)
+    assert torch.equal(r1.params["WKQ"], r0.params["WKQ"])
+    c2 = CFG.replace(T1=0, T2=20, T=20)   # Stage II only
+    r2 = mot.train_mot(SMALL, c2, [0], progress=False)
+    assert not torch.equal(r2.params["WKQ"], r0.params["WKQ"])
+    w_init = mot.models.init_mot(1, CFG.M, SMALL.d, CFG.sigma0, [mot.data.seed_streams(0)[1]])["W"]
+    assert torch.equal(r2.params["W"], w_init)
+    ra = mot.train_mot(SMALL, CFG.replace(attention=False), [0], progress=False)
+    assert torch.count_nonzero(ra.params["WKQ"]) == 0
+
+
+def test_divergence_stops_with_message():
+    cfg = CFG.replace(stage1_opt="gd", eta1=1e4, sigma0=5.0)
+    with pytest.raises(mot.DivergenceError, match=r"diverged at step \d+ \(stage I\).*seed\(s\) \[0\].*lower the step sizes"):
+        mot.train_mot(SMALL, cfg, [0], progress=False)
+    with pytest.raises(mot.DivergenceError, match="single transformer"):
+        mot.train_single(SMALL, mot.SingleConfig(opt="gd", eta=1e4, sigma0=5.0, T=50), [0], progress=False)
+
+
+def test_data_mismatch_rejected():
+    d = mot.make_dataset(SMALL, [0])
+    with pytest.raises(ValueError, match="other seeds"):
+        mot.train_mot(SMALL, CFG, [1], data=d, progress=False)
+
+
+@pytest.mark.slow
+def test_regime_at_small_size():
+    """The regime criteria of the default setting, at a smaller size (3 seeds)."""
+    setting = mot.Setting(N=3, d=12, L=6, n_train=500, n_test=1500)
+    cfg = mot.TrainConfig(M=12, T1=150, T2=225, T=300, record_every=25)
+    runs = compare_models(setting, cfg, mot.SingleConfig(H=3), seeds=[0, 1, 2], progress=False)
+    rep = regime_report(runs)
+    assert rep.met.all(), rep.to_string()
