@@ -17,7 +17,7 @@ from . import metrics as mt
 from .config import Setting, SingleConfig, TrainConfig, check_seeds
 from .data import Dataset, Split, make_dataset, seed_streams
 from .models import (activation, attention_scores, gather_experts, init_mot, init_single, logistic_loss,
-                     mot_forward, route, router_scores, single_forward, token_weights, token_weights_all,
+                     gate_prob, mot_forward, route, router_scores, single_forward, token_weights, token_weights_all,
                      uniform_weights)
 
 HISTORY_COLUMNS = ["step", "seed", "stage", "quantity", "expert", "i", "j", "value"]
@@ -118,8 +118,10 @@ def _weights(cfg: TrainConfig, X, WKQ, idx, cache):
     """Token weights a (S,n,L) for the routed experts: uniform, cached (W_KQ frozen) or live."""
     if not cfg.attention:
         return uniform_weights(X, cfg.query_pool)
-    if cache is not None:
-        return torch.gather(cache, 1, idx[:, None, :, None].expand(-1, 1, -1, cache.shape[-1]))[:, 0]
+    if cache is not None:  # cache (S,M,n,L): row (s, idx[s,i], i)
+        S, M, n, L = cache.shape
+        rows = ((torch.arange(S)[:, None] * M + idx) * n + torch.arange(n)).reshape(-1)
+        return cache.reshape(-1, L).index_select(0, rows).view(S, n, L)
     return token_weights(X, gather_experts(WKQ, idx), cfg.query_pool)
 
 
@@ -130,7 +132,7 @@ def eval_routing(run: Run, split: Split):
     idx = route(h)
     with torch.no_grad():
         a = _weights(run.cfg, split.X, p["WKQ"], idx, None)
-    return idx, torch.softmax(h, -1).gather(-1, idx[..., None])[..., 0], a
+    return idx, gate_prob(h, idx), a
 
 
 def _mot_record(rec: _Recorder, step: int, stage: str, cfg: TrainConfig, p: dict, data: Dataset, sigma,
@@ -184,9 +186,8 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
     def refresh_caches(stage):
         caches.clear()
         frozen = stage in ("I", "III")
-        if cfg.attention and frozen:
+        if cfg.attention and frozen:  # the test split is only read at record time: computed there, for routed experts
             caches["train"] = token_weights_all(data.train.X, p["WKQ"], cfg.query_pool)
-            caches["test"] = token_weights_all(data.test.X, p["WKQ"], cfg.query_pool)
 
     stage = stage_of(1, cfg)
     refresh_caches(stage)
