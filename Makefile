@@ -4,7 +4,6 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-export MPLBACKEND := Agg
 export MOT_PROGRESS ?= 0
 
 .PHONY: book test unit bench install clean

@@ -82,3 +82,50 @@ def regime_report(runs: dict[str, Run], min_routing: float = 0.95, min_ratio: fl
                       "median": float(np.nanmedian(v)), "max": float(np.nanmax(v)),
                       "seeds passing": f"{int(np.sum(ok(v)))}/{v.size}", "met": passed})
     return pd.DataFrame(table)
+
+
+# ----------------------------------------------------------------------------- chapter 01: the setting, shown
+from dataclasses import dataclass  # noqa: E402
+
+from .book import ChapterParams, register  # noqa: E402
+from .config import _check  # noqa: E402
+
+
+@register("01_setting")
+@dataclass(frozen=True)
+class SettingChapterParams(ChapterParams):
+    """Parameters of notebooks/01_setting.ipynb."""
+    seeds: tuple = (0, 1, 2)
+    N: int = 4
+    d: int = 16
+    L: int = 8
+    sigma_xi: float = 1.0
+    M: int = 16
+    T1: int = 200
+    T2: int = 300
+    T: int = 500
+
+    def __post_init__(self):
+        super().__post_init__()
+        Setting(N=self.N, d=self.d, L=self.L, sigma_xi=self.sigma_xi)
+        TrainConfig(M=self.M, T1=self.T1, T2=self.T2, T=self.T)
+
+    def setting(self) -> Setting:
+        s = Setting(N=self.N, d=self.d, L=self.L, sigma_xi=self.sigma_xi)
+        return s.replace(n_train=400, n_test=1000) if self.quick else s
+
+    def train_config(self) -> TrainConfig:
+        cfg = TrainConfig(M=self.M, T1=self.T1, T2=self.T2, T=self.T)
+        if self.quick:  # same schedule shape, a fifth of the steps
+            cfg = cfg.replace(T1=self.T1 // 2, T2=self.T2 // 2, T=self.T // 2)
+        return cfg
+
+
+def sample_table(data, seed_index: int = 0, sample: int = 0) -> pd.DataFrame:
+    """Projections of one sample's tokens on the 2N signals (rows: tokens in order; columns: c_n, v_n)."""
+    X = data.train.X[seed_index, sample]
+    P = (X @ data.signals[seed_index].T).numpy()
+    rows = [f"token {k + 1}" for k in range(X.shape[0])]
+    df = pd.DataFrame(P, index=rows, columns=data.signal_names())
+    df["|noise|"] = (X - (X @ data.signals[seed_index].T) @ data.signals[seed_index]).norm(dim=-1).numpy()
+    return df

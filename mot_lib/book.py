@@ -1,0 +1,140 @@
+"""What every chapter shares: validated parameters, the output folder, verdict files.
+
+A chapter's parameters are a frozen dataclass registered here under the
+notebook's name; the notebook's ``parameters`` cell holds the same names, and
+the cell right after it calls ``chapter_params(name, globals(), before)`` so
+that an unknown name, a wrong type or an out-of-range value fails there, before
+any training.  The CLI (``python -m mot_lib run``) validates the same way before
+it starts papermill.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import pandas as pd
+
+from .config import _check, _Validated, check_seeds
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO / "notebooks"
+CHAPTERS: dict[str, type] = {}
+# chapter notebook -> the mot_lib module that defines (and registers) its parameters; imported on demand
+CHAPTER_MODULES = {
+    "01_setting": "mot_lib.experiments",
+    "02_proposition1": "mot_lib.specialization",
+    "03_proposition2": "mot_lib.attention",
+    "04_lemma1": "mot_lib.floor",
+    "05_theorem1": "mot_lib.convergence",
+    "06_mechanism": "mot_lib.mechanism",
+    "99_scorecard": "mot_lib.book",
+}
+IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+
+def register(name: str):
+    """Class decorator: the parameters of notebook ``notebooks/<name>.ipynb``."""
+    def deco(cls):
+        CHAPTERS[name] = cls
+        cls.chapter = name
+        return cls
+    return deco
+
+
+@dataclass(frozen=True)
+class ChapterParams(_Validated):
+    """Knobs every chapter has: the seeds (a batch dimension), ``quick`` and ``out_dir``."""
+    seeds: tuple = (0, 1, 2, 3, 4)
+    quick: bool = False
+    out_dir: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "seeds", tuple(check_seeds(self.seeds)))
+        _check("quick", self.quick, kind=bool)
+        if self.out_dir is not None and not isinstance(self.out_dir, (str, os.PathLike)):
+            raise ValueError(f"out_dir={self.out_dir!r} must be a folder path or None")
+
+
+def load_chapters() -> dict[str, type]:
+    """Import every chapter's module so that all parameter classes are registered."""
+    import importlib
+    for mod in CHAPTER_MODULES.values():
+        importlib.import_module(mod)
+    return CHAPTERS
+
+
+def params_for(name: str, **values) -> ChapterParams:
+    """Validated parameters of chapter ``name`` (unknown names raise, naming them)."""
+    if name not in CHAPTERS and name in CHAPTER_MODULES:
+        import importlib
+        importlib.import_module(CHAPTER_MODULES[name])
+    if name not in CHAPTERS:
+        raise ValueError(f"unknown chapter {name!r}; chapters: {sorted(CHAPTERS)}")
+    cls = CHAPTERS[name]
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} for chapter {name}; known: {known}")
+    if isinstance(values.get("seeds"), int) and not isinstance(values.get("seeds"), bool):
+        values["seeds"] = [values["seeds"]]
+    return cls(**values)
+
+
+def chapter_params(name: str, namespace: dict, before: set) -> ChapterParams:
+    """Collect the names the parameters cell (and papermill's injected cell) defined, and validate them."""
+    new = {k: v for k, v in namespace.items()
+           if k not in before and not k.startswith("_") and k not in IPYTHON_NAMES and not callable(v)
+           and type(v).__name__ != "module"}
+    return params_for(name, **new)
+
+
+def out_dir(path: str | os.PathLike | None = None) -> Path:
+    """The folder a chapter writes to: the given one, $MOT_OUT_DIR, or <repo>/_build/out."""
+    p = Path(path) if path is not None else Path(os.environ.get("MOT_OUT_DIR", REPO / "_build" / "out"))
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def write_verdicts(rows: list[dict], chapter: str, path: str | os.PathLike | None = None) -> Path:
+    """Write a chapter's verdict rows to <out_dir>/verdicts/<chapter>.json (the scorecard reads these)."""
+    need = {"claim", "bound", "measured", "interval", "verdict"}
+    for r in rows:
+        if set(r) != need:
+            raise ValueError(f"a verdict row must have exactly the keys {sorted(need)}; got {sorted(r)}")
+    d = out_dir(path) / "verdicts"
+    d.mkdir(parents=True, exist_ok=True)
+    f = d / f"{chapter}.json"
+    f.write_text(json.dumps(rows, indent=2, allow_nan=True))
+    return f
+
+
+def read_verdicts(path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """All verdict rows under <out_dir>/verdicts, one row per claim, with the chapter's name."""
+    d = out_dir(path) / "verdicts"
+    frames = []
+    for f in sorted(d.glob("*.json")):
+        try:
+            rows = json.loads(f.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"verdict file {f.name} is not valid JSON: {e}") from None
+        frames.append(pd.DataFrame(rows).assign(chapter=f.stem))
+    if not frames:
+        return pd.DataFrame(columns=["chapter", "claim", "bound", "measured", "interval", "verdict"])
+    return pd.concat(frames, ignore_index=True)[["chapter", "claim", "bound", "measured", "interval", "verdict"]]
+
+
+def verdict_table(rows: list[dict]) -> pd.DataFrame:
+    """A chapter's verdicts as a table for display (3 significant digits, interval as text)."""
+    df = pd.DataFrame(rows)
+    fmt = lambda x: f"{x:.3g}"  # noqa: E731
+    df["measured"] = df["measured"].map(fmt)
+    df["interval"] = df["interval"].map(lambda iv: f"[{fmt(iv[0])}, {fmt(iv[1])}]")
+    return df[["claim", "bound", "measured", "interval", "verdict"]]
+
+
+@register("99_scorecard")
+@dataclass(frozen=True)
+class ScorecardParams(ChapterParams):
+    """The scorecard reads verdict files; it trains nothing."""
