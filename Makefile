@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+NBVAL  := --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 600
 export MOT_PROGRESS ?= 0
 
-.PHONY: book test unit bench install clean
+.PHONY: book test unit nbval bench regime install clean
 
 install: $(STAMP)
 
@@ -18,14 +19,28 @@ $(STAMP): requirements.txt
 	$(PY) -c "import site, os; open(os.path.join(site.getsitepackages()[0], 'mot_lib_repo.pth'), 'w').write(os.getcwd() + '\n')"
 	touch $(STAMP)
 
+## make book: execute every chapter (cached; the cache is cleared when mot_lib changes) and build the HTML book
+book: $(STAMP)
+	$(PY) tools/cache_guard.py
+	$(VENV)/bin/jupyter-book build . --builder html -W --keep-going
+	@echo "open _build/html/index.html"
+
+## make test: every chapter re-executed and compared with its committed outputs (nbval; they write the
+## verdicts the scorecard reads), the unit tests, and the HTML book built from the committed outputs
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --nbval notebooks tests $(NBVAL)
 
 unit: $(STAMP)
-	$(PY) -m pytest -q tests -m "not slow"
+	$(PY) -m pytest -q tests -m "not slow and not book"
+
+nbval: $(STAMP)
+	$(PY) -m pytest -q --nbval notebooks $(NBVAL)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_engine.py
+
+regime: $(STAMP)
+	$(PY) -m mot_lib regime
 
 clean:
 	rm -rf _build

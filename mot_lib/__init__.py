@@ -6,8 +6,8 @@ Import it as ``import mot_lib as mot`` in every chapter.
 from .config import Setting, SingleConfig, TrainConfig, check_seeds
 from .data import Dataset, make_dataset, make_signals
 from .training import DivergenceError, Run, stage_of, train_mot, train_single
-from . import metrics, models
+from . import book, metrics, models, rates
 
 __all__ = ["Setting", "TrainConfig", "SingleConfig", "check_seeds", "Dataset", "make_dataset",
            "make_signals", "DivergenceError", "Run", "stage_of", "train_mot", "train_single",
-           "metrics", "models"]
+           "metrics", "models", "book", "rates"]

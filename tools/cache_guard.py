@@ -1,0 +1,52 @@
+"""Keep `make book`'s execution cache honest.
+
+jupyter-cache keys a notebook on its code cells only, so a change in mot_lib
+would leave stale outputs.  Before every build this script hashes mot_lib/*.py
+and requirements.txt; when the hash differs from the last build's (or a
+chapter's verdict file is missing), it deletes the execution cache and Sphinx's
+doctrees, so every chapter is re-read and re-executed.  It also marks the
+scorecard as changed so that Sphinx re-reads it (it is executed on every read,
+after the chapters, and gathers their fresh verdicts).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BUILD = REPO / "_build"
+STAMP = BUILD / ".mot_lib_hash"
+
+
+def library_hash() -> str:
+    h = hashlib.sha256()
+    for f in sorted((REPO / "mot_lib").rglob("*.py")) + [REPO / "requirements.txt"]:
+        h.update(f.relative_to(REPO).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def main() -> int:
+    sys.path.insert(0, str(REPO))
+    from mot_lib.book import CHAPTER_MODULES  # noqa: E402
+    now = library_hash()
+    old = STAMP.read_text().strip() if STAMP.exists() else None
+    verdicts = BUILD / "out" / "verdicts"
+    claims = [n for n in CHAPTER_MODULES if n not in ("01_setting", "99_scorecard")]
+    missing = [n for n in claims if not (verdicts / f"{n}.json").exists()]
+    if now != old or missing:
+        why = "mot_lib changed" if old and now != old else ("first build" if not old else f"missing verdicts {missing}")
+        print(f"cache_guard: {why}: clearing the execution cache so every chapter re-executes")
+        for p in (BUILD / ".jupyter_cache", BUILD / ".doctrees", BUILD / "html", verdicts):
+            shutil.rmtree(p, ignore_errors=True)
+    BUILD.mkdir(exist_ok=True)
+    STAMP.write_text(now + "\n")
+    os.utime(REPO / "notebooks" / "99_scorecard.ipynb")  # re-read, hence re-executed, on every build
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
