@@ -1,0 +1,235 @@
+"""Lemma 1: does the attention-free MoE have an error floor that the MoT removes?  Used by notebooks/04_lemma1.
+
+The attention-free MoE is the MoT with ``attention=False`` (W_KQ fixed at 0, so
+each one-neuron cubic expert sums its per-token outputs); both models are
+trained on the same data, from the same seeds, with the same three-stage
+schedule (Stage II trains only the router for the attention-free MoE).
+
+Measured per seed, on the fresh test sample:
+* the *floor*: the mean test loss and the mean test error over the last
+  ``tail`` share of training (the recorded steps t >= (1 - tail) T);
+* whether it is a floor at all: the slope of log test loss against log step
+  over the same tail (0 = flat; about -1 is plain GD's 1/t on separable data);
+* the MoT's final test loss and error against the attention-free floor.
+
+Two regimes are run: the book's default (noise orthogonal to the signals) and
+a *noisy* one (isotropic noise, a louder class token so that routing survives
+the noise), plus small sweeps of sigma_xi and L in the noisy regime.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import rates
+from .book import ChapterParams, register
+from .config import Setting, TrainConfig, _check
+from .data import make_dataset
+from .training import Run, train_mot
+
+MODELS = ("MoT", "attention-free MoE")
+
+
+@register("04_lemma1")
+@dataclass(frozen=True)
+class FloorParams(ChapterParams):
+    """Parameters of notebooks/04_lemma1.ipynb."""
+    seeds: tuple = (0, 1, 2, 3, 4)
+    T1: int = 200                    # end of Stage I
+    T2: int = 300                    # end of Stage II
+    T: int = 500                     # end of Stage III
+    record_every: int = 10           # record cadence of the two main regimes
+    tail: float = 1 / 3              # the floor is read off the last `tail` share of training
+    # the noisy regime (isotropic noise; a louder class token keeps routing intact)
+    noisy_sigma_xi: float = 1.5
+    noisy_beta: float = 4.0
+    # sweeps, run in the noisy regime on the first `sweep_seeds` seeds
+    sigma_xis: tuple = (1.0, 1.5, 2.0)
+    Ls: tuple = (5, 8, 12)
+    sweep_seeds: int = 3
+    sweep_every: int = 25            # record cadence in the sweeps
+    # verdict thresholds (stated in the notebook)
+    flat_tol: float = 0.2            # a plateau: tail slope of log loss vs log step within [-flat_tol, flat_tol]
+    min_floor_err: float = 0.005     # a nonzero error floor: tail test error at least this
+
+    def __post_init__(self):
+        super().__post_init__()
+        TrainConfig(T1=self.T1, T2=self.T2, T=self.T, record_every=self.record_every)
+        _check("tail", self.tail, lo=0.0, hi=1.0, lo_open=True)
+        if self.tail * self.T < 2 * self.record_every:
+            raise ValueError(f"tail={self.tail!r} covers fewer than 2 recorded steps (T={self.T}, "
+                             f"record_every={self.record_every}); allowed tail*T >= 2*record_every")
+        Setting(sigma_xi=self.noisy_sigma_xi, beta=self.noisy_beta, noise_orthogonal=False)
+        for name, kind, lo, hi in (("sigma_xis", (int, float), 0.0, 100.0), ("Ls", int, 3, 256)):
+            v = tuple(getattr(self, name))
+            object.__setattr__(self, name, v)
+            if len(v) < 2:
+                raise ValueError(f"{name}={v!r} needs at least 2 values")
+            for x in v:
+                _check(name, x, kind=kind, lo=lo, hi=hi)
+        _check("sweep_seeds", self.sweep_seeds, kind=int, lo=1, hi=len(self.seeds))
+        _check("sweep_every", self.sweep_every, kind=int, lo=1, hi=self.T)
+        _check("flat_tol", self.flat_tol, lo=0.0, hi=10.0, lo_open=True)
+        _check("min_floor_err", self.min_floor_err, lo=0.0, hi=1.0, lo_open=True)
+
+    # -------------------------------------------------------------- configs
+    def default_setting(self) -> Setting:
+        """The book's default setting (noise orthogonal to the signals, sigma_xi = 1)."""
+        s = Setting()
+        return s.replace(n_train=400, n_test=1000) if self.quick else s
+
+    def noisy_setting(self, **changes) -> Setting:
+        """Isotropic noise at ``noisy_sigma_xi`` with class-token amplitude ``noisy_beta``."""
+        s = self.default_setting().replace(noise_orthogonal=False, sigma_xi=self.noisy_sigma_xi,
+                                           beta=self.noisy_beta)
+        return s.replace(**changes) if changes else s
+
+    def train_config(self, **changes) -> TrainConfig:
+        """The MoT's three-stage schedule (quick=True: half the steps)."""
+        cfg = TrainConfig(T1=self.T1, T2=self.T2, T=self.T, record_every=self.record_every)
+        if self.quick:
+            cfg = cfg.replace(T1=self.T1 // 2, T2=self.T2 // 2, T=self.T // 2)
+        return cfg.replace(**changes) if changes else cfg
+
+
+# ------------------------------------------------------------------ experiments
+def run_pair(setting: Setting, cfg: TrainConfig, seeds) -> dict[str, Run]:
+    """Train the MoT and the attention-free MoE on the same data, same seeds, same schedule."""
+    seeds = list(seeds)
+    data = make_dataset(setting, seeds)
+    return {"MoT": train_mot(setting, cfg, seeds, data=data),
+            "attention-free MoE": train_mot(setting, cfg.replace(attention=False), seeds, data=data)}
+
+
+def tail_steps(run: Run, tail: float) -> pd.Index:
+    """Recorded steps in the last ``tail`` share of training (t >= (1 - tail) T)."""
+    steps = run.scalar("test_loss").index
+    return steps[steps >= (1 - tail) * run.cfg.T]
+
+
+def per_seed_summary(run: Run, tail: float) -> pd.DataFrame:
+    """One row per seed: final and tail-mean test loss and error, routing accuracy, tail slope of log loss."""
+    loss = run.scalar("test_loss")
+    err = 1 - run.scalar("test_acc")
+    steps = tail_steps(run, tail)
+    slope = [rates.fit_power_law(steps, loss.loc[steps, s])[0] for s in loss.columns]
+    return pd.DataFrame({
+        "seed": loss.columns.to_numpy(),
+        "final_loss": loss.iloc[-1].to_numpy(), "tail_loss": loss.loc[steps].mean().to_numpy(),
+        "final_err": err.iloc[-1].to_numpy(), "tail_err": err.loc[steps].mean().to_numpy(),
+        "routing_acc": run.final("routing_acc").to_numpy(), "tail_slope": np.asarray(slope),
+    })
+
+
+def tail_long(run: Run, tail: float, quantity: str = "test_loss") -> pd.DataFrame:
+    """Long table (seed, step, value) of a scalar over the tail, for bootstrap_fit."""
+    w = run.scalar(quantity)
+    w = w.loc[tail_steps(run, tail)]
+    return w.reset_index().melt(id_vars="step", var_name="seed", value_name="value")
+
+
+def slope_estimate(run: Run, tail: float, n_boot: int = 1000) -> rates.Estimate:
+    """Log-log slope of test loss against step over the tail, interval from resampling whole seeds."""
+    return rates.bootstrap_fit(tail_long(run, tail), "step", "value", fit=rates.fit_power_law, n_boot=n_boot)
+
+
+def log_ratio_estimate(num, den, n_boot: int = 1000) -> rates.Estimate:
+    """Geometric-mean ratio num/den over seeds (paired), with a bootstrap interval (seeds resampled)."""
+    num, den = np.asarray(num, float), np.asarray(den, float)
+    lr = np.log(np.clip(num, 1e-300, None)) - np.log(np.clip(den, 1e-300, None))
+    e = rates.bootstrap_mean(lr, n_boot=n_boot)
+    return rates.Estimate(float(np.exp(e.value)), float(np.exp(e.lo)), float(np.exp(e.hi)))
+
+
+def sweep(P: FloorParams, field: str, reuse: dict | None = None, **setting_changes) -> pd.DataFrame:
+    """Both models in the noisy regime with ``field`` (sigma_xi or L) swept; one row per (value, model, seed).
+
+    ``reuse`` maps a value to an already trained pair (e.g. the main noisy run, which
+    is the sweep's centre point); only its first ``sweep_seeds`` seeds are summarised.
+    ``setting_changes`` change the noisy setting for every point (tests use it to shrink it).
+    """
+    if field not in ("sigma_xi", "L"):
+        raise ValueError(f"field={field!r} is not allowed; choose one of ['L', 'sigma_xi']")
+    values = {"sigma_xi": P.sigma_xis, "L": P.Ls}[field]
+    seeds = list(P.seeds[:P.sweep_seeds])
+    cfg = P.train_config(record_every=P.sweep_every)
+    reuse = reuse or {}
+    rows = []
+    for v in values:
+        runs = reuse.get(v) or run_pair(P.noisy_setting(**{**setting_changes, field: v}), cfg, seeds)
+        for name, run in runs.items():
+            s = per_seed_summary(run, P.tail)
+            rows.append(s[s.seed.isin(seeds)].assign(**{field: v, "model": name}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def regime_table(pairs: dict[str, dict[str, Run]], tail: float) -> pd.DataFrame:
+    """Median over seeds of the per-seed summary, one row per (regime, model)."""
+    rows = []
+    for regime, runs in pairs.items():
+        for name, run in runs.items():
+            s = per_seed_summary(run, tail).drop(columns="seed").median()
+            rows.append({"regime": regime, "model": name, **s.to_dict()})
+    return pd.DataFrame(rows).set_index(["regime", "model"])
+
+
+# ------------------------------------------------------------------ verdicts
+def verdict_rows(runs: dict[str, Run], regime: str, P: FloorParams, n_boot: int = 1000) -> list[dict]:
+    """The verdict rows for one regime, computed from its two runs.
+
+    1. the MoT's final test loss is below the attention-free MoE's: geometric-mean
+       ratio MoE / MoT, accepted if its interval lies in (1, inf);
+    2. the attention-free MoE's test loss plateaus: tail log-log slope, accepted
+       within [-flat_tol, flat_tol];
+    3. the attention-free MoE has a nonzero error floor: tail-mean test error,
+       accepted at or above min_floor_err;
+    4. the MoT's final test error is below that floor: floor minus the MoT's final
+       error (paired over seeds), accepted if its interval lies in (0, 1].
+    """
+    mot, moe = (per_seed_summary(runs[k], P.tail) for k in MODELS)
+    tiny = np.finfo(float).tiny
+    return [
+        rates.verdict_row(f"[{regime}] MoT final test loss below the attention-free MoE's",
+                          "ratio MoE / MoT > 1", log_ratio_estimate(moe.final_loss, mot.final_loss, n_boot),
+                          (1 + tiny, np.inf)),
+        rates.verdict_row(f"[{regime}] attention-free MoE test loss plateaus (a floor)",
+                          f"tail slope of log loss vs log t in [-{P.flat_tol:g}, {P.flat_tol:g}]",
+                          slope_estimate(runs["attention-free MoE"], P.tail, n_boot), (-P.flat_tol, P.flat_tol)),
+        rates.verdict_row(f"[{regime}] attention-free MoE has a nonzero test-error floor",
+                          f"tail test error >= {P.min_floor_err:g}",
+                          rates.bootstrap_mean(moe.tail_err.to_numpy(), n_boot=n_boot), (P.min_floor_err, 1.0)),
+        rates.verdict_row(f"[{regime}] MoT final test error below the attention-free floor",
+                          "MoE tail error - MoT final error > 0",
+                          rates.bootstrap_mean((moe.tail_err - mot.final_err).to_numpy(), n_boot=n_boot),
+                          (tiny, 1.0)),
+    ]
+
+
+# ------------------------------------------------------------------ the levers tried while searching for a floor
+LEVERS = (  # (noise_orthogonal, sigma_xi, beta, L, n_train): the exploration summarised in the notebook's table
+    (True, 1.0, 1.0, 8, 1000), (False, 1.0, 1.0, 8, 1000), (False, 1.0, 2.0, 8, 1000), (False, 1.0, 3.0, 8, 1000),
+    (False, 1.5, 3.0, 8, 1000), (False, 1.5, 4.0, 8, 1000), (False, 2.0, 2.0, 8, 1000), (False, 2.0, 3.0, 8, 1000),
+    (False, 1.0, 2.0, 16, 1000), (False, 1.5, 2.0, 8, 200), (True, 2.0, 1.0, 16, 1000), (True, 2.0, 2.0, 8, 1000),
+    (False, 0.5, 3.0, 8, 1000),
+)
+
+
+def explore_levers(seeds=(0, 1, 2), levers=LEVERS, record_every: int = 25, tail: float = 1 / 3) -> pd.DataFrame:
+    """Re-run the lever search (too slow for the notebook's budget: about 10 s per row on an idle machine).
+
+    Each lever is a setting (noise_orthogonal, sigma_xi, beta, L, n_train) under the
+    default schedule; one row per lever with the medians over seeds of each model's
+    final test loss and error, final routing accuracy and tail slope of log loss.
+    """
+    rows = []
+    for orth, sx, beta, L, n in levers:
+        st = Setting(noise_orthogonal=orth, sigma_xi=sx, beta=beta, L=L, n_train=n)
+        runs = run_pair(st, TrainConfig(record_every=record_every), list(seeds))
+        row = {"noise": "orthogonal" if orth else "isotropic", "sigma_xi": sx, "beta": beta, "L": L, "n_train": n}
+        for name, run in runs.items():
+            s = per_seed_summary(run, tail).median()
+            row.update({f"{q} | {name}": s[q] for q in ("final_loss", "final_err", "routing_acc", "tail_slope")})
+        rows.append(row)
+    return pd.DataFrame(rows)

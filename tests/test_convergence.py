@@ -1,0 +1,78 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+import mot_lib as mot
+from mot_lib import convergence as cv
+
+
+def test_params_validation():
+    with pytest.raises(ValueError, match=r"^decades=2 is out of range"):
+        cv.Theorem1Params(decades=2)
+    with pytest.raises(ValueError, match=r"^mot_eps_max=0 is out of range"):
+        cv.Theorem1Params(mot_eps_max=0)
+    with pytest.raises(ValueError, match=r"^gd_etas=-1"):
+        cv.Theorem1Params(gd_etas=(0.1, -1.0))
+    with pytest.raises(ValueError, match=r"^T2=100 is out of range"):
+        cv.Theorem1Params(T1=200, T2=100)
+    with pytest.raises(ValueError, match=r"^single_eta=0"):
+        cv.Theorem1Params(single_eta=0.0)
+    with pytest.raises(ValueError, match=r"^n_train=1"):
+        cv.Theorem1Params(n_train=1)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        mot.book.params_for("05_theorem1", eps=1e-3)
+    P = cv.Theorem1Params()
+    g = P.eps_grid(1e-2)
+    assert len(g) == 13 and g[0] == pytest.approx(1e-2) and g[-1] == pytest.approx(1e-5)
+    assert P.mot_config("gd").T == P.T2 + P.gd_steps and P.mot_config("ngd").stage3_opt == "ngd"
+    assert cv.Theorem1Params(quick=True).mot_config("gd").T < P.mot_config("gd").T
+
+
+def test_iterations_to_eps_interpolates_and_censors():
+    steps = np.array([0, 10, 20, 30])
+    loss = np.array([1.0, 1e-1, 1e-2, 2e-2])   # last point rises: the running minimum keeps 1e-2
+    n = cv.iterations_to_eps(steps, loss, [2.0, 1e-1, 10 ** -1.5, 1e-3], start=0)
+    assert n[0] == 0.0 and n[1] == pytest.approx(10.0) and n[2] == pytest.approx(15.0)
+    assert np.isnan(n[3])
+    assert cv.iterations_to_eps(steps, loss, [1e-2], start=10)[0] == pytest.approx(10.0)
+
+
+def _synthetic(law):
+    """Iteration counts following ``law(eps)`` for 4 seeds with 2% seed noise."""
+    rows = []
+    for s in range(4):
+        for eps in 1e-2 * 10.0 ** (-np.arange(13) / 4):
+            rows.append({"model": "m", "seed": s, "eps": eps, "inv_eps": 1 / eps,
+                         "log10_inv_eps": np.log10(1 / eps), "iterations": law(eps) * (1 + 0.02 * s)})
+    return pd.DataFrame(rows)
+
+
+def test_growth_exponent_separates_the_laws():
+    log_law = cv.rate_fits(_synthetic(lambda e: 500 + 40 * np.log10(1 / e)), n_boot=200)
+    inv_law = cv.rate_fits(_synthetic(lambda e: 300 + 0.5 / e), n_boot=200)
+    name = "growth exponent k (per-decade iterations vs 1/eps)"
+    assert abs(log_law[name][0].value) < 1e-6 and abs(inv_law[name][0].value - 1) < 1e-6
+    assert log_law["iterations per decade (linear in log10 1/eps)"][0].value == pytest.approx(40 * 1.03, rel=0.05)
+    assert log_law["iterations per decade (linear in log10 1/eps)"][1] > 0.8
+    assert inv_law["slope in 1/eps (linear in 1/eps)"][1] > 0.8
+    assert cv.growth_row("c", "b", log_law, cv.ACCEPT_LOG)["verdict"] == "holds"
+    assert cv.growth_row("c", "b", inv_law, cv.ACCEPT_LOG)["verdict"] == "does not hold"
+    assert cv.growth_row("c", "b", inv_law, cv.ACCEPT_INV_THETA)["verdict"] == "holds"
+    assert cv.growth_row("c", "b", log_law, cv.ACCEPT_INV_THETA)["verdict"] == "does not hold"
+
+
+def test_unreached_grid_is_inconclusive():
+    df = _synthetic(lambda e: np.nan)
+    f = cv.rate_fits(df, n_boot=50)
+    row = cv.growth_row("c", "b", f, cv.ACCEPT_LOG)
+    assert row["verdict"] == "inconclusive" and np.isnan(row["measured"])
+
+
+def test_tiny_run_measures_the_mot():
+    P = cv.Theorem1Params(seeds=(0, 1), T1=40, T2=50, gd_steps=20, mot_every=5)
+    st = mot.Setting(N=3, d=12, L=6, n_train=200, n_test=400)
+    run = mot.train_mot(st, P.mot_config("ngd", steps=30), [0, 1])
+    df = cv.iterations_table(run, P.eps_grid(0.3), start=P.T2, label="MoT")
+    assert set(df.seed) == {0, 1} and len(df) == 2 * 13
+    ok = df.iterations.dropna()
+    assert (ok >= 0).all() and (ok <= 30).all()

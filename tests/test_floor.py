@@ -1,0 +1,89 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+import mot_lib as mot
+from mot_lib import floor
+
+
+def test_params_validation():
+    with pytest.raises(ValueError, match=r"^tail=0 is out of range"):
+        floor.FloorParams(tail=0)
+    with pytest.raises(ValueError, match=r"^tail=0.01 covers fewer than 2 recorded steps"):
+        floor.FloorParams(tail=0.01)
+    with pytest.raises(ValueError, match=r"^sigma_xis=.*at least 2"):
+        floor.FloorParams(sigma_xis=(1.0,))
+    with pytest.raises(ValueError, match=r"^Ls=2 is out of range"):
+        floor.FloorParams(Ls=(2, 8))
+    with pytest.raises(ValueError, match=r"^sweep_seeds=6 is out of range"):
+        floor.FloorParams(sweep_seeds=6)
+    with pytest.raises(ValueError, match=r"^T2="):
+        floor.FloorParams(T1=300, T2=200)
+    with pytest.raises(ValueError, match=r"^beta="):
+        floor.FloorParams(noisy_beta=-1.0)
+    with pytest.raises(ValueError, match=r"unknown parameter"):
+        mot.book.params_for("04_lemma1", sigma=1.0)
+    P = floor.FloorParams(quick=True)
+    assert P.train_config().T == P.T // 2 and P.noisy_setting().noise_orthogonal is False
+    assert P.noisy_setting(L=5).L == 5 and P.default_setting().noise_orthogonal is True
+
+
+def test_log_ratio_and_verdict_logic():
+    e = floor.log_ratio_estimate([10.0, 20.0, 40.0], [1.0, 2.0, 4.0], n_boot=200)
+    assert abs(e.value - 10) < 1e-9 and abs(e.lo - 10) < 1e-9 and abs(e.hi - 10) < 1e-9
+    assert mot.rates.verdict(e, (1 + 1e-300, np.inf)) == "holds"
+    e = floor.log_ratio_estimate([0.5, 0.6], [1.0, 1.0], n_boot=200)
+    assert e.hi < 1 and mot.rates.verdict(e, (1 + 1e-300, np.inf)) == "does not hold"
+
+
+class _FakeRun:
+    """Enough of a Run for the summaries: a test-loss/acc history and a cfg with T."""
+    def __init__(self, loss, acc, T):
+        self.loss, self.acc = loss, acc
+        self.cfg = mot.TrainConfig(T1=0, T2=0, T=T)
+
+    def scalar(self, q):
+        return {"test_loss": self.loss, "test_acc": self.acc, "routing_acc": self.acc * 0 + 1}[q]
+
+    def final(self, q):
+        return self.scalar(q).iloc[-1]
+
+
+def _fake(kind, T=300, seeds=(0, 1, 2, 3)):
+    steps = np.arange(0, T + 1, 10)
+    cols = {}
+    for s in seeds:
+        t = np.maximum(steps, 1).astype(float)
+        cols[s] = (0.1 + 0.001 * s) * np.ones_like(t) if kind == "flat" else (1 + 0.01 * s) / t
+    loss = pd.DataFrame(cols, index=pd.Index(steps, name="step"))
+    acc = loss * 0 + (0.9 if kind == "flat" else 1.0)
+    return _FakeRun(loss, acc, T)
+
+
+def test_floor_rows_on_synthetic_runs():
+    P = floor.FloorParams(T1=0, T2=0, T=300)
+    flat, gd = _fake("flat"), _fake("gd")
+    assert abs(floor.slope_estimate(gd, P.tail, 200).value + 1) < 1e-6
+    assert abs(floor.slope_estimate(flat, P.tail, 200).value) < 1e-6
+    # the MoE is flat at 10% error, the MoT falls as 1/t with zero error: all four rows hold
+    rows = floor.verdict_rows({"MoT": gd, "attention-free MoE": flat}, "x", P, n_boot=200)
+    assert [r["verdict"] for r in rows] == ["holds"] * 4
+    # swapped: the attention-free model is the 1/t one, with no floor
+    rows = floor.verdict_rows({"MoT": flat, "attention-free MoE": gd}, "x", P, n_boot=200)
+    assert [r["verdict"] for r in rows] == ["does not hold"] * 4
+
+
+def test_tiny_pair_and_sweep():
+    P = floor.FloorParams(seeds=(0, 1), quick=True, T1=20, T2=30, T=40, record_every=5, sweep_every=5,
+                          sigma_xis=(0.5, 1.0), Ls=(5, 6), sweep_seeds=1)
+    st = P.noisy_setting(N=3, d=12, L=6, n_train=120, n_test=200)
+    runs = floor.run_pair(st, P.train_config(), P.seeds)
+    assert float(runs["attention-free MoE"].params["WKQ"].abs().max()) == 0.0
+    assert float(runs["MoT"].params["WKQ"].abs().max()) > 0.0
+    s = floor.per_seed_summary(runs["MoT"], P.tail)
+    assert list(s.seed) == [0, 1] and ((s.tail_err >= 0) & (s.tail_err <= 1)).all()
+    rows = floor.verdict_rows(runs, "tiny", P, n_boot=50)
+    assert len(rows) == 4 and all(r["verdict"] in mot.rates.VERDICTS for r in rows)
+    sw = floor.sweep(P, "sigma_xi", reuse={1.0: runs}, N=3, d=12, L=6, n_train=120, n_test=200)
+    assert sorted(sw.sigma_xi.unique()) == [0.5, 1.0]
+    assert len(sw) == 2 * 2 * 1 and set(sw.seed) == {0}

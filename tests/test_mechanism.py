@@ -1,0 +1,96 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import mot_lib as mot
+from mot_lib import mechanism as mech
+from mot_lib import metrics as mt
+
+
+def test_params_validation():
+    with pytest.raises(ValueError, match=r"^min_share=0 is out of range"):
+        mech.MechanismParams(min_share=0)
+    with pytest.raises(ValueError, match=r"^clear_gap=3"):
+        mech.MechanismParams(clear_gap=3.0)
+    with pytest.raises(ValueError, match=r"^T=300 is out of range"):
+        mech.MechanismParams(T=300)          # Stage III needs at least one step
+    with pytest.raises(ValueError, match=r"^early_step=500 is out of range"):
+        mech.MechanismParams(early_step=500)
+    with pytest.raises(ValueError, match=r"^M=1 is out of range"):
+        mech.MechanismParams(M=1)            # the MoT needs experts to specialize
+    with pytest.raises(ValueError, match=r"^H=0"):
+        mech.MechanismParams(H=0)            # validated through SingleConfig
+    with pytest.raises(ValueError, match=r"^seeds="):
+        mech.MechanismParams(seeds=(1, 1))
+    P = mech.MechanismParams()
+    assert P.steps() == [0, 50, 200, 500]
+    assert mech.MechanismParams(quick=True).steps() == [0, 25, 100, 250]
+    assert mot.book.params_for("06_mechanism", quick=True).quick
+
+
+def test_class_vs_rest_and_offdiag():
+    v = torch.tensor([1.0, 0.0])
+    G = torch.stack([-v, v, v, v])  # one class against three aligned ones
+    C = mt.cosine_matrix(G).numpy()
+    assert mech.offdiag_mean(C) == pytest.approx(0.0)          # the mean hides the conflict at N = 4 ...
+    assert np.allclose(mech.class_vs_rest(G)[0], -1.0)         # ... class vs rest does not
+    G2 = torch.eye(3)
+    assert np.allclose(mech.class_vs_rest(G2), 0.0)            # orthogonal classes: no conflict
+
+
+def _conf(shared, within, purity):
+    rows = [{"model": "shared expert (M=1)", "step": 10, "seed": s, "vs_rest_cos": v} for s, v in enumerate(shared)]
+    rows += [{"model": "MoT specialists", "step": 10, "seed": s, "within_cos": w, "purity": p}
+             for s, (w, p) in enumerate(zip(within, purity))]
+    return pd.DataFrame(rows)
+
+
+def test_conflict_rows_verdicts():
+    rows = mech.conflict_rows(_conf([-0.9, -0.8, -0.95], [1.0, 0.99, 1.0], [1.0, 1.0, 0.99]), 10, 0.1, 0.5)
+    assert [r["verdict"] for r in rows] == ["holds", "holds", "holds"]
+    rows = mech.conflict_rows(_conf([0.05, 0.1, 0.0], [0.3, 0.2, 0.4], [0.5, 0.6, 0.4]), 10, 0.1, 0.5)
+    assert [r["verdict"] for r in rows] == ["does not hold"] * 3
+
+
+def test_curvature_rows_verdicts():
+    def seedwise(expert, single):
+        rows = [{"model": "MoT specialists", "subspace": sub, "seed": s, "rel_min": v}
+                for sub in ("signals", "full") for s, v in enumerate(expert)]
+        rows += [{"model": "single transformer", "subspace": "signals", "seed": s, "rel_min": v}
+                 for s, v in enumerate(single)]
+        return pd.DataFrame(rows)
+    rows = mech.curvature_rows(seedwise([0.1, 0.2, 0.15], [-0.01, -0.02, 0.0]), 1e-3)
+    assert [r["verdict"] for r in rows] == ["holds", "holds", "holds"]
+    rows = mech.curvature_rows(seedwise([-1e-4, -2e-4, -3e-4], [0.1, 0.2, 0.3]), 1e-3)
+    assert [r["verdict"] for r in rows] == ["does not hold"] * 3
+
+
+def test_tiny_run_measures_agree_with_engine():
+    st = mot.Setting(N=3, d=12, L=6, n_train=150, n_test=60)
+    cfg = mot.TrainConfig(M=6, T1=30, T2=40, T=50, record_every=50)
+    seeds = [0, 1]
+    data = mot.make_dataset(st, seeds)
+    runs = mech.checkpoints(st, cfg, seeds, data, [0, 50])
+    assert torch.equal(runs[0].params["W"], mot.models.init_mot(2, 6, 12, cfg.sigma0,
+                       [mot.data.seed_streams(s)[1] for s in seeds])["W"])
+    run = runs[50]
+    df, mats = mech.specialist_conflict(run, min_share=0.01)
+    assert len(df) > 0 and df.within_cos.between(-1, 1).all() and df.purity.between(0, 1).all()
+    assert all(C.shape == (3, 3) for C in mats.values())
+    spec = mech.expert_hessian_spectrum(run, "train", "signals")
+    ref = mt.expert_hessian_min_eig(run, "train", "signals").numpy()
+    for _, x in spec.iterrows():
+        assert x.lam_min == pytest.approx(ref[seeds.index(int(x.seed)), int(x.expert)], rel=1e-9, abs=1e-15)
+        assert x.lam_max >= x.lam_min
+    shared = mech.checkpoints(st, cfg.replace(M=1), seeds, data, [50])[50]
+    sdf, C = mech.shared_conflict(shared)
+    assert C.shape == (2, 3, 3) and np.allclose(C[:, range(3), range(3)], 1.0)
+    with pytest.raises(ValueError, match="M = 1"):
+        mech.shared_conflict(run)
+    single = mot.train_single(st, mot.SingleConfig(H=2, J=2, T=5), seeds, data=data)
+    ss = mech.single_hessian_spectrum(single)
+    for sub in ("signals", "full"):
+        ref = mt.single_hessian_min_eig(single, sub).numpy()
+        got = ss[ss.subspace == sub].lam_min.to_numpy()
+        assert np.allclose(got, ref, rtol=1e-8, atol=1e-14)

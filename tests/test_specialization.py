@@ -1,0 +1,103 @@
+"""Chapter 02 (Proposition 1): parameter validation, stated-T1 calibration, fits/verdicts, a tiny run."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mot_lib as mot
+from mot_lib import specialization as spz
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"sigma0s": (0.1, 0.2, 0.3)}, r"^sigma0s=.*1.5 decades"),
+    ({"sigma0s": (0.01, 0.1, -0.3)}, r"^sigma0s=-0.3 is out of range"),
+    ({"Ms": (8, 16)}, r"^Ms=.*at least 3"),
+    ({"Ms": (8, 16, 16)}, r"^Ms=.*distinct"),
+    ({"Ms": (1, 8, 16)}, r"^Ms=1 is out of range"),
+    ({"etas": (0.01, 0.02, 0.0)}, r"^etas=0.0 is out of range"),
+    ({"route_min": 0}, r"^route_min=0 is out of range"),
+    ({"min_share": 1.0}, r"^min_share=1.0 is out of range"),
+    ({"eta1": -1.0}, r"^eta1=-1.0 is out of range"),
+    ({"M": 0}, r"^M=0 is out of range"),
+    ({"n_test": 10}, r"^n_test=10 is out of range"),
+    ({"horizon": 2}, r"^horizon=2 is out of range"),
+    ({"small_eta": -0.1}, r"^small_eta=-0.1 is out of range"),
+    ({"seeds": (1, 1)}, r"duplicates"),
+    ({"quick": 1}, r"^quick=1 has the wrong type"),
+])
+def test_params_validation(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        spz.Prop1Params(**kw)
+
+
+def test_params_registered_and_unknown_name():
+    P = mot.book.params_for("02_proposition1", seeds=3)
+    assert P.seeds == (3,) and isinstance(P.sigma0s, tuple)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        mot.book.params_for("02_proposition1", sigma=0.1)
+
+
+def test_stated_T1_scaling():
+    P = spz.Prop1Params()
+    assert P.stated_T1() == P.T1
+    assert P.stated_T1(sigma0=P.sigma0 / 4) == 2 * P.T1          # sigma0^-0.5
+    assert P.stated_T1(eta=P.eta1 / 2) == 2 * P.T1               # eta^-1
+    assert P.stated_T1(M=2 * P.M) == 2 * P.T1                    # M
+    assert P.replace(quick=True).stated_T1() == P.T1 // 4
+    assert P.fine(P.eta1) == (P.horizon, 1)
+    assert P.fine(P.eta1 / 4) == (4 * P.horizon, 2)
+    assert P.small_every(min(P.sigma0s)) == 2 and P.small_every(4 * min(P.sigma0s)) == 4
+    cfg = P.stage1(50, M=8)
+    assert (cfg.T1, cfg.T2, cfg.T, cfg.M) == (50, 50, 50, 8)
+
+
+def _synthetic(p, noise=0.02, seeds=5, xs=(0.01, 0.03, 0.1, 0.3)):
+    rng = np.random.default_rng(0)
+    return pd.DataFrame([{"seed": s, "x": x, "y": 2 * x ** p * math.exp(noise * rng.standard_normal())}
+                         for s in range(seeds) for x in xs])
+
+
+def test_exponent_and_upper_bound_rows():
+    r = spz.exponent_row(_synthetic(0.5), "x", "y", "c", 0.5, n_boot=300)
+    assert r["verdict"] == "holds" and abs(r["measured"] - 0.5) < 0.05
+    assert r["interval"][0] <= r["measured"] <= r["interval"][1]
+    assert spz.exponent_row(_synthetic(1.0), "x", "y", "c", 0.5, n_boot=300)["verdict"] == "does not hold"
+    assert spz.exponent_row(_synthetic(0.0), "x", "y", "c", 0.5, n_boot=300)["verdict"] == "does not hold"
+    assert spz.upper_bound_row(_synthetic(-0.3), "x", "y", "c", 1.0, n_boot=300)["verdict"] == "holds"
+    assert spz.upper_bound_row(_synthetic(2.0), "x", "y", "c", 1.0, n_boot=300)["verdict"] == "does not hold"
+    # NaN (never specialized) and non-positive rows are left out, not fitted as zeros
+    df = _synthetic(0.5)
+    df.loc[0, "y"], df.loc[1, "y"] = np.nan, 0.0
+    assert abs(spz.exponent_row(df, "x", "y", "c", 0.5, n_boot=300)["measured"] - 0.5) < 0.05
+    one = df[df.x == 0.1]
+    assert spz.exponent_row(one, "x", "y", "c", 0.5, n_boot=300)["verdict"] == "inconclusive"
+    assert list(np.sort(spz.lowest(df, "x", 2).x.unique())) == [0.01, 0.03]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    P = spz.Prop1Params(seeds=(0, 1), T1=30, record_every=1)
+    st = mot.Setting(N=3, d=12, L=6, n_train=200, n_test=300)
+    return mot.train_mot(st, P.stage1(M=9), list(P.seeds))
+
+
+def test_measurements_on_a_tiny_run(tiny):
+    run = tiny
+    t = spz.spec_time(run, 0.95)
+    assert ((t.dropna() > 0) & (t.dropna() <= 30)).all()
+    assert spz.spec_time(run, 1e-9).tolist() == [1.0, 1.0]        # any routing counts: first step after 0
+    s = spz.summarize(run, 0.95)
+    assert list(s.seed) == [0, 1] and (s.gap_end >= 0).all() and (s.gap_init > 0).all()
+    # the one-pass gap curve agrees with the per-step definition
+    curve = spz.gap_curve(run)
+    for step in (0, 10, 30):
+        assert np.allclose(curve.loc[step].to_numpy(), spz.gap_of_used(run, step).to_numpy(), equal_nan=True)
+    D = spz.dispatch_at(run, 0, 30)
+    assert D.shape == (3, 9) and np.allclose(D.sum(axis=1), 1)
+    assert spz.align_at(run, 0, 30).shape == (3, 9)
+    row = spz.routing_row(run, 0.95)
+    assert row["verdict"] in mot.rates.VERDICTS and set(row) == {"claim", "bound", "measured", "interval", "verdict"}
+    assert spz.missing(pd.DataFrame({"t_spec": [1.0, np.nan, np.nan]})) == 2
+    with pytest.raises(ValueError, match="field="):
+        spz.sweep(spz.Prop1Params(), "lam")
