@@ -4,6 +4,7 @@
     python -m mot_lib run 02_proposition1 -p seeds "[7, 8, 9]" -p quick true --out out/
     python -m mot_lib run all --out out/
     python -m mot_lib regime --seeds 0 1 2 3 4
+    python -m mot_lib levers            # re-run Lemma 1's lever search, rewrite data/lemma1_levers.csv
 
 ``run`` validates every parameter against the chapter's parameter class before
 it starts papermill, then writes the executed notebook and the chapter's
@@ -60,6 +61,18 @@ def cmd_regime(args) -> int:
     return 0
 
 
+def cmd_levers(args) -> int:
+    import pandas as pd
+
+    from . import floor
+    df = floor.explore_levers(seeds=tuple(args.seeds), progress=True)
+    path = floor.save_levers(df, args.out or floor.LEVERS_CSV)
+    with pd.option_context("display.width", 250, "display.max_columns", 50):
+        print(df.to_string(index=False))
+    print(f"written to {path}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mot_lib", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -70,6 +83,9 @@ def main(argv=None) -> int:
     r.add_argument("--out", default="out", help="folder for executed notebooks and verdicts (default: out/)")
     g = sub.add_parser("regime", help="train MoT, attention-free MoE and single transformer; print the regime table")
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    lv = sub.add_parser("levers", help="re-run Lemma 1's search for a floor regime; rewrite its cached table")
+    lv.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    lv.add_argument("--out", default=None, help="CSV to write (default: data/lemma1_levers.csv)")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "list":
@@ -77,7 +93,7 @@ def main(argv=None) -> int:
             for name, cls in sorted(book.load_chapters().items()):
                 print(name + ": " + ", ".join(f"{f.name}={f.default!r}" for f in fields(cls)))
             return 0
-        return cmd_run(args) if args.cmd == "run" else cmd_regime(args)
+        return {"run": cmd_run, "regime": cmd_regime, "levers": cmd_levers}[args.cmd](args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ the noise), plus small sweeps of sigma_xi and L in the noisy regime.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -95,12 +96,13 @@ class FloorParams(ChapterParams):
 
 
 # ------------------------------------------------------------------ experiments
-def run_pair(setting: Setting, cfg: TrainConfig, seeds) -> dict[str, Run]:
+def run_pair(setting: Setting, cfg: TrainConfig, seeds, progress: bool | None = None) -> dict[str, Run]:
     """Train the MoT and the attention-free MoE on the same data, same seeds, same schedule."""
     seeds = list(seeds)
     data = make_dataset(setting, seeds)
-    return {"MoT": train_mot(setting, cfg, seeds, data=data),
-            "attention-free MoE": train_mot(setting, cfg.replace(attention=False), seeds, data=data)}
+    return {"MoT": train_mot(setting, cfg, seeds, data=data, progress=progress),
+            "attention-free MoE": train_mot(setting, cfg.replace(attention=False), seeds, data=data,
+                                            progress=progress)}
 
 
 def tail_steps(run: Run, tail: float) -> pd.Index:
@@ -216,8 +218,10 @@ LEVERS = (  # (noise_orthogonal, sigma_xi, beta, L, n_train): the exploration su
 )
 
 
-def explore_levers(seeds=(0, 1, 2), levers=LEVERS, record_every: int = 25, tail: float = 1 / 3) -> pd.DataFrame:
-    """Re-run the lever search (too slow for the notebook's budget: about 10 s per row on an idle machine).
+def explore_levers(seeds=(0, 1, 2), levers=LEVERS, record_every: int = 25, tail: float = 1 / 3,
+                   progress: bool | None = None) -> pd.DataFrame:
+    """Re-run the lever search (about 4 s per lever, 51 s for all on an idle 2-core machine: the notebook reads
+    its cached result, ``load_levers``, rather than running it; ``python -m mot_lib levers`` rewrites it).
 
     Each lever is a setting (noise_orthogonal, sigma_xi, beta, L, n_train) under the
     default schedule; one row per lever with the medians over seeds of each model's
@@ -226,10 +230,45 @@ def explore_levers(seeds=(0, 1, 2), levers=LEVERS, record_every: int = 25, tail:
     rows = []
     for orth, sx, beta, L, n in levers:
         st = Setting(noise_orthogonal=orth, sigma_xi=sx, beta=beta, L=L, n_train=n)
-        runs = run_pair(st, TrainConfig(record_every=record_every), list(seeds))
+        runs = run_pair(st, TrainConfig(record_every=record_every), list(seeds), progress=progress)
         row = {"noise": "orthogonal" if orth else "isotropic", "sigma_xi": sx, "beta": beta, "L": L, "n_train": n}
         for name, run in runs.items():
             s = per_seed_summary(run, tail).median()
-            row.update({f"{q} | {name}": s[q] for q in ("final_loss", "final_err", "routing_acc", "tail_slope")})
+            row.update({f"{q} | {name}": s[q] for q in LEVER_QUANTITIES})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+LEVER_QUANTITIES = ("final_loss", "final_err", "routing_acc", "tail_slope")
+LEVER_COLUMNS = ["noise", "sigma_xi", "beta", "L", "n_train"] + [
+    f"{q} | {m}" for m in MODELS for q in LEVER_QUANTITIES]
+#: The cached lever search (written by ``python -m mot_lib levers``, read by notebooks/04_lemma1).
+LEVERS_CSV = Path(__file__).resolve().parent.parent / "data" / "lemma1_levers.csv"
+
+
+def save_levers(df: pd.DataFrame, path=LEVERS_CSV) -> Path:
+    """Write the lever search's table (``explore_levers``) as CSV, full precision."""
+    path = Path(path)
+    df[LEVER_COLUMNS].to_csv(path, index=False, float_format="%.6g")
+    return path
+
+
+def load_levers(path=LEVERS_CSV) -> pd.DataFrame:
+    """Read the cached lever search; a missing, unreadable or malformed file raises naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: the cached lever search is missing; "
+                                f"recreate it with `python -m mot_lib levers`")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a readable CSV ({e}); recreate it with `python -m mot_lib levers`") from None
+    if list(df.columns) != LEVER_COLUMNS:
+        raise ValueError(f"{path}: expected the columns {LEVER_COLUMNS}, found {list(df.columns)}; "
+                         f"recreate it with `python -m mot_lib levers`")
+    num = df[LEVER_COLUMNS[1:]]
+    if not num.apply(lambda c: pd.api.types.is_numeric_dtype(c)).all() or not df.noise.isin(
+            ["orthogonal", "isotropic"]).all():
+        raise ValueError(f"{path}: a value is not a number (or noise is not orthogonal/isotropic); "
+                         f"recreate it with `python -m mot_lib levers`")
+    return df

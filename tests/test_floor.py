@@ -87,3 +87,34 @@ def test_tiny_pair_and_sweep():
     sw = floor.sweep(P, "sigma_xi", reuse={1.0: runs}, N=3, d=12, L=6, n_train=120, n_test=200)
     assert sorted(sw.sigma_xi.unique()) == [0.5, 1.0]
     assert len(sw) == 2 * 2 * 1 and set(sw.seed) == {0}
+
+
+def test_lever_search_roundtrip_and_bad_files(tmp_path):
+    """explore_levers on one tiny lever writes a table that load_levers reads back; bad files name the file."""
+    lever = ((False, 1.0, 2.0, 5, 60),)
+    df = floor.explore_levers(seeds=(0,), levers=lever, record_every=25, progress=False)
+    assert list(df.columns) == floor.LEVER_COLUMNS and len(df) == 1
+    assert 0.0 <= df["final_err | MoT"].iloc[0] <= 1.0
+    f = floor.save_levers(df, tmp_path / "levers.csv")
+    back = floor.load_levers(f)
+    np.testing.assert_allclose(back["final_loss | MoT"], df["final_loss | MoT"], rtol=1e-5)
+    with pytest.raises(FileNotFoundError, match="missing.csv"):
+        floor.load_levers(tmp_path / "missing.csv")
+    (tmp_path / "cols.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="cols.csv: expected the columns"):
+        floor.load_levers(tmp_path / "cols.csv")
+    bad = back.astype({"sigma_xi": object})
+    bad.loc[0, "sigma_xi"] = "lots"
+    bad.to_csv(tmp_path / "vals.csv", index=False)
+    with pytest.raises(ValueError, match="vals.csv: a value is not a number"):
+        floor.load_levers(tmp_path / "vals.csv")
+    (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ValueError, match="bin.csv"):
+        floor.load_levers(tmp_path / "bin.csv")
+
+
+def test_committed_lever_table_is_valid():
+    df = floor.load_levers()
+    assert len(df) == len(floor.LEVERS)
+    assert [tuple(r) for r in df[["sigma_xi", "beta", "L", "n_train"]].itertuples(index=False)] == \
+        [lv[1:] for lv in floor.LEVERS]
