@@ -59,26 +59,62 @@ def route(h: torch.Tensor, lam: float = 0.0, gens: list[torch.Generator] | None 
     return torch.argmax(h, dim=-1)
 
 
+class _RowSoftmax(torch.autograd.Function):
+    """softmax over the last axis, written out: on CPU, for rows of L ~ 8 keys, about 4x faster than
+    torch.softmax forward and 2x backward (measured on (8, 1000, 8, 8) float64 scores); same values
+    to rounding.  setup_context, jvp and the generated vmap rule keep it usable inside torch.func
+    transforms (the mechanism chapter's Hessians)."""
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x):
+        e = (x - x.amax(-1, keepdim=True)).exp()
+        return e / e.sum(-1, keepdim=True)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)
+        ctx.save_for_forward(output)
+
+    @staticmethod
+    def backward(ctx, g):
+        y, = ctx.saved_tensors
+        return y * (g - (g * y).sum(-1, keepdim=True))
+
+    @staticmethod
+    def jvp(ctx, dx):
+        y, = ctx.saved_tensors
+        return y * (dx - (dx * y).sum(-1, keepdim=True))
+
+
+def row_softmax(x: torch.Tensor) -> torch.Tensor:
+    """softmax_k over the last axis (attention over keys)."""
+    return _RowSoftmax.apply(x)
+
+
 def _pool(A: torch.Tensor, query_pool: str) -> torch.Tensor:
     """Attention weight each key receives: sum (or mean) over queries of softmax rows."""
     return A.sum(-2) if query_pool == "sum" else A.mean(-2)
 
 
 def token_weights(X: torch.Tensor, WKQ_sel: torch.Tensor, query_pool: str = "sum") -> torch.Tensor:
-    """a (S,n,L) for per-sample key-query matrices WKQ_sel (S,n,d,d)."""
-    XW = torch.einsum("snqd,snde->snqe", X, WKQ_sel)
-    scores = torch.einsum("snqe,snke->snqk", XW, X)
-    return _pool(torch.softmax(scores, dim=-1), query_pool)
+    """a (S,n,L) for per-sample key-query matrices WKQ_sel (S,n,d,d).
+
+    matmul rather than einsum: einsum's path for these (L x d)(d x d) blocks was 2x slower on CPU.
+    """
+    scores = torch.matmul(torch.matmul(X, WKQ_sel), X.transpose(-1, -2))
+    return _pool(row_softmax(scores), query_pool)
 
 
 @torch.no_grad()
 def token_weights_all(X: torch.Tensor, WKQ: torch.Tensor, query_pool: str = "sum") -> torch.Tensor:
     """a (S,M,n,L) for every expert; a loop over experts bounds memory.  Used while W_KQ is frozen."""
+    S, n, L, d = X.shape
+    Xt = X.transpose(-1, -2)
     out = []
     for m in range(WKQ.shape[1]):
-        XW = torch.einsum("snqd,sde->snqe", X, WKQ[:, m])
-        scores = torch.einsum("snqe,snke->snqk", XW, X)
-        out.append(_pool(torch.softmax(scores, dim=-1), query_pool))
+        XW = torch.bmm(X.reshape(S, n * L, d), WKQ[:, m]).view(S, n, L, d)
+        out.append(_pool(row_softmax(torch.matmul(XW, Xt)), query_pool))
     return torch.stack(out, dim=1)
 
 
@@ -144,7 +180,7 @@ def single_forward(params: dict, X: torch.Tensor, sigma) -> torch.Tensor:
     H, J = W.shape[1], W.shape[2]
     Xf = X.reshape(S, n * L, d)
     XW = torch.bmm(Xf, WKQ.permute(0, 2, 1, 3).reshape(S, d, H * d)).reshape(S, n, L, H, d).transpose(2, 3)
-    A = torch.softmax(torch.matmul(XW, X[:, :, None].transpose(-1, -2)), dim=-1)   # (S,n,H,q,k)
+    A = row_softmax(torch.matmul(XW, X[:, :, None].transpose(-1, -2)))             # (S,n,H,q,k)
     XWt = torch.bmm(Xf, W.reshape(S, H * J, d).transpose(1, 2)).reshape(S, n, L, H, J).transpose(2, 3)
     z = torch.matmul(A, XWt)                                                      # (S,n,H,q,J)
     return sigma(z).sum(dim=(2, 3, 4))
