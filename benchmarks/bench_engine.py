@@ -110,7 +110,7 @@ def main(argv=None):
     if not worst < 1e-6:
         print("FAIL: engine and reference disagree", file=sys.stderr)
         return 1
-    print(f"batched engine: {t_engine:.2f} s ({1e3 * t_engine / T:.1f} ms/step, history recorded at the end only)")
+    print(f"batched engine: {t_engine:.2f} s ({1e3 * t_engine / T:.1f} ms/step, history recorded at step 0, T1, T2 and T only)")
     print(f"reference loop: {t_ref:.2f} s ({1e3 * t_ref / T:.1f} ms/step)")
     print(f"peak memory (process max RSS) after the batched run: {rss1 / 2**20:.2f} GiB "
           f"(+{(rss1 - rss0) / 2**20:.2f} GiB over the data and imports)")

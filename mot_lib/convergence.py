@@ -28,7 +28,7 @@ import pandas as pd
 from . import rates
 from .book import ChapterParams, register
 from .config import Setting, SingleConfig, TrainConfig, _check
-from .data import Dataset, make_dataset
+from .data import make_dataset
 from .training import Run, train_mot, train_single
 
 # acceptance ranges of the growth exponent k (stated in the notebook)

@@ -88,7 +88,6 @@ def regime_report(runs: dict[str, Run], min_routing: float = 0.95, min_ratio: fl
 from dataclasses import dataclass  # noqa: E402
 
 from .book import ChapterParams, register  # noqa: E402
-from .config import _check  # noqa: E402
 
 
 @register("01_setting")

@@ -319,19 +319,9 @@ def single_hessian_spectrum(run: Run) -> pd.DataFrame:
     held at its trained value; "signals": each FFN vector restricted to span{c_n, v_n}),
     from one Hessian per seed for both subspaces.  Columns: seed, subspace, lam_min, lam_max.
     """
-    data, p = run.data, run.params
-    sigma = activation(run.cfg.activation)
-    S, H, J, d = p["W"].shape
     rows = []
-    for s in range(S):
-        X, y = data.train.X[s:s + 1], data.train.y[s:s + 1]
-        WKQ = p["WKQ"][s:s + 1]
-
-        def loss(w):
-            return logistic_loss(y * single_forward({"W": w.view(1, H, J, d), "WKQ": WKQ}, X, sigma)).mean()
-
-        Hm = torch.func.hessian(loss)(p["W"][s].reshape(-1))
-        B = torch.block_diag(*([torch.linalg.qr(data.signals[s].T).Q] * (H * J)))
+    for s in range(len(run.seeds)):
+        Hm, B = mt.single_ffn_hessian(run, s)
         for sub, Hs in (("full", Hm), ("signals", B.T @ Hm @ B)):
             ev = torch.linalg.eigvalsh(Hs)
             rows.append({"seed": run.seeds[s], "subspace": sub, "lam_min": float(ev[0]), "lam_max": float(ev[-1])})

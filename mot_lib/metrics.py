@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .models import activation, gather_experts, logistic_loss, token_weights_all, uniform_weights
+from .models import activation, logistic_loss
 
 
 def alignments(W: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
@@ -120,6 +120,26 @@ def expert_hessian_min_eig(run, split: str = "train", subspace: str = "signals")
     return out
 
 
+def single_ffn_hessian(run, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hessian of the single transformer's training loss in all its H*J FFN vectors (seed index s),
+    attention held at its trained value, and the block basis that restricts each vector to
+    span{c_n, v_n}: (H (HJd, HJd), B (HJd, HJ*2N)).  Shared by ``single_hessian_min_eig`` and the
+    mechanism chapter's ``single_hessian_spectrum``."""
+    from .models import single_forward
+
+    data, p = run.data, run.params
+    sigma = activation(run.cfg.activation)
+    _, H, J, d = p["W"].shape
+    X, y = data.train.X[s:s + 1], data.train.y[s:s + 1]
+    WKQ = p["WKQ"][s:s + 1]
+
+    def loss(w):
+        return logistic_loss(y * single_forward({"W": w.view(1, H, J, d), "WKQ": WKQ}, X, sigma)).mean()
+
+    Hm = torch.func.hessian(loss)(p["W"][s].reshape(-1))
+    return Hm, torch.block_diag(*([torch.linalg.qr(data.signals[s].T).Q] * (H * J)))
+
+
 def single_hessian_min_eig(run, subspace: str = "signals") -> torch.Tensor:
     """Smallest Hessian eigenvalue of the single transformer's loss in its FFN weights (S,).
 
@@ -127,23 +147,11 @@ def single_hessian_min_eig(run, subspace: str = "signals") -> torch.Tensor:
     attention held at its trained value; restricted per vector to the signal span
     when subspace="signals".
     """
-    from .models import single_forward
-
-    data, p = run.data, run.params
-    sigma = activation(run.cfg.activation)
-    S, H, J, d = p["W"].shape
+    S = run.params["W"].shape[0]
     out = torch.empty(S, dtype=torch.float64)
     for s in range(S):
-        X, y = data.train.X[s:s + 1], data.train.y[s:s + 1]
-        WKQ = p["WKQ"][s:s + 1]
-
-        def loss(w):
-            return logistic_loss(y * single_forward({"W": w.view(1, H, J, d), "WKQ": WKQ}, X, sigma)).mean()
-
-        Hm = torch.func.hessian(loss)(p["W"][s].reshape(-1))
+        Hm, B = single_ffn_hessian(run, s)
         if subspace == "signals":
-            B = torch.linalg.qr(data.signals[s].T).Q
-            Bfull = torch.block_diag(*([B] * (H * J)))
-            Hm = Bfull.T @ Hm @ Bfull
+            Hm = B.T @ Hm @ B
         out[s] = torch.linalg.eigvalsh(Hm)[0]
     return out

@@ -1,6 +1,5 @@
 import os
 
-import pytest
 import torch
 
 os.environ.setdefault("MOT_PROGRESS", "0")
