@@ -5,6 +5,7 @@
     python -m mot_lib run all --out out/
     python -m mot_lib regime --seeds 0 1 2 3 4
     python -m mot_lib levers            # re-run Lemma 1's lever search, rewrite data/lemma1_levers.csv
+    python -m mot_lib replicate --seeds 5 6 7 8 9   # claim chapters on untuned seeds -> data/replication
 
 ``run`` validates every parameter against the chapter's parameter class before
 it starts papermill, then writes the executed notebook and the chapter's
@@ -28,26 +29,44 @@ def _parse_params(pairs) -> dict:
     return out
 
 
-def cmd_run(args) -> int:
+def _run_chapter(name: str, values: dict, out: Path) -> None:
+    """Validate ``values`` against chapter ``name``'s parameters, then execute it with papermill into ``out``."""
     import papermill as pm
 
+    book.params_for(name, **values)      # raises ValueError naming a bad parameter, before anything runs
+    nb = book.NOTEBOOKS / f"{name}.ipynb"
+    if not nb.exists():
+        raise SystemExit(f"notebook {nb.name} not found in {book.NOTEBOOKS}")
+    out.mkdir(parents=True, exist_ok=True)
+    inject = {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}
+    inject["out_dir"] = str(out)
+    print(f"running {name} with {inject}", flush=True)
+    pm.execute_notebook(str(nb), str(out / f"{name}.ipynb"), parameters=inject, cwd=str(book.NOTEBOOKS),
+                        progress_bar=False, kernel_name="python3")
+
+
+def cmd_run(args) -> int:
     names = sorted(book.load_chapters()) if args.chapter == "all" else [args.chapter]
     params = _parse_params(args.p)
     out = Path(args.out).resolve()
     for name in names:
         values = {k: v for k, v in params.items() if args.chapter != "all" or k in {"seeds", "quick"}}
-        p = book.params_for(name, **values)      # raises ValueError naming a bad parameter
-        nb = book.NOTEBOOKS / f"{name}.ipynb"
-        if not nb.exists():
-            raise SystemExit(f"notebook {nb.name} not found in {book.NOTEBOOKS}")
-        out.mkdir(parents=True, exist_ok=True)
-        inject = {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}
-        inject["out_dir"] = str(out)
-        print(f"running {name} with {inject}", flush=True)
-        pm.execute_notebook(str(nb), str(out / f"{name}.ipynb"), parameters=inject, cwd=str(book.NOTEBOOKS),
-                            progress_bar=False, kernel_name="python3")
-        del p
+        _run_chapter(name, values, out)
     print(f"executed notebooks and verdicts are in {out}")
+    return 0
+
+
+def cmd_replicate(args) -> int:
+    """Every claim chapter at its defaults but on other seeds; verdicts and a manifest to data/replication."""
+    import tempfile
+
+    book.load_chapters()
+    seeds = {name: book.replication_seeds(name, args.seeds) for name in book.claim_chapters()}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, s in seeds.items():
+            _run_chapter(name, {"seeds": s}, Path(tmp))
+        dest = book.save_replication(tmp, seeds, args.dest or book.REPLICATION)
+    print(f"replication verdicts and manifest written to {dest}; the scorecard shows them beside the book's")
     return 0
 
 
@@ -86,6 +105,10 @@ def main(argv=None) -> int:
     lv = sub.add_parser("levers", help="re-run Lemma 1's search for a floor regime; rewrite its cached table")
     lv.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     lv.add_argument("--out", default=None, help="CSV to write (default: data/lemma1_levers.csv)")
+    rp = sub.add_parser("replicate", help="rerun every claim chapter on other seeds; verdicts to data/replication")
+    rp.add_argument("--seeds", type=int, nargs="+", default=[5, 6, 7, 8, 9],
+                    help="each chapter takes as many of these as it uses by default (default: 5 6 7 8 9)")
+    rp.add_argument("--dest", default=None, help="folder to write (default: data/replication)")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "list":
@@ -93,7 +116,7 @@ def main(argv=None) -> int:
             for name, cls in sorted(book.load_chapters().items()):
                 print(name + ": " + ", ".join(f"{f.name}={f.default!r}" for f in fields(cls)))
             return 0
-        return {"run": cmd_run, "regime": cmd_regime, "levers": cmd_levers}[args.cmd](args)
+        return {"run": cmd_run, "regime": cmd_regime, "levers": cmd_levers, "replicate": cmd_replicate}[args.cmd](args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

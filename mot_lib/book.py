@@ -9,8 +9,10 @@ it starts papermill.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from .config import _check, _Validated, check_seeds
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
+#: Verdicts of the claim chapters rerun on seeds nobody tuned on (``python -m mot_lib replicate``).
+REPLICATION = REPO / "data" / "replication"
 CHAPTERS: dict[str, type] = {}
 # chapter notebook -> the mot_lib module that defines (and registers) its parameters; imported on demand
 CHAPTER_MODULES = {
@@ -132,6 +136,75 @@ def verdict_table(rows: list[dict]) -> pd.DataFrame:
     df["measured"] = df["measured"].map(fmt)
     df["interval"] = df["interval"].map(lambda iv: f"[{fmt(iv[0])}, {fmt(iv[1])}]")
     return df[["claim", "bound", "measured", "interval", "verdict"]]
+
+
+def library_hash() -> str:
+    """sha256 of mot_lib/*.py and requirements.txt: what the chapters' numbers depend on besides
+    their parameters (the build's cache guard and the replication's manifest use it)."""
+    h = hashlib.sha256()
+    for f in sorted((REPO / "mot_lib").rglob("*.py")) + [REPO / "requirements.txt"]:
+        h.update(f.relative_to(REPO).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def claim_chapters() -> list[str]:
+    """The chapters that write verdicts, in reading order."""
+    return [n for n in CHAPTER_MODULES if n not in ("01_setting", "99_scorecard")]
+
+
+def replication_seeds(name: str, seeds) -> list[int]:
+    """The first k of ``seeds``, k = the number of seeds chapter ``name`` uses by default (so a
+    replication costs what the chapter costs)."""
+    k = len(params_for(name).seeds)
+    seeds = check_seeds(seeds)
+    if len(seeds) < k:
+        raise ValueError(f"seeds={seeds!r} has {len(seeds)} seeds; chapter {name} needs {k}")
+    return seeds[:k]
+
+
+def save_replication(run_dir: str | os.PathLike, seeds: dict[str, list[int]],
+                     dest: str | os.PathLike = REPLICATION) -> Path:
+    """Copy the verdict files of a replication run (``run_dir``/verdicts) to ``dest``/verdicts and
+    write ``dest``/manifest.json with the seeds of each chapter and the library hash."""
+    dest = Path(dest)
+    shutil.rmtree(dest / "verdicts", ignore_errors=True)
+    (dest / "verdicts").mkdir(parents=True)
+    for name in seeds:
+        shutil.copy(Path(run_dir) / "verdicts" / f"{name}.json", dest / "verdicts" / f"{name}.json")
+    (dest / "manifest.json").write_text(json.dumps({"seeds": seeds, "library_hash": library_hash()}, indent=2))
+    return dest
+
+
+def load_replication(path: str | os.PathLike = REPLICATION) -> tuple[pd.DataFrame, dict] | None:
+    """(verdict rows, manifest) of the committed replication, or None if there is none.
+
+    A malformed manifest or verdict file raises naming the file.
+    """
+    path = Path(path)
+    mf = path / "manifest.json"
+    if not mf.exists():
+        return None
+    try:
+        manifest = json.loads(mf.read_text())
+        if not isinstance(manifest.get("seeds"), dict) or not isinstance(manifest.get("library_hash"), str):
+            raise ValueError("needs the keys 'seeds' (chapter -> list) and 'library_hash'")
+    except (json.JSONDecodeError, ValueError, AttributeError) as e:
+        raise ValueError(f"{mf}: not a replication manifest ({e}); rerun `python -m mot_lib replicate`") from None
+    return read_verdicts(path), manifest
+
+
+def compare_verdicts(table: pd.DataFrame, rep: pd.DataFrame) -> pd.DataFrame:
+    """The book's verdict rows with the replication's verdict for the same (chapter, claim) beside them.
+
+    Adds ``replication`` (the verdict on the replication's seeds; empty where it has no such row)
+    and ``same`` (whether the two verdicts agree; False where the replication lacks the row).
+    """
+    r = rep[["chapter", "claim", "verdict"]].rename(columns={"verdict": "replication"})
+    out = table.merge(r, on=["chapter", "claim"], how="left")
+    out["same"] = out["verdict"] == out["replication"]
+    out["replication"] = out["replication"].fillna("")
+    return out
 
 
 @register("99_scorecard")

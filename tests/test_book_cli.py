@@ -1,6 +1,7 @@
 """Chapter parameters, verdict files and the command line."""
 import json
 
+import pandas as pd
 import pytest
 
 import mot_lib as mot
@@ -61,3 +62,41 @@ def test_cli_rejects_bad_parameter_before_running(capsys):
 def test_cli_runs_a_chapter(tmp_path):
     assert main(["run", "99_scorecard", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "99_scorecard.ipynb").exists()
+
+
+def test_replication_roundtrip_compare_and_bad_manifest(tmp_path):
+    """save_replication copies verdicts and writes a manifest; compare_verdicts flags a changed verdict."""
+    run_dir = tmp_path / "run"
+    a = mot.rates.verdict_row("c1", "b", mot.rates.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))   # holds
+    b = mot.rates.verdict_row("c2", "b", mot.rates.Estimate(0.5, 0.1, 0.9), (0.25, 0.75))   # inconclusive
+    book.write_verdicts([a, b], "02_x", run_dir)
+    dest = book.save_replication(run_dir, {"02_x": [5, 6]}, tmp_path / "rep")
+    rep, manifest = book.load_replication(dest)
+    assert manifest["seeds"] == {"02_x": [5, 6]} and manifest["library_hash"] == book.library_hash()
+    mine = book.read_verdicts(run_dir)
+    mine.loc[1, "verdict"] = "holds"
+    extra = pd.DataFrame([{"chapter": "03_y", "claim": "new", "bound": "", "measured": 1.0,
+                           "interval": [0, 1], "verdict": "holds"}])
+    both = book.compare_verdicts(pd.concat([mine, extra], ignore_index=True), rep)
+    assert both.same.tolist() == [True, False, False]
+    assert both.replication.tolist() == ["holds", "inconclusive", ""]
+    assert book.load_replication(tmp_path / "nowhere") is None
+    (dest / "manifest.json").write_text('{"seeds": [1, 2]}')
+    with pytest.raises(ValueError, match="manifest.json: not a replication manifest"):
+        book.load_replication(dest)
+
+
+def test_replication_seeds_follow_each_chapter():
+    assert book.replication_seeds("02_proposition1", [5, 6, 7, 8, 9]) == [5, 6, 7, 8, 9]
+    assert book.replication_seeds("05_theorem1", [5, 6, 7, 8, 9]) == [5, 6, 7]
+    with pytest.raises(ValueError, match="needs 5"):
+        book.replication_seeds("02_proposition1", [5, 6])
+
+
+def test_committed_replication_covers_every_claim_chapter():
+    rep = book.load_replication()
+    assert rep is not None, "no data/replication: run `python -m mot_lib replicate`"
+    table, manifest = rep
+    assert set(manifest["seeds"]) == set(book.claim_chapters()) == set(table.chapter)
+    for name, seeds in manifest["seeds"].items():
+        assert not set(seeds) & set(book.params_for(name).seeds), f"{name}: replication reuses a default seed"

@@ -10,7 +10,6 @@ after the chapters, and gathers their fresh verdicts).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
@@ -21,21 +20,13 @@ BUILD = REPO / "_build"
 STAMP = BUILD / ".mot_lib_hash"
 
 
-def library_hash() -> str:
-    h = hashlib.sha256()
-    for f in sorted((REPO / "mot_lib").rglob("*.py")) + [REPO / "requirements.txt"]:
-        h.update(f.relative_to(REPO).as_posix().encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
-
-
 def main() -> int:
     sys.path.insert(0, str(REPO))
-    from mot_lib.book import CHAPTER_MODULES  # noqa: E402
+    from mot_lib.book import claim_chapters, library_hash  # noqa: E402
     now = library_hash()
     old = STAMP.read_text().strip() if STAMP.exists() else None
     verdicts = BUILD / "out" / "verdicts"
-    claims = [n for n in CHAPTER_MODULES if n not in ("01_setting", "99_scorecard")]
+    claims = claim_chapters()
     missing = [n for n in claims if not (verdicts / f"{n}.json").exists()]
     if now != old or missing:
         why = "mot_lib changed" if old and now != old else ("first build" if not old else f"missing verdicts {missing}")
