@@ -57,7 +57,7 @@ sigma0 = 0.1                               # init scale of the main run
 sigma0s = [0.003, 0.01, 0.032, 0.1, 0.32]  # sigma0 sweep (2 decades)
 M = 16                                     # experts
 T1 = 200                                   # end of Stage I
-T2 = 300                                   # end of Stage II (= T: Stage III is not run)
+T2 = 300                                   # end of Stage II, also the end of training (no Stage III here)
 eta2 = 0.3                                 # Stage II step, normalized GD (the engine's default optimizer)
 gd_etas = [10.0, 100.0, 1000.0]            # plain-GD Stage II steps tried
 gd_sweep_eta = 100.0                       # plain-GD step of the sigma0 sweep under GD

@@ -53,8 +53,8 @@ record_every = 10        # record cadence of the two main regimes
 tail = 1 / 3             # the floor is read off the last third of training
 noisy_sigma_xi = 1.5     # noisy regime: isotropic noise level
 noisy_beta = 4.0         # noisy regime: class-token amplitude (keeps routing intact)
-sigma_xis = [1.0, 1.5, 2.0]   # noise sweep (noisy regime; sigma_xi=noisy_sigma_xi reuses the main run)
-Ls = [5, 8, 12]          # tokens-per-sample sweep (noisy regime; L=8 reuses the main run)
+sigma_xis = [1.0, 1.5, 2.0]   # noise sweep in the noisy regime (the noisy_sigma_xi point reuses the main run)
+Ls = [5, 8, 12]          # tokens-per-sample sweep in the noisy regime (the L of 8 reuses the main run)
 sweep_seeds = 3          # the sweeps use the first sweep_seeds seeds
 sweep_every = 25         # record cadence in the sweeps
 flat_tol = 0.2           # plateau: tail log-log slope within [-flat_tol, flat_tol]

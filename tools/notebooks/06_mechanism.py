@@ -69,7 +69,7 @@ _before = set(globals())
 code("""
 # Parameters (papermill)
 seeds = [0, 1, 2, 3, 4]
-M = 16                  # experts of the MoT (the shared expert is the same model with M = 1)
+M = 16                  # experts of the MoT; the shared expert is the same model with one expert
 T1 = 200                # end of Stage I
 T2 = 300                # end of Stage II
 T = 500                 # end of Stage III (curvature is measured here)
@@ -80,7 +80,7 @@ single_T = 500          # training steps of the single transformer
 min_share = 0.01        # an expert is "used" if it receives at least this share of the training samples
 conflict_margin = 0.1   # conflict: the class-vs-rest cosine interval lies at or below -conflict_margin
 clear_gap = 0.5         # "clearly": within-specialist cosine minus shared cosine at least this
-rel_tol = 1e-3          # strongly convex: lambda_min / lambda_max at least this (condition number <= 1/rel_tol)
+rel_tol = 1e-3          # strongly convex: lambda_min / lambda_max at least this, a condition number of at most 1/rel_tol
 record_every = 50       # history cadence (this chapter reads weights, not curves)
 quick = False           # a smoke test: 200 samples and half the steps
 out_dir = None          # where verdicts are written (None: the book's folder)

@@ -42,8 +42,36 @@ counts = table.groupby("verdict").size().reindex(list(mot.rates.VERDICTS), fill_
 counts.to_frame("claims")
 """),
 md(r"""
-The rows come straight from the chapters' files; nothing on this page is typed
-by hand. A claim that does not hold or is inconclusive here is discussed, with
+## Do the verdicts survive other seeds?
+
+The chapters' default seeds are the ones their defaults were chosen on. To see
+which verdicts depend on that choice, `python -m mot_lib replicate` reruns every
+claim chapter at its defaults on other seeds (5, 6, 7, ... by default, as many as
+the chapter uses) and commits their verdicts to `data/replication/` with a
+manifest of the seeds and of the `mot_lib` version they were computed with. The
+table lists every claim whose verdict differs between the two seed sets; such a
+verdict rests on an interval that touches its acceptance edge, and its chapter
+should be read as borderline on that row.
+"""),
+code("""
+rep = mot.book.load_replication()
+if rep is None:
+    print("no replication committed yet: run `python -m mot_lib replicate`")
+else:
+    rep_table, manifest = rep
+    if manifest["library_hash"] != mot.book.library_hash():
+        print("note: the replication was computed with another version of mot_lib; "
+              "rerun `python -m mot_lib replicate` to refresh it")
+    both = mot.book.compare_verdicts(table, rep_table)
+    seeds = "; ".join(f"{ch}: {s}" for ch, s in manifest["seeds"].items())
+    print(f"replication seeds: {seeds}")
+    print(f"same verdict on both seed sets: {int(both.same.sum())} of {len(both)} claims")
+    diff = both[~both.same][["chapter", "claim", "verdict", "replication"]]
+    display(diff.rename(columns={"verdict": "verdict (default seeds)", "replication": "verdict (replication seeds)"}))
+"""),
+md(r"""
+The rows come straight from the chapters' files and the committed replication;
+nothing on this page is typed by hand. A claim that does not hold or is inconclusive here is discussed, with
 what was tried, in its chapter.
 """),
 ]
