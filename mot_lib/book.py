@@ -35,6 +35,10 @@ CHAPTER_MODULES = {
     "06_mechanism": "mot_lib.mechanism",
     "99_scorecard": "mot_lib.book",
 }
+#: Every verdict row has these keys; ``rates.population_row`` adds the optional ones (the population
+#: test, the number of seeds, and for an inconclusive row which way it leans and what would settle it).
+VERDICT_KEYS = {"claim", "bound", "measured", "interval", "verdict"}
+VERDICT_EXTRA = {"test", "seeds", "note"}
 IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
 
@@ -103,10 +107,10 @@ def out_dir(path: str | os.PathLike | None = None) -> Path:
 
 def write_verdicts(rows: list[dict], chapter: str, path: str | os.PathLike | None = None) -> Path:
     """Write a chapter's verdict rows to <out_dir>/verdicts/<chapter>.json (the scorecard reads these)."""
-    need = {"claim", "bound", "measured", "interval", "verdict"}
     for r in rows:
-        if set(r) != need:
-            raise ValueError(f"a verdict row must have exactly the keys {sorted(need)}; got {sorted(r)}")
+        if not VERDICT_KEYS <= set(r) or not set(r) <= VERDICT_KEYS | VERDICT_EXTRA:
+            raise ValueError(f"a verdict row must have the keys {sorted(VERDICT_KEYS)} and may have "
+                             f"{sorted(VERDICT_EXTRA)}; got {sorted(r)}")
     d = out_dir(path) / "verdicts"
     d.mkdir(parents=True, exist_ok=True)
     f = d / f"{chapter}.json"
@@ -124,9 +128,10 @@ def read_verdicts(path: str | os.PathLike | None = None) -> pd.DataFrame:
         except json.JSONDecodeError as e:
             raise ValueError(f"verdict file {f.name} is not valid JSON: {e}") from None
         frames.append(pd.DataFrame(rows).assign(chapter=f.stem))
+    cols = ["chapter", "claim", "bound", "measured", "interval", "verdict", "test", "seeds", "note"]
     if not frames:
-        return pd.DataFrame(columns=["chapter", "claim", "bound", "measured", "interval", "verdict"])
-    return pd.concat(frames, ignore_index=True)[["chapter", "claim", "bound", "measured", "interval", "verdict"]]
+        return pd.DataFrame(columns=cols)
+    return pd.concat(frames, ignore_index=True).reindex(columns=cols)
 
 
 def verdict_table(rows: list[dict]) -> pd.DataFrame:
@@ -135,7 +140,12 @@ def verdict_table(rows: list[dict]) -> pd.DataFrame:
     fmt = lambda x: f"{x:.3g}"  # noqa: E731
     df["measured"] = df["measured"].map(fmt)
     df["interval"] = df["interval"].map(lambda iv: f"[{fmt(iv[0])}, {fmt(iv[1])}]")
-    return df[["claim", "bound", "measured", "interval", "verdict"]]
+    cols = ["claim", "bound", "measured", "interval", "verdict"]
+    if "test" in df:
+        df["seeds"] = df["seeds"].map(lambda n: "" if pd.isna(n) else str(int(n)))
+        df["note"] = df["note"].fillna("")
+        cols += ["test", "seeds", "note"]
+    return df[cols]
 
 
 def library_hash() -> str:

@@ -6,6 +6,7 @@ A verdict is always computed from an interval, never typed.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,3 +114,118 @@ def verdict_row(claim: str, bound: str, est: Estimate, accept: tuple[float, floa
     """One row of a chapter's verdict table (the scorecard reads these)."""
     return {"claim": claim, "bound": bound, "measured": float(est.value),
             "interval": [float(est.lo), float(est.hi)], "verdict": verdict(est, accept)}
+
+
+# ---------------------------------------------------------------------- population-level verdicts
+# A verdict is a statement about the population of seeds, decided by a rule fixed in the chapter's
+# parameters before looking at the results:
+#  * a per-seed pass/fail property: the share of passing seeds, with a Wilson score interval
+#    (``share``), against a stated share;
+#  * a continuous per-seed quantity (a slope fitted per seed, a ratio, a cosine): its mean with a
+#    Student-t interval (``mean_t``, nominal coverage at any number of seeds for roughly normal
+#    per-seed values), or its median with the distribution-free order-statistic interval
+#    (``median_ci``, exact coverage >= level for any continuous distribution).
+# ``verdict`` then compares the interval with the acceptance range; ``population_row`` writes the row
+# with the test, the number of seeds and, for an inconclusive row, which way it leans and what would
+# settle it.
+
+def _z(level: float) -> float:
+    from statistics import NormalDist
+    return NormalDist().inv_cdf(0.5 + level / 2)
+
+
+def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial share k/n (nominal coverage even near 0 and 1)."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    z = _z(level)
+    p = k / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, mid - half), min(1.0, mid + half)
+
+
+def share(passed, level: float = 0.95) -> Estimate:
+    """Share of seeds whose property holds, with a Wilson interval.  NaN entries count as failures
+    (a seed that never reached the property did not pass)."""
+    v = np.asarray(passed, float)
+    v = np.where(np.isfinite(v), v, 0.0)
+    k, n = int(round(v.sum())), v.size
+    lo, hi = wilson(k, n, level)
+    return Estimate(k / n if n else float("nan"), lo, hi)
+
+
+def mean_t(values, level: float = 0.95) -> Estimate:
+    """Mean over seeds with a Student-t interval (NaN values are dropped)."""
+    from scipy import stats
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"))
+    m = float(v.mean())
+    if v.size < 2:
+        return Estimate(m, float("nan"), float("nan"))
+    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return Estimate(m, m - half, m + half)
+
+
+def median_ci(values, level: float = 0.95) -> Estimate:
+    """Median over seeds with the distribution-free interval between order statistics
+    (coverage >= level for any continuous distribution; undefined below 6 seeds at 95%)."""
+    from scipy import stats
+    v = np.sort(np.asarray(values, float))
+    v = v[np.isfinite(v)]
+    n = v.size
+    if n == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"))
+    med = float(np.median(v))
+    # largest j with P(Bin(n, 1/2) < j) <= (1 - level)/2: the interval [v_(j), v_(n+1-j)] (1-based)
+    j = int(stats.binom.ppf((1 - level) / 2, n, 0.5))
+    if stats.binom.cdf(j - 1, n, 0.5) > (1 - level) / 2:
+        j -= 1
+    if j < 1:
+        return Estimate(med, float("nan"), float("nan"))
+    return Estimate(med, float(v[j - 1]), float(v[n - j]))
+
+
+def seeds_to_settle(est: Estimate, accept: tuple[float, float], n: int) -> int | None:
+    """Rough number of seeds at which the interval's half-width would clear the nearest acceptance
+    edge, keeping its point estimate and spread (None if the point sits on the edge or nothing is known)."""
+    if not (np.isfinite(est.lo) and np.isfinite(est.hi) and np.isfinite(est.value)) or n < 2:
+        return None
+    edges = [e for e in accept if np.isfinite(e)]
+    if not edges:
+        return None
+    dist = min(abs(est.value - e) for e in edges)
+    half = max(est.hi - est.value, est.value - est.lo)
+    if dist <= 0 or half <= 0:
+        return None
+    return int(math.ceil(n * (half / dist) ** 2))
+
+
+def leaning(est: Estimate, accept: tuple[float, float], n: int, more: str = "") -> str:
+    """For an inconclusive verdict: where the interval lies against the acceptance range and what
+    would settle it.  Empty for a decided verdict."""
+    v = verdict(est, accept)
+    if v != "inconclusive":
+        return ""
+    if not (np.isfinite(est.lo) and np.isfinite(est.hi)):
+        return "no interval (too few finite per-seed values)" + (f"; {more}" if more else "")
+    lo, hi = accept
+    inside = (lo <= est.value <= hi) if np.isfinite(est.value) else False
+    edge = lo if (np.isfinite(lo) and est.lo < lo) else hi
+    side = "inside" if inside else "outside"
+    k = seeds_to_settle(est, accept, n)
+    need = f"about {k} seeds would settle it" if k else "more seeds would not settle it: the estimate sits on the edge"
+    return (f"leans {'holds' if inside else 'does not hold'}: the point estimate lies {side} the accepted range "
+            f"and the interval crosses its edge {edge:g}; {need}" + (f"; {more}" if more else ""))
+
+
+def population_row(claim: str, bound: str, est: Estimate, accept: tuple[float, float], test: str,
+                   n: int, more: str = "") -> dict:
+    """A verdict row that states its population test: ``test`` says what is estimated over the seeds
+    and how the interval is made (e.g. "share of seeds passing, Wilson 95%"), ``n`` how many seeds."""
+    row = verdict_row(claim, bound, est, accept)
+    row.update(test=test, seeds=int(n), note=leaning(est, accept, n, more))
+    return row
