@@ -11,12 +11,12 @@ export MOT_PROGRESS ?= 0
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
-	# make `import mot_lib` work in every kernel started from this venv, wherever the notebook sits
-	$(PY) -c "import site, os; open(os.path.join(site.getsitepackages()[0], 'mot_lib_repo.pth'), 'w').write(os.getcwd() + '\n')"
+	# mot_lib as an editable package (pyproject.toml): `import mot_lib` works in every kernel, from any folder
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 ## make book: execute every chapter (cached; the cache is cleared when mot_lib changes) and build the HTML book

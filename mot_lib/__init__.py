@@ -3,11 +3,13 @@
 
 Import it as ``import mot_lib as mot`` in every chapter.
 """
+__version__ = "0.2.0"
+
 from .config import Setting, SingleConfig, TrainConfig, check_seeds
 from .data import Dataset, make_dataset, make_signals
 from .training import DivergenceError, Run, stage_of, train_mot, train_single
 from . import book, metrics, models, rates
 
-__all__ = ["Setting", "TrainConfig", "SingleConfig", "check_seeds", "Dataset", "make_dataset",
+__all__ = ["__version__", "Setting", "TrainConfig", "SingleConfig", "check_seeds", "Dataset", "make_dataset",
            "make_signals", "DivergenceError", "Run", "stage_of", "train_mot", "train_single",
            "metrics", "models", "book", "rates"]

@@ -5,7 +5,7 @@
     python -m mot_lib run all --out out/
     python -m mot_lib regime --seeds 0 1 2 3 4
     python -m mot_lib levers            # re-run Lemma 1's lever search, rewrite data/lemma1_levers.csv
-    python -m mot_lib replicate --seeds 5 6 7 8 9   # claim chapters on untuned seeds -> data/replication
+    python -m mot_lib replicate --sets 2 --draw 2026   # claim chapters on untuned seed sets -> data/replication
 
 ``run`` validates every parameter against the chapter's parameter class before
 it starts papermill, then writes the executed notebook and the chapter's
@@ -14,6 +14,7 @@ verdicts (<out>/verdicts/<chapter>.json) under --out.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -22,11 +23,35 @@ import yaml
 from . import book
 
 
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def parse_value(raw: str):
+    """A ``-p`` value as papermill's ``-p`` reads it: True/False/None (also true/false/null), an int, a
+    float (``1e-3``, ``.5``), else the string as typed; a ``[...]`` list too, its items read the same way."""
+    s = raw.strip()
+    if s in ("True", "true"):
+        return True
+    if s in ("False", "false"):
+        return False
+    if s in ("None", "none", "null"):
+        return None
+    if re.fullmatch(r"[+-]?\d+", s):
+        return int(s)
+    if _NUMBER.fullmatch(s):
+        return float(s)
+    if s.startswith("[") and s.endswith("]"):
+        try:
+            items = yaml.safe_load(s)
+        except yaml.YAMLError:
+            return raw
+        if isinstance(items, list):
+            return [parse_value(x) if isinstance(x, str) else x for x in items]
+    return raw
+
+
 def _parse_params(pairs) -> dict:
-    out = {}
-    for name, raw in pairs or []:
-        out[name] = yaml.safe_load(raw)  # the same value syntax papermill's -p accepts
-    return out
+    return {name: parse_value(raw) for name, raw in pairs or []}
 
 
 def _run_chapter(name: str, values: dict, out: Path) -> None:
@@ -57,15 +82,18 @@ def cmd_run(args) -> int:
 
 
 def cmd_replicate(args) -> int:
-    """Every claim chapter at its defaults but on other seeds; verdicts and a manifest to data/replication."""
+    """Every claim chapter at its full defaults on ``--sets`` seed sets drawn at random (disjoint from the
+    defaults and from each other); their verdicts and a manifest go to data/replication."""
     import tempfile
 
-    book.load_chapters()
-    seeds = {name: book.replication_seeds(name, args.seeds) for name in book.claim_chapters()}
+    sets = book.replication_sets(args.sets, args.draw)
     with tempfile.TemporaryDirectory() as tmp:
-        for name, s in seeds.items():
-            _run_chapter(name, {"seeds": s}, Path(tmp))
-        dest = book.save_replication(tmp, seeds, args.dest or book.REPLICATION)
+        dirs = {}
+        for label, seeds in sets.items():
+            dirs[label] = Path(tmp) / label.replace(" ", "_")
+            for name, s in seeds.items():
+                _run_chapter(name, {"seeds": s}, dirs[label])
+        dest = book.save_replication(dirs, sets, args.dest or book.REPLICATION)
     print(f"replication verdicts and manifest written to {dest}; the scorecard shows them beside the book's")
     return 0
 
@@ -106,8 +134,9 @@ def main(argv=None) -> int:
     lv.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     lv.add_argument("--out", default=None, help="CSV to write (default: data/lemma1_levers.csv)")
     rp = sub.add_parser("replicate", help="rerun every claim chapter on other seeds; verdicts to data/replication")
-    rp.add_argument("--seeds", type=int, nargs="+", default=[5, 6, 7, 8, 9],
-                    help="each chapter takes as many of these as it uses by default (default: 5 6 7 8 9)")
+    rp.add_argument("--sets", type=int, default=2, help="how many seed sets (default: 2)")
+    rp.add_argument("--draw", type=int, default=2026,
+                    help="seed of the draw of the sets' seeds (default: 2026); another value gives other sets")
     rp.add_argument("--dest", default=None, help="folder to write (default: data/replication)")
     args = ap.parse_args(argv)
     try:

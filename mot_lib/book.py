@@ -79,7 +79,7 @@ def params_for(name: str, **values) -> ChapterParams:
         import importlib
         importlib.import_module(CHAPTER_MODULES[name])
     if name not in CHAPTERS:
-        raise ValueError(f"unknown chapter {name!r}; chapters: {sorted(CHAPTERS)}")
+        raise ValueError(f"unknown chapter {name!r}; chapters: {list(CHAPTER_MODULES)}")
     cls = CHAPTERS[name]
     known = [f.name for f in fields(cls)]
     unknown = sorted(set(values) - set(known))
@@ -163,31 +163,55 @@ def claim_chapters() -> list[str]:
     return [n for n in CHAPTER_MODULES if n not in ("01_setting", "99_scorecard")]
 
 
-def replication_seeds(name: str, seeds) -> list[int]:
-    """The first k of ``seeds``, k = the number of seeds chapter ``name`` uses by default (so a
-    replication costs what the chapter costs)."""
-    k = len(params_for(name).seeds)
-    seeds = check_seeds(seeds)
-    if len(seeds) < k:
-        raise ValueError(f"seeds={seeds!r} has {len(seeds)} seeds; chapter {name} needs {k}")
-    return seeds[:k]
+def replication_sets(n_sets: int = 2, draw: int = 2026, size: int | None = None) -> dict[str, dict[str, list[int]]]:
+    """Seed sets for a replication: ``n_sets`` sets, each giving every claim chapter as many seeds as it
+    uses by default (``size`` overrides that), drawn at random from [1000, 10**6) with the generator
+    seeded by ``draw`` (so they are not the integers after the defaults), disjoint from every chapter's
+    default seeds and from each other.  Returns {"set 1": {chapter: seeds}, ...}."""
+    import numpy as np
+    _check("n_sets", n_sets, kind=int, lo=1, hi=100)
+    _check("draw", draw, kind=int, lo=0)
+    if size is not None:
+        _check("size", size, kind=int, lo=1, hi=10_000)
+    load_chapters()
+    chapters = claim_chapters()
+    k = {n: size or len(params_for(n).seeds) for n in chapters}
+    taken = {s for n in chapters for s in params_for(n).seeds}
+    rng = np.random.default_rng(draw)
+    pool = [int(x) for x in rng.permutation(np.arange(1000, 10**6))[: n_sets * max(k.values()) + len(taken)]
+            if int(x) not in taken]
+    sets = {}
+    for i in range(n_sets):
+        block = pool[i * max(k.values()):(i + 1) * max(k.values())]
+        sets[f"set {i + 1}"] = {n: sorted(block[:k[n]]) for n in chapters}
+    return sets
 
 
-def save_replication(run_dir: str | os.PathLike, seeds: dict[str, list[int]],
+def _slug(label: str) -> str:
+    return label.replace(" ", "_")
+
+
+def save_replication(run_dirs: dict[str, str | os.PathLike], sets: dict[str, dict[str, list[int]]],
                      dest: str | os.PathLike = REPLICATION) -> Path:
-    """Copy the verdict files of a replication run (``run_dir``/verdicts) to ``dest``/verdicts and
-    write ``dest``/manifest.json with the seeds of each chapter and the library hash."""
+    """Copy the verdict files of each replication run (``run_dirs[label]``/verdicts) to
+    ``dest``/<label>/verdicts and write ``dest``/manifest.json with the seeds of every set and chapter
+    and the library hash."""
     dest = Path(dest)
-    shutil.rmtree(dest / "verdicts", ignore_errors=True)
-    (dest / "verdicts").mkdir(parents=True)
-    for name in seeds:
-        shutil.copy(Path(run_dir) / "verdicts" / f"{name}.json", dest / "verdicts" / f"{name}.json")
-    (dest / "manifest.json").write_text(json.dumps({"seeds": seeds, "library_hash": library_hash()}, indent=2))
+    if dest.exists():
+        for old in dest.iterdir():
+            if old.is_dir():
+                shutil.rmtree(old)
+    for label, seeds in sets.items():
+        d = dest / _slug(label) / "verdicts"
+        d.mkdir(parents=True)
+        for name in seeds:
+            shutil.copy(Path(run_dirs[label]) / "verdicts" / f"{name}.json", d / f"{name}.json")
+    (dest / "manifest.json").write_text(json.dumps({"sets": sets, "library_hash": library_hash()}, indent=2))
     return dest
 
 
-def load_replication(path: str | os.PathLike = REPLICATION) -> tuple[pd.DataFrame, dict] | None:
-    """(verdict rows, manifest) of the committed replication, or None if there is none.
+def load_replication(path: str | os.PathLike = REPLICATION) -> tuple[dict[str, pd.DataFrame], dict] | None:
+    """({set label: verdict rows}, manifest) of the committed replication, or None if there is none.
 
     A malformed manifest or verdict file raises naming the file.
     """
@@ -197,11 +221,12 @@ def load_replication(path: str | os.PathLike = REPLICATION) -> tuple[pd.DataFram
         return None
     try:
         manifest = json.loads(mf.read_text())
-        if not isinstance(manifest.get("seeds"), dict) or not isinstance(manifest.get("library_hash"), str):
-            raise ValueError("needs the keys 'seeds' (chapter -> list) and 'library_hash'")
+        if not isinstance(manifest.get("sets"), dict) or not isinstance(manifest.get("library_hash"), str) \
+                or not all(isinstance(v, dict) for v in manifest["sets"].values()):
+            raise ValueError("needs the keys 'sets' (label -> chapter -> seeds) and 'library_hash'")
     except (json.JSONDecodeError, ValueError, AttributeError) as e:
         raise ValueError(f"{mf}: not a replication manifest ({e}); rerun `python -m mot_lib replicate`") from None
-    return read_verdicts(path), manifest
+    return {label: read_verdicts(path / _slug(label)) for label in manifest["sets"]}, manifest
 
 
 def compare_verdicts(table: pd.DataFrame, rep: pd.DataFrame) -> pd.DataFrame:
@@ -221,3 +246,98 @@ def compare_verdicts(table: pd.DataFrame, rep: pd.DataFrame) -> pd.DataFrame:
 @dataclass(frozen=True)
 class ScorecardParams(ChapterParams):
     """The scorecard reads verdict files; it trains nothing."""
+
+
+# ---------------------------------------------------------------------- what the reader sees
+#: sphinx-design badge colour of each verdict.
+BADGES = {"holds": "success", "does not hold": "danger", "inconclusive": "warning"}
+
+
+def badge(verdict: str) -> str:
+    """A verdict as a coloured badge (MyST markdown, sphinx-design's ``bdg`` roles)."""
+    if verdict not in BADGES:
+        raise ValueError(f"verdict={verdict!r} is not one of {list(BADGES)}")
+    return f"{{bdg-{BADGES[verdict]}}}`{verdict}`"
+
+
+def _cell(text) -> str:
+    """Text for a markdown table cell: one line, no bare pipe (it would split the cell)."""
+    s = "" if text is None or (isinstance(text, float) and pd.isna(text)) else str(text)
+    return " ".join(s.split()).replace("|", r"\|")
+
+
+def _measured(row) -> str:
+    iv = row["interval"]
+    return f"{row['measured']:.3g} [{iv[0]:.3g}, {iv[1]:.3g}]"
+
+
+def verdict_markdown(rows) -> str:
+    """A chapter's verdict rows as a MyST markdown table: claim, bound, measured value with its 95%
+    interval, a verdict badge, the population test with its number of seeds, and for an inconclusive
+    row which way it leans and what would settle it.  Math in claims and bounds ($...$) is typeset."""
+    df = pd.DataFrame(list(rows))
+    out = ["| claim | bound (accepted range) | measured [95% interval] | verdict | population test | note |",
+           "|:--|:--|:--|:--|:--|:--|"]
+    for _, r in df.iterrows():
+        test = _cell(r.get("test", ""))
+        if "seeds" in r and pd.notna(r.get("seeds")):
+            test += f" ({int(r['seeds'])} seeds)"
+        out.append(f"| {_cell(r['claim'])} | {_cell(r['bound'])} | {_measured(r)} | {badge(r['verdict'])} "
+                   f"| {test} | {_cell(r.get('note', ''))} |")
+    return "\n".join(out) + "\n"
+
+
+def show_verdicts(rows):
+    """Display a chapter's verdict table (rendered as markdown by the book, see ``verdict_markdown``)."""
+    from IPython.display import Markdown
+    return Markdown(verdict_markdown(rows))
+
+
+def chapter_title(name: str) -> str:
+    """The first heading of notebooks/<name>.ipynb (the title the book shows for the chapter)."""
+    nb = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            for line in "".join(cell["source"]).splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return name
+
+
+def verdict_label(name: str) -> str:
+    """The label of chapter ``name``'s verdict section (the scorecard links to it)."""
+    return f"verdict-{name}"
+
+
+def scorecard_markdown(table: pd.DataFrame, replications: dict[str, pd.DataFrame] | None = None) -> str:
+    """The scorecard: a summary line, then per claim chapter a table of its claims with the bound, the
+    measured value, a verdict badge, the verdict on each replication seed set, and a link to the
+    chapter's verdict section.  ``replications`` maps a seed-set label to its verdict rows."""
+    replications = replications or {}
+    counts = table.verdict.value_counts()
+    parts = [f"**{len(table)} claims: {counts.get('holds', 0)} hold, {counts.get('does not hold', 0)} do not "
+             f"hold, {counts.get('inconclusive', 0)} inconclusive.**"]
+    if replications:
+        same = pd.Series(True, index=table.index)
+        for rep in replications.values():
+            same &= compare_verdicts(table, rep)["same"].to_numpy()
+        parts[0] += (f" The same verdict on every untuned seed set ({', '.join(replications)}): "
+                     f"{int(same.sum())} of {len(table)} ({same.mean():.0%}).")
+    head = "| claim | bound (accepted range) | measured [95% interval] | verdict |"
+    rule = "|:--|:--|:--|:--|"
+    for label in replications:
+        head += f" {_cell(label)} |"
+        rule += ":--|"
+    for chapter, rows in table.groupby("chapter", sort=False):
+        parts.append(f"**{_cell(chapter_title(chapter))}**: {{ref}}`the verdicts and their figures "
+                     f"<{verdict_label(chapter)}>`")
+        lines = [head, rule]
+        reps = {k: compare_verdicts(rows, v) for k, v in replications.items()}
+        for i, (_, r) in enumerate(rows.iterrows()):
+            line = f"| {_cell(r['claim'])} | {_cell(r['bound'])} | {_measured(r)} | {badge(r['verdict'])} |"
+            for rep in reps.values():
+                v = rep["replication"].iloc[i]
+                line += f" {badge(v) if v else 'not run'} |"
+            lines.append(line)
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"

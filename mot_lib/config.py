@@ -194,6 +194,8 @@ def check_seeds(seeds) -> list[int]:
     """Validate a seed list (the batch dimension of every run)."""
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = [seeds]
+    if isinstance(seeds, (str, bytes)):
+        raise ValueError(f"seeds={seeds!r} must be an int or a list of ints, e.g. [0, 1, 2]")
     try:
         seeds = list(seeds)
     except TypeError:
@@ -201,6 +203,8 @@ def check_seeds(seeds) -> list[int]:
     if not seeds:
         raise ValueError("seeds=[] is empty; give at least one seed")
     for s in seeds:
+        if not isinstance(s, int) or isinstance(s, bool):
+            raise ValueError(f"seeds={seeds!r} must be a list of ints; {s!r} is not an int")
         _check("seeds", s, kind=int, lo=0, hi=2**31 - 1)
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds={seeds!r} has duplicates")

@@ -94,7 +94,7 @@ from .book import ChapterParams, register  # noqa: E402
 @dataclass(frozen=True)
 class SettingChapterParams(ChapterParams):
     """Parameters of notebooks/01_setting.ipynb."""
-    seeds: tuple = (0, 1, 2)
+    seeds: tuple = (0, 1, 2, 3, 4)
     N: int = 4
     d: int = 16
     L: int = 8

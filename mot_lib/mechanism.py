@@ -56,7 +56,7 @@ from .training import Run, eval_routing, train_mot, train_single
 @dataclass(frozen=True)
 class MechanismParams(ChapterParams):
     """Parameters of notebooks/06_mechanism.ipynb."""
-    seeds: tuple = (0, 1, 2, 3, 4)
+    seeds: tuple = tuple(range(20))  # a batch dimension
     M: int = 16                 # experts of the MoT (the shared expert is the same model with M = 1)
     T1: int = 200               # end of Stage I
     T2: int = 300               # end of Stage II
@@ -68,6 +68,7 @@ class MechanismParams(ChapterParams):
     conflict_margin: float = 0.1   # shared-expert conflict: mean off-diagonal cosine interval below -margin
     clear_gap: float = 0.5      # "clearly below": within-specialist minus shared cosine at least this
     rel_tol: float = 1e-3       # a smallest eigenvalue counts as positive if > rel_tol * largest
+    seed_share: float = 0.75    # a per-seed property holds for the population if this share of seeds pass (Wilson)
     early_step: int = 50        # an early checkpoint inside Stage I (besides 0, T1 and T)
     record_every: int = 50      # history cadence (this chapter reads final weights, not curves)
 
@@ -77,6 +78,7 @@ class MechanismParams(ChapterParams):
         _check("conflict_margin", self.conflict_margin, lo=0.0, hi=1.0)
         _check("clear_gap", self.clear_gap, lo=0.0, hi=2.0, lo_open=True)
         _check("rel_tol", self.rel_tol, lo=0.0, hi=1.0)
+        _check("seed_share", self.seed_share, lo=0.0, hi=1.0, lo_open=True)
         _check("T1", self.T1, kind=int, lo=1, hi=100_000)
         _check("T2", self.T2, kind=int, lo=self.T1, hi=100_000)
         _check("T", self.T, kind=int, lo=self.T2 + 1, hi=100_000)
@@ -416,37 +418,47 @@ def per_seed_curvature(curv: pd.DataFrame) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- verdicts
-def conflict_rows(conf: pd.DataFrame, T: int, margin: float, clear_gap: float) -> list[dict]:
-    """Verdict rows on gradient conflict at the end of training (step T), bootstrap over seeds."""
+MEAN_TEST = "mean over seeds of the per-seed {}, Student t 95%"
+SHARE_TEST = "share of seeds passing, Wilson 95%"
+
+
+def conflict_rows(conf: pd.DataFrame, T: int, margin: float, clear_gap: float, seed_share: float = 0.75,
+                  purity_min: float = 0.95) -> list[dict]:
+    """Verdict rows on gradient conflict at the end of training (step T), as population statements."""
     sh = conf[(conf.model == "shared expert (M=1)") & (conf.step == T)].set_index("seed").vs_rest_cos
     sp = conf[(conf.model == "MoT specialists") & (conf.step == T)].set_index("seed")
     gap = (sp.within_cos - sh).dropna()
+    pure = (sp.purity >= purity_min).astype(float)
     return [
-        rates.verdict_row("shared expert: per-class gradients conflict (class vs the other classes' pull)",
-                          f"mean cos(g_n, sum of other g) <= -{margin:g}",
-                          rates.bootstrap_mean(sh.to_numpy()), (-1.0, -margin)),
-        rates.verdict_row("specialists: the gradient of the samples routed to them agrees with itself, "
-                          "clearly more than the shared expert's classes agree",
-                          f"within-specialist cos - shared cos >= {clear_gap:g}",
-                          rates.bootstrap_mean(gap.to_numpy()), (clear_gap, 2.0)),
-        rates.verdict_row("specialists: routing keeps the other classes' pull out (routed samples of own class)",
-                          "worst used expert's own-class share >= 0.95",
-                          rates.bootstrap_mean(sp.purity.to_numpy()), (0.95, 1.0)),
+        rates.population_row("shared expert: per-class gradients conflict (class against the other classes' pull)",
+                             f"mean $\\cos(g_n, \\sum_{{m \\ne n}} g_m)$ at most $-{margin:g}$",
+                             rates.mean_t(sh.to_numpy()), (-1.0, -margin), MEAN_TEST.format("cosine"), len(sh)),
+        rates.population_row("specialists: the gradient of the samples routed to them agrees with itself, "
+                             "clearly more than the shared expert's classes agree",
+                             f"within-specialist cosine minus shared cosine at least {clear_gap:g}",
+                             rates.mean_t(gap.to_numpy()), (clear_gap, 2.0), MEAN_TEST.format("difference"), len(gap)),
+        rates.population_row("specialists: routing keeps the other classes' pull out",
+                             f"seeds whose worst used expert gets at least {purity_min:g} of its samples from its own "
+                             f"class: a share of at least {seed_share:g}",
+                             rates.share(pure.to_numpy()), (seed_share, 1.0), SHARE_TEST, len(pure)),
     ]
 
 
-def curvature_rows(seedwise: pd.DataFrame, rel_tol: float) -> list[dict]:
-    """Verdict rows on the smallest Hessian eigenvalue (relative to the largest), bootstrap over seeds."""
+def curvature_rows(seedwise: pd.DataFrame, rel_tol: float, seed_share: float = 0.75) -> list[dict]:
+    """Verdict rows on the smallest Hessian eigenvalue (relative to the largest), as population statements."""
     rows = []
-    for sub, name in (("signals", "span{c_n, v_n}"), ("full", "R^d")):
+    for sub, name in (("signals", "$\\mathrm{span}\\{c_n, v_n\\}$"), ("full", "$\\mathbb{R}^d$")):
         e = seedwise[(seedwise.model == "MoT specialists") & (seedwise.subspace == sub)].rel_min.to_numpy()
-        rows.append(rates.verdict_row(f"each used expert's Stage III loss is strongly convex on {name}",
-                                      f"min over used experts of lam_min/lam_max >= {rel_tol:g}",
-                                      rates.bootstrap_mean(e), (rel_tol, 1.0)))
+        rows.append(rates.population_row(
+            f"each used expert's Stage III loss is strongly convex on {name}",
+            f"seeds whose worst used expert has $\\lambda_{{\\min}}/\\lambda_{{\\max}} \\ge {rel_tol:g}$: "
+            f"a share of at least {seed_share:g}",
+            rates.share((e >= rel_tol).astype(float)), (seed_share, 1.0), SHARE_TEST, len(e)))
     e = seedwise[(seedwise.model == "MoT specialists") & (seedwise.subspace == "signals")].set_index("seed").rel_min
     s = seedwise[(seedwise.model == "single transformer") & (seedwise.subspace == "signals")].set_index("seed").rel_min
     d = (s - e).dropna().to_numpy()
-    rows.append(rates.verdict_row("single transformer's smallest eigenvalue is below the experts' (signal span)",
-                                  "single lam_min/lam_max - experts' worst lam_min/lam_max < 0",
-                                  rates.bootstrap_mean(d), (-np.inf, 0.0)))
+    rows.append(rates.population_row(
+        "single transformer's smallest eigenvalue is below the experts' (signal span)",
+        "single $\\lambda_{\\min}/\\lambda_{\\max}$ minus the experts' worst, below 0",
+        rates.mean_t(d), (-np.inf, 0.0), MEAN_TEST.format("difference"), len(d)))
     return rows

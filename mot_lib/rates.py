@@ -229,3 +229,16 @@ def population_row(claim: str, bound: str, est: Estimate, accept: tuple[float, f
     row = verdict_row(claim, bound, est, accept)
     row.update(test=test, seeds=int(n), note=leaning(est, accept, n, more))
     return row
+
+
+def per_seed_fits(df: pd.DataFrame, x: str, y: str, fit=fit_power_law, by: str = "seed") -> pd.Series:
+    """``fit`` applied to each seed's points alone: the exponent/slope/rate per seed (NaN where a seed
+    has too few usable points).  The population verdict is then on these per-seed values."""
+    return df.groupby(by).apply(lambda g: fit(g[x], g[y])[0], include_groups=False).astype(float)
+
+
+def seedwise_fit(df: pd.DataFrame, x: str, y: str, fit=fit_power_law, by: str = "seed",
+                 level: float = 0.95) -> tuple[Estimate, int]:
+    """Mean over seeds of the per-seed fit with a Student-t interval, and how many seeds had a finite fit."""
+    v = per_seed_fits(df, x, y, fit, by)
+    return mean_t(v.to_numpy(), level), int(np.isfinite(v).sum())

@@ -52,28 +52,30 @@ class Run:
 
 
 class _Recorder:
+    """Collects recorded tensors as numpy arrays; the tidy DataFrame is built once, in ``frame``
+    (building a small DataFrame per quantity and step cost more than the step itself)."""
+
     def __init__(self, seeds):
         self.seeds = np.asarray(seeds)
         self.parts = []
 
     def add(self, step: int, stage: str, quantity: str, values: torch.Tensor, dims: tuple = ()):
         """values has shape (S, *sizes); dims names the trailing axes among expert, i, j."""
-        v = values.detach().to(torch.float64).numpy()
-        S = v.shape[0]
-        grids = np.meshgrid(np.arange(S), *[np.arange(k) for k in v.shape[1:]], indexing="ij")
-        cols = {"expert": -1, "i": -1, "j": -1}
-        for name, g in zip(dims, grids[1:]):
-            cols[name] = g.ravel()
-        k = v.size
-        self.parts.append(pd.DataFrame({
-            "step": np.full(k, step), "seed": self.seeds[grids[0].ravel()], "stage": stage,
-            "quantity": quantity,
-            **{c: (np.full(k, x) if np.isscalar(x) else x) for c, x in cols.items()},
-            "value": v.ravel()}))
+        self.parts.append((step, stage, quantity, values.detach().to(torch.float64).numpy().copy(), dims))
 
     def frame(self) -> pd.DataFrame:
-        df = pd.concat(self.parts, ignore_index=True)
-        return df[HISTORY_COLUMNS]
+        cols = {c: [] for c in HISTORY_COLUMNS}
+        for step, stage, quantity, v, dims in self.parts:
+            k = v.size
+            grids = np.meshgrid(np.arange(v.shape[0]), *[np.arange(n) for n in v.shape[1:]], indexing="ij")
+            cols["step"].append(np.full(k, step))
+            cols["seed"].append(self.seeds[grids[0].ravel()])
+            cols["stage"].append(np.full(k, stage, dtype=object))
+            cols["quantity"].append(np.full(k, quantity, dtype=object))
+            for name in ("expert", "i", "j"):
+                cols[name].append(grids[1 + dims.index(name)].ravel() if name in dims else np.full(k, -1))
+            cols["value"].append(v.ravel())
+        return pd.DataFrame({c: np.concatenate(x) for c, x in cols.items()})[HISTORY_COLUMNS]
 
 
 def _progress(total: int, desc: str, progress):
@@ -183,21 +185,26 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
     rec = _Recorder(seeds)
     caches: dict = {}
 
-    def refresh_caches(stage):
+    def refresh_caches(stage, t):
         caches.clear()
         frozen = stage in ("I", "III")
-        if cfg.attention and frozen:  # the test split is only read at record time: computed there, for routed experts
+        if cfg.attention and frozen:
             caches["train"] = token_weights_all(data.train.X, p["WKQ"], cfg.query_pool)
+            # the test split is read only at record time: cache all experts' weights when the stage records
+            # more often than there are experts (cheaper than gathering per-sample W_KQ at every record)
+            end = {"I": cfg.T1, "III": cfg.T}[stage]
+            if (end - t) // cfg.record_every > cfg.M:
+                caches["test"] = token_weights_all(data.test.X, p["WKQ"], cfg.query_pool)
 
     stage = stage_of(1, cfg)
-    refresh_caches(stage)
+    refresh_caches(stage, 0)
     _mot_record(rec, 0, stage, cfg, p, data, sigma, caches)
     bar = _progress(cfg.T, "MoT" if cfg.attention else "attention-free MoE", progress)
     for t in range(1, cfg.T + 1):
         new_stage = stage_of(t, cfg)
         if new_stage != stage:
             stage = new_stage
-            refresh_caches(stage)
+            refresh_caches(stage, t)
         train_W = stage in ("I", "III", "joint")
         train_KQ = cfg.attention and stage in ("II", "joint")
         p["W"].requires_grad_(train_W)

@@ -1,11 +1,35 @@
-import os
+"""Shared fixtures: the HTML book built once per test session from the committed notebook outputs."""
+import subprocess
+import sys
+from pathlib import Path
 
-import torch
+import pytest
+import yaml
 
-os.environ.setdefault("MOT_PROGRESS", "0")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+REPO = Path(__file__).resolve().parent.parent
+JB = Path(sys.executable).parent / "jupyter-book"
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: trains a model for more than a few seconds")
-    config.addinivalue_line("markers", "book: builds the HTML book (about a minute)")
+def toc_files():
+    """Every file of the table of contents, in reading order (root first)."""
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    return [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+
+
+def toc_notebooks():
+    return [f for f in toc_files() if f.startswith("notebooks/")]
+
+
+@pytest.fixture(scope="session")
+def html(tmp_path_factory):
+    """Build the book with execution off (nbval has just shown that the committed outputs are what the
+    chapters produce), warnings as errors; returns the folder of the HTML pages."""
+    out = tmp_path_factory.mktemp("book")
+    cfg = yaml.safe_load((REPO / "_config.yml").read_text())
+    cfg["execute"]["execute_notebooks"] = "off"
+    cfg_file = out / "_config.yml"
+    cfg_file.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([str(JB), "build", str(REPO), "--config", str(cfg_file), "--path-output", str(out),
+                           "--builder", "html", "-W", "--keep-going"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out / "_build" / "html"

@@ -1,4 +1,5 @@
 """Chapter parameters, verdict files and the command line."""
+import dataclasses
 import json
 
 import pandas as pd
@@ -37,7 +38,7 @@ def test_verdict_files_roundtrip(tmp_path):
     book.write_verdicts([row], "02_x", tmp_path)
     df = book.read_verdicts(tmp_path)
     assert df.loc[0, "verdict"] == "holds" and df.loc[0, "chapter"] == "02_x"
-    with pytest.raises(ValueError, match="exactly the keys"):
+    with pytest.raises(ValueError, match="must have the keys"):
         book.write_verdicts([{"claim": "c"}], "02_y", tmp_path)
     (tmp_path / "verdicts" / "03_bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="03_bad.json"):
@@ -64,20 +65,44 @@ def test_cli_runs_a_chapter(tmp_path):
     assert (tmp_path / "99_scorecard.ipynb").exists()
 
 
+def test_cli_parses_values_as_papermill_does():
+    from mot_lib.__main__ import parse_value
+    assert parse_value("1e-3") == 0.001 and isinstance(parse_value("1e-3"), float)
+    assert parse_value("3") == 3 and isinstance(parse_value("3"), int)
+    assert parse_value(".5") == 0.5 and parse_value("-2.5E+1") == -25.0
+    assert parse_value("True") is True and parse_value("true") is True and parse_value("False") is False
+    assert parse_value("None") is None
+    assert parse_value("[7, 8, 9]") == [7, 8, 9] and parse_value("[1e-3, 2]") == [0.001, 2]
+    assert parse_value("cifar10") == "cifar10" and parse_value("data/x.csv") == "data/x.csv"
+
+
+def test_cli_errors_name_what_the_user_typed(capsys):
+    assert main(["run", "02_proposition1", "-p", "seeds", "abc"]) == 2
+    assert "seeds='abc'" in capsys.readouterr().err
+    assert main(["run", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert all(n in err for n in book.CHAPTER_MODULES), err
+    # a step size in scientific notation is a number, so only the range is checked
+    from mot_lib.__main__ import _parse_params
+    assert book.params_for("05_theorem1", **_parse_params([("eta3_gd", "1e-3")])).eta3_gd == 0.001
+
+
 def test_replication_roundtrip_compare_and_bad_manifest(tmp_path):
-    """save_replication copies verdicts and writes a manifest; compare_verdicts flags a changed verdict."""
-    run_dir = tmp_path / "run"
+    """save_replication copies each set's verdicts and writes a manifest; compare_verdicts flags a change."""
     a = mot.rates.verdict_row("c1", "b", mot.rates.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))   # holds
     b = mot.rates.verdict_row("c2", "b", mot.rates.Estimate(0.5, 0.1, 0.9), (0.25, 0.75))   # inconclusive
-    book.write_verdicts([a, b], "02_x", run_dir)
-    dest = book.save_replication(run_dir, {"02_x": [5, 6]}, tmp_path / "rep")
-    rep, manifest = book.load_replication(dest)
-    assert manifest["seeds"] == {"02_x": [5, 6]} and manifest["library_hash"] == book.library_hash()
-    mine = book.read_verdicts(run_dir)
+    book.write_verdicts([a, b], "02_x", tmp_path / "run1")
+    book.write_verdicts([a, a | {"claim": "c2"}], "02_x", tmp_path / "run2")
+    sets = {"set 1": {"02_x": [5, 6]}, "set 2": {"02_x": [7, 8]}}
+    dest = book.save_replication({"set 1": tmp_path / "run1", "set 2": tmp_path / "run2"}, sets, tmp_path / "rep")
+    reps, manifest = book.load_replication(dest)
+    assert manifest["sets"] == sets and manifest["library_hash"] == book.library_hash()
+    assert list(reps) == ["set 1", "set 2"] and reps["set 2"].verdict.tolist() == ["holds", "holds"]
+    mine = book.read_verdicts(tmp_path / "run1")
     mine.loc[1, "verdict"] = "holds"
     extra = pd.DataFrame([{"chapter": "03_y", "claim": "new", "bound": "", "measured": 1.0,
                            "interval": [0, 1], "verdict": "holds"}])
-    both = book.compare_verdicts(pd.concat([mine, extra], ignore_index=True), rep)
+    both = book.compare_verdicts(pd.concat([mine, extra], ignore_index=True), reps["set 1"])
     assert both.same.tolist() == [True, False, False]
     assert both.replication.tolist() == ["holds", "inconclusive", ""]
     assert book.load_replication(tmp_path / "nowhere") is None
@@ -86,17 +111,69 @@ def test_replication_roundtrip_compare_and_bad_manifest(tmp_path):
         book.load_replication(dest)
 
 
-def test_replication_seeds_follow_each_chapter():
-    assert book.replication_seeds("02_proposition1", [5, 6, 7, 8, 9]) == [5, 6, 7, 8, 9]
-    assert book.replication_seeds("05_theorem1", [5, 6, 7, 8, 9]) == [5, 6, 7]
-    with pytest.raises(ValueError, match="needs 5"):
-        book.replication_seeds("02_proposition1", [5, 6])
+def test_replication_sets_are_disjoint_and_sized_per_chapter():
+    sets = book.replication_sets(3, draw=7)
+    defaults = {s for n in book.claim_chapters() for s in book.params_for(n).seeds}
+    seen = []
+    for label, chapters in sets.items():
+        assert set(chapters) == set(book.claim_chapters())
+        for name, seeds in chapters.items():
+            assert len(seeds) == len(book.params_for(name).seeds) and not set(seeds) & defaults
+        seen.append({s for v in chapters.values() for s in v})
+    assert not (seen[0] & seen[1]) and not (seen[1] & seen[2]) and not (seen[0] & seen[2])
+    assert book.replication_sets(3, draw=7) == sets and book.replication_sets(3, draw=8) != sets
+    with pytest.raises(ValueError, match="n_sets=0"):
+        book.replication_sets(0)
 
 
 def test_committed_replication_covers_every_claim_chapter():
     rep = book.load_replication()
     assert rep is not None, "no data/replication: run `python -m mot_lib replicate`"
-    table, manifest = rep
-    assert set(manifest["seeds"]) == set(book.claim_chapters()) == set(table.chapter)
-    for name, seeds in manifest["seeds"].items():
-        assert not set(seeds) & set(book.params_for(name).seeds), f"{name}: replication reuses a default seed"
+    reps, manifest = rep
+    assert len(reps) >= 2, "the replication needs at least two seed sets"
+    used = []
+    for label, table in reps.items():
+        seeds = manifest["sets"][label]
+        assert set(seeds) == set(book.claim_chapters()) == set(table.chapter), label
+        for name, s in seeds.items():
+            assert not set(s) & set(book.params_for(name).seeds), f"{label}/{name}: reuses a default seed"
+        used.append({x for v in seeds.values() for x in v})
+    assert all(not (a & b) for i, a in enumerate(used) for b in used[i + 1:]), "replication sets overlap"
+
+
+def test_verdict_and_scorecard_markdown():
+    rows = [mot.rates.population_row("gap $= \\Theta(\\sigma_0^{0.5})$ | a pipe", "slope in $[0.25, 0.75]$",
+                                     mot.rates.Estimate(0.5, 0.4, 0.6), (0.25, 0.75), "mean of per-seed slopes, t 95%", 20),
+            mot.rates.verdict_row("c2", "b", mot.rates.Estimate(0.5, 0.1, 0.9), (0.25, 0.75))]
+    md = book.verdict_markdown(rows)
+    lines = md.strip().splitlines()
+    assert len(lines) == 4 and all(line.count(" | ") == 5 for line in lines[2:]), md
+    assert "{bdg-success}`holds`" in lines[2] and "{bdg-warning}`inconclusive`" in lines[3]
+    assert r"\| a pipe" in lines[2] and "(20 seeds)" in lines[2]
+    table = pd.DataFrame(rows).assign(chapter="02_proposition1")
+    rep = table.copy()
+    rep.loc[1, "verdict"] = "holds"
+    card = book.scorecard_markdown(table, {"set 1": table, "set 2": rep})
+    assert card.startswith("**2 claims: 1 hold, 0 do not hold, 1 inconclusive.**")
+    assert "every untuned seed set (set 1, set 2): 1 of 2 (50%)" in card
+    assert "<verdict-02_proposition1>" in card and book.chapter_title("02_proposition1") in card
+    with pytest.raises(ValueError, match="verdict='maybe'"):
+        book.badge("maybe")
+
+
+@pytest.mark.parametrize("name", list(book.CHAPTER_MODULES))
+def test_parameters_cell_matches_the_registered_defaults(name):
+    """What a reader sees in a chapter's parameters cell is what the chapter's parameter class runs with."""
+    nb = json.loads((book.NOTEBOOKS / f"{name}.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    ns = {}
+    exec("".join(cell["source"]), ns)
+    shown = {k: v for k, v in ns.items() if not k.startswith("__")}
+    cls = book.load_chapters()[name]
+    defaults = {f.name: getattr(cls(), f.name) for f in dataclasses.fields(cls)}
+    if name == "99_scorecard":
+        defaults.pop("seeds")           # the scorecard trains nothing
+    assert set(shown) == set(defaults), f"cell names {sorted(set(shown) ^ set(defaults))} differ"
+    for k, v in shown.items():
+        d = defaults[k]
+        assert (tuple(v) if isinstance(v, list) else v) == d, f"{name}: {k} = {v!r} in the cell, {d!r} registered"

@@ -6,34 +6,11 @@ page must hold its figures, every claim chapter its verdict table, and no page a
 traceback.
 """
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-JB = Path(sys.executable).parent / "jupyter-book"
-
-
-def toc_notebooks():
-    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
-    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
-    return [f for f in files if f.startswith("notebooks/")]
-
-
-@pytest.fixture(scope="module")
-def html(tmp_path_factory):
-    out = tmp_path_factory.mktemp("book")
-    cfg = yaml.safe_load((REPO / "_config.yml").read_text())
-    cfg["execute"]["execute_notebooks"] = "off"
-    cfg_file = out / "_config.yml"
-    cfg_file.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run([str(JB), "build", str(REPO), "--config", str(cfg_file), "--path-output", str(out),
-                           "--builder", "html", "-W", "--keep-going"], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out / "_build" / "html"
+from conftest import REPO, toc_notebooks
 
 
 @pytest.mark.book

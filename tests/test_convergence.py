@@ -48,8 +48,8 @@ def _synthetic(law):
 
 
 def test_growth_exponent_separates_the_laws():
-    log_law = cv.rate_fits(_synthetic(lambda e: 500 + 40 * np.log10(1 / e)), n_boot=200)
-    inv_law = cv.rate_fits(_synthetic(lambda e: 300 + 0.5 / e), n_boot=200)
+    log_law = cv.rate_fits(_synthetic(lambda e: 500 + 40 * np.log10(1 / e)))
+    inv_law = cv.rate_fits(_synthetic(lambda e: 300 + 0.5 / e))
     name = "growth exponent k (per-decade iterations vs 1/eps)"
     assert abs(log_law[name][0].value) < 1e-6 and abs(inv_law[name][0].value - 1) < 1e-6
     assert log_law["iterations per decade (linear in log10 1/eps)"][0].value == pytest.approx(40 * 1.03, rel=0.05)
@@ -63,7 +63,7 @@ def test_growth_exponent_separates_the_laws():
 
 def test_unreached_grid_is_inconclusive():
     df = _synthetic(lambda e: np.nan)
-    f = cv.rate_fits(df, n_boot=50)
+    f = cv.rate_fits(df)
     row = cv.growth_row("c", "b", f, cv.ACCEPT_LOG)
     assert row["verdict"] == "inconclusive" and np.isnan(row["measured"])
 

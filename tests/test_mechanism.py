@@ -47,10 +47,14 @@ def _conf(shared, within, purity):
 
 
 def test_conflict_rows_verdicts():
-    rows = mech.conflict_rows(_conf([-0.9, -0.8, -0.95], [1.0, 0.99, 1.0], [1.0, 1.0, 0.99]), 10, 0.1, 0.5)
+    k = 4  # 12 seeds: a share of 12/12 has a Wilson lower bound of 0.76, above the default seed_share 0.75
+    rows = mech.conflict_rows(_conf([-0.9, -0.8, -0.95] * k, [1.0, 0.99, 1.0] * k, [1.0, 1.0, 0.99] * k), 10, 0.1, 0.5)
     assert [r["verdict"] for r in rows] == ["holds", "holds", "holds"]
-    rows = mech.conflict_rows(_conf([0.05, 0.1, 0.0], [0.3, 0.2, 0.4], [0.5, 0.6, 0.4]), 10, 0.1, 0.5)
+    rows = mech.conflict_rows(_conf([0.05, 0.1, 0.0] * k, [0.3, 0.2, 0.4] * k, [0.5, 0.6, 0.4] * k), 10, 0.1, 0.5)
     assert [r["verdict"] for r in rows] == ["does not hold"] * 3
+    # one impure seed in twelve: the share 11/12 cannot show "at least 0.75" with confidence
+    rows = mech.conflict_rows(_conf([-0.9] * 12, [1.0] * 12, [1.0] * 11 + [0.5]), 10, 0.1, 0.5)
+    assert rows[2]["verdict"] == "inconclusive" and "leans holds" in rows[2]["note"]
 
 
 def test_curvature_rows_verdicts():
@@ -60,9 +64,9 @@ def test_curvature_rows_verdicts():
         rows += [{"model": "single transformer", "subspace": "signals", "seed": s, "rel_min": v}
                  for s, v in enumerate(single)]
         return pd.DataFrame(rows)
-    rows = mech.curvature_rows(seedwise([0.1, 0.2, 0.15], [-0.01, -0.02, 0.0]), 1e-3)
+    rows = mech.curvature_rows(seedwise([0.1, 0.2, 0.15] * 4, [-0.01, -0.02, 0.0] * 4), 1e-3)
     assert [r["verdict"] for r in rows] == ["holds", "holds", "holds"]
-    rows = mech.curvature_rows(seedwise([-1e-4, -2e-4, -3e-4], [0.1, 0.2, 0.3]), 1e-3)
+    rows = mech.curvature_rows(seedwise([-1e-4, -2e-4, -3e-4] * 4, [0.1, 0.2, 0.3] * 4), 1e-3)
     assert [r["verdict"] for r in rows] == ["does not hold"] * 3
 
 

@@ -80,3 +80,40 @@ def test_bootstrap_interval_and_verdicts():
     assert set(row) == {"claim", "bound", "measured", "interval", "verdict"}
     m = rates.bootstrap_mean([1.0, 2.0, 3.0])
     assert m.value == 2.0 and m.lo <= 2.0 <= m.hi
+
+
+# ---------------------------------------------------------------------- population-level verdicts
+def test_wilson_matches_known_values():
+    lo, hi = rates.wilson(20, 20)
+    assert abs(lo - 0.8389) < 1e-3 and hi == 1.0
+    lo, hi = rates.wilson(10, 20)
+    assert abs(lo - 0.2993) < 1e-3 and abs(hi - 0.7007) < 1e-3
+    e = rates.share([1, 1, 0, float("nan")])        # a NaN seed never passed
+    assert e.value == 0.5
+
+
+def test_mean_t_and_median_ci_have_their_coverage():
+    """Coverage at 10 seeds over many simulated seed sets: t on normal data, median on skewed data."""
+    rng = np.random.default_rng(0)
+    hit_t = hit_m = 0
+    for _ in range(2000):
+        x = rng.normal(1.0, 2.0, size=10)
+        e = rates.mean_t(x)
+        hit_t += e.lo <= 1.0 <= e.hi
+        y = rng.lognormal(0.0, 1.0, size=10)          # median 1
+        m = rates.median_ci(y)
+        hit_m += m.lo <= 1.0 <= m.hi
+    assert 0.93 <= hit_t / 2000 <= 0.97
+    assert hit_m / 2000 >= 0.95
+    assert np.isnan(rates.median_ci([1, 2, 3]).lo)    # too few seeds for a 95% order-statistic interval
+
+
+def test_population_row_explains_an_inconclusive_verdict():
+    e = rates.share([1] * 17 + [0] * 3)               # 0.85 [0.64, 0.95]
+    row = rates.population_row("c", "b", e, (0.75, 1.0), "share of seeds passing, Wilson 95%", 20)
+    assert row["verdict"] == "inconclusive" and row["seeds"] == 20
+    assert "leans holds" in row["note"] and "0.75" in row["note"] and "seeds would settle it" in row["note"]
+    ok = rates.population_row("c", "b", rates.share([1] * 20), (0.75, 1.0), "t", 20)
+    assert ok["verdict"] == "holds" and ok["note"] == ""
+    bad = rates.population_row("c", "b", rates.mean_t([-3, -2.5, -2.8, -3.1]), (0.0, np.inf), "t", 4)
+    assert bad["verdict"] == "does not hold"

@@ -59,19 +59,19 @@ def _synthetic(p, noise=0.02, seeds=5, xs=(0.01, 0.03, 0.1, 0.3)):
 
 
 def test_exponent_and_upper_bound_rows():
-    r = spz.exponent_row(_synthetic(0.5), "x", "y", "c", 0.5, n_boot=300)
+    r = spz.exponent_row(_synthetic(0.5), "x", "y", "c", 0.5, "b")
     assert r["verdict"] == "holds" and abs(r["measured"] - 0.5) < 0.05
     assert r["interval"][0] <= r["measured"] <= r["interval"][1]
-    assert spz.exponent_row(_synthetic(1.0), "x", "y", "c", 0.5, n_boot=300)["verdict"] == "does not hold"
-    assert spz.exponent_row(_synthetic(0.0), "x", "y", "c", 0.5, n_boot=300)["verdict"] == "does not hold"
-    assert spz.upper_bound_row(_synthetic(-0.3), "x", "y", "c", 1.0, n_boot=300)["verdict"] == "holds"
-    assert spz.upper_bound_row(_synthetic(2.0), "x", "y", "c", 1.0, n_boot=300)["verdict"] == "does not hold"
+    assert spz.exponent_row(_synthetic(1.0), "x", "y", "c", 0.5, "b")["verdict"] == "does not hold"
+    assert spz.exponent_row(_synthetic(0.0), "x", "y", "c", 0.5, "b")["verdict"] == "does not hold"
+    assert spz.upper_bound_row(_synthetic(-0.3), "x", "y", "c", 1.0, "b")["verdict"] == "holds"
+    assert spz.upper_bound_row(_synthetic(2.0), "x", "y", "c", 1.0, "b")["verdict"] == "does not hold"
     # NaN (never specialized) and non-positive rows are left out, not fitted as zeros
     df = _synthetic(0.5)
     df.loc[0, "y"], df.loc[1, "y"] = np.nan, 0.0
-    assert abs(spz.exponent_row(df, "x", "y", "c", 0.5, n_boot=300)["measured"] - 0.5) < 0.05
+    assert abs(spz.exponent_row(df, "x", "y", "c", 0.5, "b")["measured"] - 0.5) < 0.05
     one = df[df.x == 0.1]
-    assert spz.exponent_row(one, "x", "y", "c", 0.5, n_boot=300)["verdict"] == "inconclusive"
+    assert spz.exponent_row(one, "x", "y", "c", 0.5, "b")["verdict"] == "inconclusive"
     assert list(np.sort(spz.lowest(df, "x", 2).x.unique())) == [0.01, 0.03]
 
 
@@ -97,7 +97,8 @@ def test_measurements_on_a_tiny_run(tiny):
     assert D.shape == (3, 9) and np.allclose(D.sum(axis=1), 1)
     assert spz.align_at(run, 0, 30).shape == (3, 9)
     row = spz.routing_row(run, 0.95)
-    assert row["verdict"] in mot.rates.VERDICTS and set(row) == {"claim", "bound", "measured", "interval", "verdict"}
+    assert row["verdict"] in mot.rates.VERDICTS and set(row) == mot.book.VERDICT_KEYS | mot.book.VERDICT_EXTRA
+    assert row["seeds"] == 2 and row["test"].startswith("share of seeds")
     assert spz.missing(pd.DataFrame({"t_spec": [1.0, np.nan, np.nan]})) == 2
     with pytest.raises(ValueError, match="field="):
         spz.sweep(spz.Prop1Params(), "lam")

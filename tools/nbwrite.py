@@ -26,9 +26,28 @@ def code(text: str, tags=()):
     return c
 
 
+def tag_cells(cells):
+    """Give every code cell without tags the book's visibility tag (Jupyter Book cell tags):
+
+    * the first code cell (imports), the cell validating the parameters (``chapter_params(``) and
+      the cells writing verdicts (``write_verdicts(``): ``remove-input`` (plumbing; outputs stay);
+    * every other cell (computations, figures): ``hide-input`` (the code is one click away);
+    * the ``parameters`` cell keeps its tag and stays visible, so a reader sees what can be turned.
+    """
+    first = True
+    for c in cells:
+        if c.cell_type != "code":
+            continue
+        if not c.metadata.get("tags"):
+            plumbing = first or "chapter_params(" in c.source or "write_verdicts(" in c.source
+            c.metadata["tags"] = ["remove-input" if plumbing else "hide-input"]
+        first = False
+    return cells
+
+
 def write(path: str, cells, metadata: dict | None = None):
     nb = nbformat.v4.new_notebook()
-    nb.cells = cells
+    nb.cells = tag_cells(cells)
     nb.metadata.update({"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                         "language_info": {"name": "python"}})
     if metadata:

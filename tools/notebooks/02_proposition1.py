@@ -7,7 +7,7 @@ cells = [
 md(r"""
 # Proposition 1: Stage I specializes the experts
 
-```{prf:proposition} Expert specialization in Stage I
+:::{prf:proposition} Expert specialization in Stage I
 :label: prop-1
 In Stage I (attention frozen, FFN vectors $W^{(i)}$ trained by normalized GD,
 the gate trained and exploring), each expert $i$ specializes in one class
@@ -15,7 +15,7 @@ $n_i^\star$:
 $\langle W^{(i)}, v_{n_i^\star}\rangle - \langle W^{(i)}, v_n\rangle = \Theta(\sigma_0^{0.5})$
 for $n\neq n_i^\star$, after $T_1 = O(\eta^{-1}\sigma_0^{-0.5}M)$ iterations;
 the gate then routes each class to its specialists {cite:p}`li2025mot`.
-```
+:::
 
 We run Stage I alone ($T_1=T_2=T$) and measure, per seed:
 
@@ -61,16 +61,19 @@ _before = set(globals())
 """),
 code("""
 # Parameters (papermill): seeds are a batch dimension; quick=True is a smoke run on smaller data.
-seeds = [0, 1, 2, 3, 4]
+seeds = list(range(20))                       # main run and short sweeps
+long_seeds = 8                                # the first this many seeds run the long sweeps (stated T1, small eta)
 M = 16                                        # experts (main run; reference of the stated T1)
 sigma0 = 0.1                                  # init scale (main run; reference of the stated T1)
 eta1 = 0.02                                   # normalized-GD step of Stage I (reference of the stated T1)
 eta_router = 0.5                              # gate's GD step
 lam = 1.0                                     # exploration r ~ U[0, lam]
 T1 = 200                                      # Stage I length of the main run (the stated T1 at the reference)
-record_every = 2                              # record cadence of the main run
-n_test = 1000                                 # fresh test samples per seed (routing is measured on them)
+record_every = 4                              # record cadence of the main run
+n_train = 500                                 # training samples per seed (full batch; Stage I needs no more)
+n_test = 500                                  # fresh test samples per seed (routing is measured on them)
 route_min = 0.95                              # routing accuracy that counts as routed to specialists
+seed_share = 0.75                             # routing claim: at least this share of seeds pass (Wilson 95%)
 min_share = 0.01                              # an expert is used if it gets this share of test samples
 sigma0s = [0.01, 0.0237, 0.0562, 0.133, 0.316]  # sigma0 sweep (1.5 decades, geometric)
 Ms = [8, 16, 32]                              # sweep of the number of experts
@@ -175,7 +178,7 @@ axes[-1].set_xlabel("expert")
 plt.tight_layout(); plt.show()
 """),
 md(r"""
-## The gap against $\sigma_0$
+## The gap against σ₀
 
 For each $\sigma_0$ Stage I is run twice on the same data: finely recorded (every
 step) for $t_{\text{spec}}$ and the gap there, and to the stated horizon
@@ -187,8 +190,9 @@ median gap at initialisation (slope 1, by construction).
 """),
 code("""
 fine_s = spz.sweep(P, "sigma0", data)
-stated_s = spz.sweep(P, "sigma0", data, at="stated")
-small_s = (spz.sweep(P, "sigma0", data, eta=P.small_eta, steps=P.small_steps(), every=P.small_every)
+long = list(P.seeds[:P.long_seeds])      # the long sweeps run on the first long_seeds seeds
+stated_s = spz.sweep(P, "sigma0", at="stated", seeds=long)
+small_s = (spz.sweep(P, "sigma0", eta=P.small_eta, steps=P.small_steps(), every=P.small_every, seeds=long)
            if P.small_eta > 0 else fine_s.iloc[:0])
 wide = lambda df, y, x="sigma0": df.pivot(index=x, columns="seed", values=y).dropna(how="all")  # a value where no seed specialized has no point
 x = np.array(P.sigma0s)
@@ -238,7 +242,7 @@ tab.index.name = "sigma0 (median over seeds)"
 tab.map(lambda v: float(f"{v:.3g}"))
 """),
 md(r"""
-## The steps Stage I needs, against $M$ and $1/\eta$
+## The steps Stage I needs, against M and 1/η
 
 $t_{\text{spec}}$ for each number of experts (at $\eta=0.02$, recorded every step)
 and for each step size (at $M=16$; runs of $40\cdot 0.02/\eta$ steps, recorded
@@ -269,38 +273,64 @@ never = pd.DataFrame({
 never
 """),
 md(r"""
+(verdict-02_proposition1)=
 ## Verdict
 
-Computed from the measurements above with the acceptance rules stated at the
-top: $\Theta(\sigma_0^{0.5})$ needs the slope's interval inside $[0.25, 0.75]$;
-the $O(\cdot)$ bounds on the steps need it at or below the stated exponent plus
-$0.25$ (the $\sigma_0^{-0.5}$ factor is fitted against $1/\sigma_0$, so its
-stated exponent is $+0.5$).
+Every row is a statement about the population of seeds, tested with the seeds
+of this run and a rule fixed in the parameters before looking:
+
+* **Routing** is a pass/fail property of each seed (every class has a
+  specialist and the routing accuracy on the fresh test sample is at least
+  `route_min` at the end of Stage I). The claim holds if the Wilson 95% interval
+  of the share of passing seeds lies at or above `seed_share` = 0.75: the paper's
+  statement is a high-probability one, and a share of three seeds in four, shown
+  with confidence, is what "for most initialisations" can mean at this number of
+  seeds (a seed that fails is visible in the figures above).
+* **Rates** ($\Theta(\sigma_0^{0.5})$, $O(\sigma_0^{-0.5})$, $O(M)$, $O(1/\eta)$)
+  are fitted **per seed** (each seed's points across the sweep, log-log), and the
+  verdict is on the mean of the per-seed slopes with its Student-t 95% interval.
+  $\Theta(\sigma_0^{0.5})$ needs the interval inside $[0.25, 0.75]$ (the stated
+  exponent $\pm 0.25$, half the distance to the neighbouring exponents $0$ and $1$);
+  an $O(x^p)$ bound needs it at or below $p + 0.25$ (the $\sigma_0^{-0.5}$ factor is
+  fitted against $1/\sigma_0$, so its stated exponent is $+0.5$).
+
+An `inconclusive` row says in its note which way it leans and about how many
+seeds would settle it.
 """),
-code("""
+code(r"""
 lo = lambda df: spz.lowest(df, "sigma0", 3)
+inv = lambda df: df.assign(inv_sigma0=1 / df.sigma0)
+theta = r"$\Theta(\sigma_0^{0.5})$"
 rows = [
-    spz.routing_row(run, P.route_min),
-    spz.exponent_row(fine_s, "sigma0", "gap_at_t_spec", f"gap = Theta(sigma0^0.5), read at t_spec (eta={P.eta1:g})", 0.5),
-    spz.exponent_row(lo(fine_s), "sigma0", "gap_at_t_spec",
-                     f"same, 3 smallest sigma0 only (eta={P.eta1:g})", 0.5),
-    spz.exponent_row(stated_s, "sigma0", "gap_end", f"gap = Theta(sigma0^0.5), read at the stated T1 (eta={P.eta1:g})", 0.5),
+    spz.routing_row(run, P.route_min, P.seed_share),
+    spz.exponent_row(fine_s, "sigma0", "gap_at_t_spec",
+                     rf"gap $=\Theta(\sigma_0^{{0.5}})$, read at $t_{{spec}}$ ($\eta={P.eta1:g}$)", 0.5, theta),
+    spz.exponent_row(stated_s, "sigma0", "gap_end",
+                     rf"gap $=\Theta(\sigma_0^{{0.5}})$, read at the stated $T_1$ ($\eta={P.eta1:g}$)", 0.5, theta),
 ]
 if len(small_s):
     rows += [spz.exponent_row(small_s, "sigma0", "gap_at_t_spec",
-                              f"gap = Theta(sigma0^0.5), read at t_spec (eta={P.small_eta:g})", 0.5),
-             spz.exponent_row(lo(small_s), "sigma0", "gap_at_t_spec",
-                              f"same, 3 smallest sigma0 only (eta={P.small_eta:g})", 0.5)]
-inv = lambda df: df.assign(inv_sigma0=1 / df.sigma0)
+                              rf"gap $=\Theta(\sigma_0^{{0.5}})$, read at $t_{{spec}}$ ($\eta={P.small_eta:g}$)", 0.5, theta)]
 rows += [
-    spz.upper_bound_row(inv(fine_s), "inv_sigma0", "t_spec", f"steps Stage I needs = O(sigma0^-0.5) (eta={P.eta1:g})", 0.5),
-    spz.upper_bound_row(fine_M, "M", "t_spec", "steps Stage I needs = O(M)", 1.0),
-    spz.upper_bound_row(fine_e, "inv_eta", "t_spec", "steps Stage I needs = O(1/eta)", 1.0),
+    spz.upper_bound_row(inv(fine_s), "inv_sigma0", "t_spec",
+                        rf"steps Stage I needs $=O(\sigma_0^{{-0.5}})$ ($\eta={P.eta1:g}$)", 0.5, "exponent of $1/\sigma_0$"),
+    spz.upper_bound_row(fine_M, "M", "t_spec", r"steps Stage I needs $=O(M)$", 1.0, "exponent of $M$"),
+    spz.upper_bound_row(fine_e, "inv_eta", "t_spec", r"steps Stage I needs $=O(1/\eta)$", 1.0, "exponent of $1/\eta$"),
 ]
-mot.book.verdict_table(rows)
+mot.book.show_verdicts(rows)
 """),
 code("""
 verdict_file = mot.book.write_verdicts(rows, "02_proposition1", P.out_dir)
+"""),
+md(r"""
+The same per-seed slope of the gap at $t_{spec}$, fitted over the three smallest
+$\sigma_0$ only (the end at which a $\Theta(\sigma_0^{0.5})$ statement is
+asymptotic). With three points per seed these slopes are noisy; they are shown,
+not tested.
+"""),
+code("""
+pd.DataFrame({f"eta={e:g}": {"mean slope [t 95%]": str(spz.slope(lo(df), "sigma0", "gap_at_t_spec")[0])}
+              for e, df in ((P.eta1, fine_s), (P.small_eta, small_s)) if len(df)}).T
 """),
 md(r"""
 ## Discussion

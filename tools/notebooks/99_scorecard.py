@@ -7,16 +7,24 @@ cells = [
 md(r"""
 # Scorecard
 
-Every claim chapter ends with verdicts computed from its measurements and
-writes them to `<out_dir>/verdicts/<chapter>.json`; this page gathers them.
-A verdict is `holds` when the measured value's 95% interval over seeds lies
-inside the chapter's stated acceptance range for the paper's bound, `does not
-hold` when it lies entirely outside, and `inconclusive` otherwise. Each chapter
-states its acceptance ranges and what was measured; follow the chapter's link
-for the figures. The book executes this page after the chapters on every build.
+Every claim of the paper that this book tests, with the verdict its chapter
+computed from measurements over many seeds. Each verdict is a statement about
+the population of seeds, decided by a rule fixed in the chapter's parameters:
+`holds` when the 95% interval of the tested quantity (a share of passing seeds
+with its Wilson interval, or a mean or median over seeds) lies inside the
+accepted range, `does not hold` when it lies entirely outside, `inconclusive`
+when it straddles an edge (the chapter then says which way it leans and what
+would settle it). Follow a chapter's link for the figures, the rule of each row
+and why its threshold is what it is.
+
+The last columns rerun every claim chapter at its full defaults on seed sets
+drawn at random, disjoint from the defaults and from each other
+(`python -m mot_lib replicate`): a verdict that depends on the seeds the
+defaults were chosen on shows up there.
 """),
 code("""
 import pandas as pd
+from IPython.display import Markdown
 import mot_lib as mot
 _before = set(globals())
 """),
@@ -24,55 +32,40 @@ code("""
 # Parameters (papermill): where the chapters wrote their verdicts (None: the book's default folder).
 out_dir = None
 quick = False
-""", tags=["parameters"]),
+""", tags=["parameters", "remove-input"]),
 code("""
 P = mot.book.chapter_params("99_scorecard", globals(), _before)
-claims = [n for n in mot.book.CHAPTER_MODULES if n not in ("01_setting", "99_scorecard")]
+claims = mot.book.claim_chapters()
 table = mot.book.read_verdicts(P.out_dir)
+table = table[table.chapter.isin(claims)]
 missing = [n for n in claims if n not in set(table.chapter)]
 if missing:
     print("no verdicts yet from:", ", ".join(missing), "(run those chapters first)")
-shown = table.copy()
-shown["measured"] = shown["measured"].map(lambda x: f"{x:.3g}")
-shown["interval"] = shown["interval"].map(lambda iv: f"[{iv[0]:.3g}, {iv[1]:.3g}]")
-shown
-"""),
-code("""
-counts = table.groupby("verdict").size().reindex(list(mot.rates.VERDICTS), fill_value=0)
-counts.to_frame("claims")
-"""),
-md(r"""
-## Do the verdicts survive other seeds?
-
-The chapters' default seeds are the ones their defaults were chosen on. To see
-which verdicts depend on that choice, `python -m mot_lib replicate` reruns every
-claim chapter at its defaults on other seeds (5, 6, 7, ... by default, as many as
-the chapter uses) and commits their verdicts to `data/replication/` with a
-manifest of the seeds and of the `mot_lib` version they were computed with. The
-table lists every claim whose verdict differs between the two seed sets; such a
-verdict rests on an interval that touches its acceptance edge, and its chapter
-should be read as borderline on that row.
-"""),
-code("""
 rep = mot.book.load_replication()
-if rep is None:
-    print("no replication committed yet: run `python -m mot_lib replicate`")
-else:
-    rep_table, manifest = rep
-    if manifest["library_hash"] != mot.book.library_hash():
-        print("note: the replication was computed with another version of mot_lib; "
-              "rerun `python -m mot_lib replicate` to refresh it")
-    both = mot.book.compare_verdicts(table, rep_table)
-    seeds = "; ".join(f"{ch}: {s}" for ch, s in manifest["seeds"].items())
-    print(f"replication seeds: {seeds}")
-    print(f"same verdict on both seed sets: {int(both.same.sum())} of {len(both)} claims")
-    diff = both[~both.same][["chapter", "claim", "verdict", "replication"]]
-    display(diff.rename(columns={"verdict": "verdict (default seeds)", "replication": "verdict (replication seeds)"}))
+reps, stale = {}, False
+if rep is not None:
+    reps, manifest = rep
+    stale = manifest["library_hash"] != mot.book.library_hash()
 """),
+code("""
+Markdown(mot.book.scorecard_markdown(table, reps))
+""", tags=["remove-input"]),
+code("""
+if rep is None:
+    print("No replication is committed yet: run `python -m mot_lib replicate`.")
+else:
+    sizes = {label: sorted({len(s) for s in sets.values()}) for label, sets in manifest["sets"].items()}
+    print("Replication seed sets (seeds per chapter): "
+          + "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in sizes.items()))
+    if stale:
+        print("Note: the replication was computed with another version of mot_lib; "
+              "rerun `python -m mot_lib replicate` to refresh it.")
+""", tags=["remove-input"]),
 md(r"""
-The rows come straight from the chapters' files and the committed replication;
-nothing on this page is typed by hand. A claim that does not hold or is inconclusive here is discussed, with
-what was tried, in its chapter.
+The rows come straight from the chapters' verdict files and the committed
+replication (`data/replication/`, with the seeds of every set in its
+manifest); nothing on this page is typed by hand. A claim that does not hold
+or is inconclusive is discussed, with what was tried, in its chapter.
 """),
 ]
 write(str(Path(__file__).resolve().parents[2] / "notebooks" / "99_scorecard.ipynb"), cells,

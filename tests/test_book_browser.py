@@ -1,0 +1,162 @@
+"""Every page of the book as a reader meets it: opened in headless Chromium with no network.
+
+The book is built from the committed outputs (the ``html`` fixture); each page is
+opened in Debian's ``chromium`` with every host name unresolvable, so a page that
+needs a CDN shows what an offline reader sees.  The DOM is read after the
+page's scripts ran (``--dump-dom`` with a virtual time budget).  Checked on
+every page: no raw directive or math delimiters in the visible text, typeset
+MathJax where the page has math, no script or style from another host, every
+image loaded; on the claim chapters a rendered statement block; on the
+scorecard every claim with a verdict badge and no code.
+
+Without ``chromium`` the test skips with the command that installs it; under CI
+(``CI`` set) it fails instead, so CI never skips it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from bs4 import BeautifulSoup
+
+from conftest import REPO, toc_files
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CLAIM_CHAPTERS = sorted(p.stem for p in (REPO / "notebooks").glob("*.ipynb")
+                        if p.stem not in ("01_setting", "99_scorecard"))
+RAW = ["```{", ":label:", r"\(", r"\)", r"\[", "$$"]
+# Marks each image with whether it loaded, once the page's load event has fired.
+PROBE = """<script>window.addEventListener('load', function () {
+  document.querySelectorAll('img').forEach(function (i) {
+    i.setAttribute('data-probe-loaded', String(i.complete && i.naturalWidth > 0)); });
+  document.documentElement.setAttribute('data-probe-done', '1'); });</script>"""
+
+pytestmark = pytest.mark.book
+
+
+def _need_chromium():
+    if CHROMIUM:
+        return
+    msg = "Debian's chromium is not installed: `apt-get install chromium` (.ci/run does this under CI)"
+    if os.environ.get("CI"):
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+def render(page: Path) -> BeautifulSoup:
+    """The DOM of ``page`` after its scripts ran, offline (every host name fails to resolve)."""
+    probe = page.with_name(page.stem + ".probe.html")
+    text = page.read_text()
+    probe.write_text(text.replace("</head>", PROBE + "</head>", 1))
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+           "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=15000", "--dump-dom",
+           probe.as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    probe.unlink()
+    assert proc.returncode == 0 and "<html" in proc.stdout, f"chromium failed on {page.name}: {proc.stderr[-500:]}"
+    return BeautifulSoup(proc.stdout, "html.parser")
+
+
+@pytest.fixture(scope="module")
+def pages(html):
+    """file of the toc -> (static HTML soup, rendered DOM soup)."""
+    _need_chromium()
+    files = toc_files()
+    with ThreadPoolExecutor(max_workers=3) as ex:
+        doms = list(ex.map(lambda f: render(html / f"{f}.html"), files))
+    return {f: (BeautifulSoup((html / f"{f}.html").read_text(), "html.parser"), d) for f, d in zip(files, doms)}
+
+
+def visible_text(dom: BeautifulSoup) -> str:
+    """What a reader reads: the article's text without code inputs, scripts and styles."""
+    dom = BeautifulSoup(str(dom), "html.parser")
+    for tag in dom(["script", "style", "noscript", "template", "mjx-assistive-mml"]):
+        tag.decompose()
+    for tag in dom.select(".cell_input, .highlight"):
+        tag.decompose()
+    return dom.get_text(" ")
+
+
+def test_no_raw_directive_or_math_text(pages):
+    bad = {}
+    for f, (_, dom) in pages.items():
+        text = visible_text(dom)
+        found = [r for r in RAW if r in text]
+        if found:
+            i = text.find(found[0])
+            bad[f] = f"{found}: ...{' '.join(text[max(0, i - 60):i + 80].split())}..."
+    assert not bad, "raw source text visible:\n" + "\n".join(f"{k}: {v}" for k, v in bad.items())
+
+
+def test_math_is_typeset_from_the_books_own_files(pages):
+    external, untyped = {}, []
+    for f, (static, dom) in pages.items():
+        refs = [t.get("src") for t in static.find_all("script") if t.get("src")]
+        refs += [t.get("href") for t in static.find_all("link") if "stylesheet" in (t.get("rel") or [])]
+        ext = [r for r in refs if re.match(r"^(https?:)?//", r)]
+        if ext:
+            external[f] = ext
+        if static.select(".math") and not dom.find("mjx-container"):
+            untyped.append(f)
+    assert not external, f"pages load scripts or styles from other hosts: {external}"
+    assert not untyped, f"pages with math but no typeset MathJax output (offline): {untyped}"
+
+
+def test_claim_chapters_show_a_rendered_statement(pages):
+    for name in CLAIM_CHAPTERS:
+        _, dom = pages[f"notebooks/{name}"]
+        blocks = [b for b in dom.select("div.proof") if b.select_one(".admonition-title")]
+        assert blocks, f"{name}: no rendered sphinx-proof statement block"
+        title = blocks[0].select_one(".admonition-title").get_text(" ")
+        assert re.search(r"(Proposition|Theorem|Lemma)\s+\d+", title) and len(title.split()) > 3, \
+            f"{name}: statement block without its title ({title!r})"
+
+
+def test_every_image_loads(pages):
+    bad = {}
+    for f, (_, dom) in pages.items():
+        assert dom.html.get("data-probe-done") == "1", f"{f}: the page's load event never fired"
+        broken = [i.get("src", "")[:60] for i in dom.find_all("img") if i.get("data-probe-loaded") != "true"]
+        if broken:
+            bad[f] = broken
+    assert not bad, f"images that did not load: {bad}"
+
+
+def _verdict_claims(name: str) -> list[str]:
+    """The claims a chapter's committed verdict output lists (from the chapter's verdict file output)."""
+    nb = json.loads((REPO / "notebooks" / f"{name}.ipynb").read_text())
+    for cell in nb["cells"]:
+        for o in cell.get("outputs", []):
+            md = o.get("data", {}).get("text/markdown")
+            if md and "verdict-table" in "".join(md):
+                rows = [r for r in "".join(md).splitlines() if r.startswith("| ") and "{bdg" in r]
+                return [r.split(" | ")[0].lstrip("| ").strip() for r in rows]
+    return []
+
+
+def test_scorecard_lists_every_claim_with_a_badge_and_no_code(pages, html):
+    static, dom = pages["notebooks/99_scorecard"]
+    assert not dom.select(".cell_input"), "the scorecard shows code input"
+    card = [" ".join(tr.get_text(" ").split()) for tr in static.select("table tbody tr")]
+    n_claims = 0
+    for name in CLAIM_CHAPTERS:
+        _, page = pages[f"notebooks/{name}"]
+        chapter_rows = [" ".join(tr.get_text(" ").split())
+                        for tr in BeautifulSoup((html / f"notebooks/{name}.html").read_text(),
+                                                "html.parser").select("table tbody tr")
+                        if tr.select(".sd-badge")]
+        assert chapter_rows, f"{name}: no verdict rows with badges on the chapter page"
+        for row in chapter_rows:
+            claim = row.split(" holds")[0].split(" does not hold")[0].split(" inconclusive")[0][:80]
+            assert any(claim[:60] in r for r in card), f"scorecard misses a claim of {name}: {claim!r}"
+        n_claims += len(chapter_rows)
+    badges = [b.get_text(" ").strip() for b in static.select("table tbody tr .sd-badge")]
+    assert sum(b in ("holds", "does not hold", "inconclusive") for b in badges) >= n_claims, \
+        f"{n_claims} claims but only {len(badges)} verdict badges on the scorecard"
+    assert "..." not in " ".join(card), "a scorecard row is cut with '...'"
