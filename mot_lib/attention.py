@@ -33,18 +33,20 @@ from .training import Run, train_mot
 class Prop2Params(ChapterParams):
     """Parameters of notebooks/03_proposition2.ipynb."""
     seeds: tuple = tuple(range(20))                  # seeds of the main run and of the sigma0 sweeps (verdicts)
-    side_seeds: int = 5                              # the first this many seeds (at most all) run the descriptive runs
+    side_seeds: int = 3                              # the first this many seeds (at most all) run the descriptive runs
     sigma0: float = 0.1                              # init scale of the main run
-    sigma0s: tuple = (0.003, 0.01, 0.032, 0.1, 0.32)  # sweep (2 decades)
+    sigma0s: tuple = (0.0032, 0.01, 0.032, 0.1)     # sweep (1.5 decades; 0.1 is the main run, reused)
     M: int = 16                                      # experts
-    T1: int = 200                                    # end of Stage I
-    T2: int = 300                                    # end of Stage II (= T)
+    T1: int = 100                                    # end of Stage I (chapter 02: specialization is done by step ~60)
+    T2: int = 200                                    # end of Stage II (= T)
     eta2: float = 0.3                                # Stage II step, normalized GD (the engine's default)
     gd_etas: tuple = (10.0, 100.0, 1000.0)           # plain-GD Stage II steps tried
     gd_sweep_eta: float = 100.0                      # plain-GD step of the sigma0 sweep under GD
     lams: tuple = (0.3, 0.1)                         # lower router exploration levels tried (default lam = 1)
     regime_sigma0s: tuple = (0.01, 0.1)              # init scales of the regime table
     min_share: float = 0.01                          # an expert "receives traffic" above this share of test samples
+    n_train: int = 500                               # training samples per seed (full batch)
+    n_test: int = 1000                               # fresh test samples per seed (traffic is measured on them)
     record_every: int = 10                           # record cadence of the main runs (the sweeps record T1, T2 only)
 
     def __post_init__(self):
@@ -72,14 +74,17 @@ class Prop2Params(ChapterParams):
             _check("regime_sigma0s", s, lo=0.0, hi=10.0, lo_open=True)
         _check("min_share", self.min_share, lo=0.0, hi=1.0, hi_open=True)
         _check("side_seeds", self.side_seeds, kind=int, lo=1, hi=10_000)
+        _check("n_train", self.n_train, kind=int, lo=50, hi=1_000_000)
+        _check("n_test", self.n_test, kind=int, lo=100, hi=1_000_000)
         _check("T1", self.T1, kind=int, lo=1, hi=100_000)
         _check("T2", self.T2, kind=int, lo=self.T1 + 1, hi=100_000)
         self.config()  # validates M, sigma0, eta2, record_every through TrainConfig
         self.setting()
 
     def setting(self) -> Setting:
-        """The default setting; quick=True draws fewer samples."""
-        return Setting(n_train=300, n_test=600) if self.quick else Setting()
+        """The default setting with ``n_train`` training and ``n_test`` test samples per seed; quick=True
+        draws fewer."""
+        return Setting(n_train=300, n_test=600) if self.quick else Setting(n_train=self.n_train, n_test=self.n_test)
 
     def config(self, **changes) -> TrainConfig:
         """Stages I and II only (T = T2); quick=True halves both stages."""
@@ -93,8 +98,7 @@ class Prop2Params(ChapterParams):
 # ----------------------------------------------------------------------------- reading the scores
 def attn_array(run: Run) -> tuple[np.ndarray, np.ndarray]:
     """Recorded scores as an array (S, steps, M, 2N, 2N), seeds in ``run.seeds`` order, and the recorded steps."""
-    h = run.history
-    at = h[h.quantity == "attn"]
+    at = run.rows("attn")
     at = at.assign(_o=at.seed.map({s: k for k, s in enumerate(run.seeds)})).sort_values(
         ["_o", "step", "expert", "i", "j"])
     steps = np.sort(at.step.unique())
@@ -104,12 +108,11 @@ def attn_array(run: Run) -> tuple[np.ndarray, np.ndarray]:
 
 def used_and_specialty(run: Run, step: int, min_share: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
     """(used (S,M) bool, specialty (S,M) int) at ``step``: used = receives >= min_share of the test sample."""
-    h = run.history
     N, M = run.setting.N, run.cfg.M
-    d = h[(h.quantity == "dispatch") & (h.step == step)]
+    d = run.at("dispatch", step)
     share = d.pivot_table(index="seed", columns="expert", values="value", aggfunc="sum").reindex(
         index=run.seeds, columns=range(M)).to_numpy() / N  # classes are (nearly) balanced
-    sp = h[(h.quantity == "specialty") & (h.step == step)].pivot(index="seed", columns="expert", values="value")
+    sp = run.at("specialty", step).pivot(index="seed", columns="expert", values="value")
     return share >= min_share, sp.reindex(index=run.seeds, columns=range(M)).to_numpy().astype(int)
 
 

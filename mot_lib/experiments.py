@@ -32,11 +32,10 @@ def compare_models(setting: Setting | None = None, cfg: TrainConfig | None = Non
 
 def _attn_alignment(run: Run, step: int) -> np.ndarray:
     """Per seed: the smallest, over experts that receive samples, of p_{v_n*,v_n*} minus the largest other p."""
-    h = run.history
     N = run.setting.N
-    at = h[(h.quantity == "attn") & (h.step == step)]
-    sp = h[(h.quantity == "specialty") & (h.step == step)].set_index(["seed", "expert"]).value
-    disp = h[(h.quantity == "dispatch") & (h.step == step)].groupby(["seed", "expert"]).value.sum()
+    at = run.at("attn", step)
+    sp = run.at("specialty", step).set_index(["seed", "expert"]).value
+    disp = run.at("dispatch", step).groupby(["seed", "expert"]).value.sum()
     out = []
     for seed, g in at.groupby("seed"):
         vals = []

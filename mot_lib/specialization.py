@@ -138,31 +138,27 @@ class Prop1Params(ChapterParams):
 # ---------------------------------------------------------------------- measurements
 def used_experts(run: Run, step: int, min_share: float = 0.01) -> pd.DataFrame:
     """Boolean (seed x expert): the expert receives at least ``min_share`` of the test samples at ``step``."""
-    h = run.history
-    d = h[(h.quantity == "dispatch") & (h.step == step)].groupby(["seed", "expert"]).value.sum()
+    d = run.at("dispatch", step).groupby(["seed", "expert"]).value.sum()
     return (d / run.setting.N >= min_share).unstack()
 
 
 def expert_gaps(run: Run, seed: int | None = None) -> pd.DataFrame:
     """Gap of every expert over time (index step, columns (seed, expert)), or of one seed's experts."""
-    h = run.history
-    g = h[h.quantity == "gap"].pivot_table(index="step", columns=["seed", "expert"], values="value")
+    g = run.rows("gap").pivot_table(index="step", columns=["seed", "expert"], values="value")
     return g if seed is None else g[seed]
 
 
 def gap_of_used(run: Run, step: int, min_share: float = 0.01) -> pd.Series:
     """Median specialization gap over the experts used at ``step``, per seed (NaN if none is used)."""
-    h = run.history
-    g = h[(h.quantity == "gap") & (h.step == step)].set_index(["seed", "expert"]).value.unstack()
+    g = run.at("gap", step).set_index(["seed", "expert"]).value.unstack()
     used = used_experts(run, step, min_share).reindex_like(g).fillna(False).astype(bool)
     return g.where(used).median(axis=1)
 
 
 def gap_curve(run: Run, min_share: float = 0.01) -> pd.DataFrame:
     """gap_of_used at every recorded step (index step, one column per seed), computed in one pass."""
-    h = run.history
-    g = h[h.quantity == "gap"].set_index(["step", "seed", "expert"]).value
-    d = h[h.quantity == "dispatch"].groupby(["step", "seed", "expert"]).value.sum() / run.setting.N
+    g = run.rows("gap").set_index(["step", "seed", "expert"]).value
+    d = run.rows("dispatch").groupby(["step", "seed", "expert"]).value.sum() / run.setting.N
     used = (d >= min_share).reindex(g.index, fill_value=False)
     return g.where(used).groupby(level=["step", "seed"]).median().unstack("seed")
 
@@ -176,15 +172,13 @@ def spec_time(run: Run, route_min: float = 0.95) -> pd.Series:
 
 def dispatch_at(run: Run, seed: int, step: int) -> pd.DataFrame:
     """Dispatch matrix (class x expert) of one seed at a recorded step."""
-    h = run.history
-    return h[(h.quantity == "dispatch") & (h.step == step) & (h.seed == seed)].pivot(
+    return run.at("dispatch", step, seed).pivot(
         index="i", columns="expert", values="value")
 
 
 def align_at(run: Run, seed: int, step: int) -> pd.DataFrame:
     """<W^(i), v_n> (class x expert) of one seed at a recorded step."""
-    h = run.history
-    return h[(h.quantity == "align") & (h.step == step) & (h.seed == seed)].pivot(
+    return run.at("align", step, seed).pivot(
         index="i", columns="expert", values="value")
 
 
@@ -192,17 +186,17 @@ def summarize(run: Run, route_min: float = 0.95, min_share: float = 0.01, **labe
     """One row per seed: t_spec, the gap at init (median over all experts) and at t_spec, and the gap
     and routing at the run's last step."""
     t = spec_time(run, route_min)
-    g0 = expert_gaps(run).loc[0].groupby(level="seed").median()
+    g0 = run.at("gap", 0).groupby("seed").value.median()
+    curve = gap_curve(run, min_share)           # gap of the used experts at every recorded step, one pass
     end = run.cfg.T
-    g_end = gap_of_used(run, end, min_share)
     ra = run.scalar("routing_acc").loc[end]
     cov = run.scalar("classes_covered").loc[end]
     rows = []
     for seed in run.seeds:
         ts = t.loc[seed]
         rows.append({**labels, "seed": seed, "gap_init": g0.loc[seed], "t_spec": ts,
-                     "gap_at_t_spec": gap_of_used(run, int(ts), min_share).loc[seed] if np.isfinite(ts) else np.nan,
-                     "T_end": end, "gap_end": g_end.loc[seed], "routing_end": ra.loc[seed],
+                     "gap_at_t_spec": curve.loc[int(ts), seed] if np.isfinite(ts) else np.nan,
+                     "T_end": end, "gap_end": curve.loc[end, seed], "routing_end": ra.loc[seed],
                      "covered_end": cov.loc[seed]})
     return pd.DataFrame(rows)
 

@@ -38,10 +38,26 @@ class Run:
     history: pd.DataFrame
     model: str  # "mot" | "single"
 
+    def rows(self, quantity: str) -> pd.DataFrame:
+        """The history's rows of one quantity (the history is split by quantity once, on first use:
+        comparing a million-row string column per call cost more than the training)."""
+        if getattr(self, "_by_quantity", None) is None:
+            self._by_quantity = dict(tuple(self.history.groupby("quantity", sort=False)))
+        return self._by_quantity.get(quantity, self.history.iloc[:0])
+
+    def at(self, quantity: str, step: int | None = None, seed: int | None = None) -> pd.DataFrame:
+        """The rows of one quantity, at one recorded step and/or for one seed."""
+        r = self.rows(quantity)
+        if step is not None:
+            r = r[r.step.to_numpy() == step]
+        if seed is not None:
+            r = r[r.seed.to_numpy() == seed]
+        return r
+
     def scalar(self, quantity: str) -> pd.DataFrame:
         """A per-seed scalar quantity as a wide table: index step, one column per seed."""
-        h = self.history
-        h = h[(h.quantity == quantity) & (h.expert < 0) & (h.i < 0)]
+        h = self.rows(quantity)
+        h = h[(h.expert < 0) & (h.i < 0)]
         if h.empty:
             raise KeyError(f"quantity {quantity!r} was not recorded; recorded: {sorted(self.history.quantity.unique())}")
         return h.pivot(index="step", columns="seed", values="value")
@@ -75,7 +91,8 @@ class _Recorder:
             for name in ("expert", "i", "j"):
                 cols[name].append(grids[1 + dims.index(name)].ravel() if name in dims else np.full(k, -1))
             cols["value"].append(v.ravel())
-        return pd.DataFrame({c: np.concatenate(x) for c, x in cols.items()})[HISTORY_COLUMNS]
+        # columns already in HISTORY_COLUMNS order; copy=False keeps pandas from consolidating a million rows
+        return pd.DataFrame({c: np.concatenate(x) for c, x in cols.items()}, copy=False)
 
 
 def _progress(total: int, desc: str, progress):

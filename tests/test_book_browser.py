@@ -14,7 +14,6 @@ Without ``chromium`` the test skips with the command that installs it; under CI
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -23,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import yaml
 from bs4 import BeautifulSoup
 
 from conftest import REPO, toc_files
@@ -30,6 +30,9 @@ from conftest import REPO, toc_files
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CLAIM_CHAPTERS = sorted(p.stem for p in (REPO / "notebooks").glob("*.ipynb")
                         if p.stem not in ("01_setting", "99_scorecard"))
+# the chapters of the part "The claims" state a proposition, lemma or theorem of the paper
+STATEMENT_CHAPTERS = [Path(c["file"]).name for part in yaml.safe_load((REPO / "_toc.yml").read_text())["parts"]
+                      if part["caption"] == "The claims" for c in part["chapters"]]
 RAW = ["```{", ":label:", r"\(", r"\)", r"\[", "$$"]
 # Marks each image with whether it loaded, once the page's load event has fired.
 PROBE = """<script>window.addEventListener('load', function () {
@@ -109,7 +112,8 @@ def test_math_is_typeset_from_the_books_own_files(pages):
 
 
 def test_claim_chapters_show_a_rendered_statement(pages):
-    for name in CLAIM_CHAPTERS:
+    assert STATEMENT_CHAPTERS, "no part 'The claims' in _toc.yml"
+    for name in STATEMENT_CHAPTERS:
         _, dom = pages[f"notebooks/{name}"]
         blocks = [b for b in dom.select("div.proof") if b.select_one(".admonition-title")]
         assert blocks, f"{name}: no rendered sphinx-proof statement block"
@@ -128,35 +132,29 @@ def test_every_image_loads(pages):
     assert not bad, f"images that did not load: {bad}"
 
 
-def _verdict_claims(name: str) -> list[str]:
-    """The claims a chapter's committed verdict output lists (from the chapter's verdict file output)."""
-    nb = json.loads((REPO / "notebooks" / f"{name}.ipynb").read_text())
-    for cell in nb["cells"]:
-        for o in cell.get("outputs", []):
-            md = o.get("data", {}).get("text/markdown")
-            if md and "verdict-table" in "".join(md):
-                rows = [r for r in "".join(md).splitlines() if r.startswith("| ") and "{bdg" in r]
-                return [r.split(" | ")[0].lstrip("| ").strip() for r in rows]
-    return []
+def _claims(soup: BeautifulSoup) -> list[str]:
+    """The first cell's text of every table row that holds a verdict badge (a verdict table's claims)."""
+    out = []
+    for tr in soup.select("table tbody tr"):
+        if tr.select(".sd-badge"):
+            out.append(" ".join(tr.find("td").get_text(" ").split()))
+    return out
 
 
-def test_scorecard_lists_every_claim_with_a_badge_and_no_code(pages, html):
+def test_scorecard_lists_every_claim_with_a_badge_and_no_code(pages):
     static, dom = pages["notebooks/99_scorecard"]
     assert not dom.select(".cell_input"), "the scorecard shows code input"
-    card = [" ".join(tr.get_text(" ").split()) for tr in static.select("table tbody tr")]
-    n_claims = 0
+    card = _claims(static)
+    total = 0
     for name in CLAIM_CHAPTERS:
-        _, page = pages[f"notebooks/{name}"]
-        chapter_rows = [" ".join(tr.get_text(" ").split())
-                        for tr in BeautifulSoup((html / f"notebooks/{name}.html").read_text(),
-                                                "html.parser").select("table tbody tr")
-                        if tr.select(".sd-badge")]
-        assert chapter_rows, f"{name}: no verdict rows with badges on the chapter page"
-        for row in chapter_rows:
-            claim = row.split(" holds")[0].split(" does not hold")[0].split(" inconclusive")[0][:80]
-            assert any(claim[:60] in r for r in card), f"scorecard misses a claim of {name}: {claim!r}"
-        n_claims += len(chapter_rows)
-    badges = [b.get_text(" ").strip() for b in static.select("table tbody tr .sd-badge")]
-    assert sum(b in ("holds", "does not hold", "inconclusive") for b in badges) >= n_claims, \
-        f"{n_claims} claims but only {len(badges)} verdict badges on the scorecard"
-    assert "..." not in " ".join(card), "a scorecard row is cut with '...'"
+        claims = _claims(pages[f"notebooks/{name}"][0])
+        assert claims, f"{name}: no verdict rows with badges on the chapter page"
+        missing = [c for c in claims if c not in card]
+        assert not missing, f"the scorecard misses claims of {name}: {missing}"
+        total += len(claims)
+    verdicts = [b.get_text(" ").strip() for b in static.select("table tbody tr .sd-badge")]
+    assert sum(v in ("holds", "does not hold", "inconclusive") for v in verdicts) >= total, \
+        f"{total} claims but only {len(verdicts)} verdict badges on the scorecard"
+    text = visible_text(dom)
+    assert "..." not in text and "…" not in text, "a scorecard row is cut"
+    assert re.search(r"\d+ claims: \d+ hold, \d+ do not hold, \d+ inconclusive", text), "no summary line"

@@ -120,8 +120,7 @@ ax.plot(steps[1:], P.eta1 * steps[1:], "--", color="k", lw=1, label=r"$\\eta t$"
 ax.set(yscale="log", xlabel="step", ylabel="gap", title=f"specialization gap (thin: experts of seed {s0})")
 ax.legend(loc="lower right")
 ax = axes[1]
-h = run.history
-A = h[(h.quantity == "align") & (h.seed == s0)].pivot_table(index="step", columns=["expert", "i"], values="value")
+A = run.at("align", seed=s0).pivot_table(index="step", columns=["expert", "i"], values="value")
 own, other = [], []
 for m in [m for m in G.columns if used_end.loc[m]]:
     a = A[m]
