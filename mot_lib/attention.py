@@ -35,7 +35,7 @@ class Prop2Params(ChapterParams):
     seeds: tuple = tuple(range(20))                  # seeds of the main run and of the sigma0 sweeps (verdicts)
     side_seeds: int = 3                              # the first this many seeds (at most all) run the descriptive runs
     sigma0: float = 0.1                              # init scale of the main run
-    sigma0s: tuple = (0.0032, 0.01, 0.032, 0.1)     # sweep (1.5 decades; 0.1 is the main run, reused)
+    sigma0s: tuple = (0.003, 0.01, 0.032, 0.1)     # sweep (1.5 decades; 0.1 is the main run, reused)
     M: int = 16                                      # experts
     T1: int = 100                                    # end of Stage I (chapter 02: specialization is done by step ~60)
     T2: int = 200                                    # end of Stage II (= T)

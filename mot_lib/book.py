@@ -38,7 +38,7 @@ CHAPTER_MODULES = {
 #: Every verdict row has these keys; ``rates.population_row`` adds the optional ones (the population
 #: test, the number of seeds, and for an inconclusive row which way it leans and what would settle it).
 VERDICT_KEYS = {"claim", "bound", "measured", "interval", "verdict"}
-VERDICT_EXTRA = {"test", "seeds", "note"}
+VERDICT_EXTRA = {"test", "seeds", "note", "digits"}  # digits: significant digits shown (default 3)
 IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
 
@@ -128,7 +128,7 @@ def read_verdicts(path: str | os.PathLike | None = None) -> pd.DataFrame:
         except json.JSONDecodeError as e:
             raise ValueError(f"verdict file {f.name} is not valid JSON: {e}") from None
         frames.append(pd.DataFrame(rows).assign(chapter=f.stem))
-    cols = ["chapter", "claim", "bound", "measured", "interval", "verdict", "test", "seeds", "note"]
+    cols = ["chapter", "claim", "bound", "measured", "interval", "verdict", "test", "seeds", "note", "digits"]
     if not frames:
         return pd.DataFrame(columns=cols)
     return pd.concat(frames, ignore_index=True).reindex(columns=cols)
@@ -267,8 +267,11 @@ def _cell(text) -> str:
 
 
 def _measured(row) -> str:
+    """'value [lo, hi]' at the row's known precision: 3 significant digits, or ``digits`` where the
+    quantity is known to fewer across machines (a run that amplifies rounding)."""
     iv = row["interval"]
-    return f"{row['measured']:.3g} [{iv[0]:.3g}, {iv[1]:.3g}]"
+    k = int(row["digits"]) if "digits" in row and pd.notna(row.get("digits")) else 3
+    return f"{row['measured']:.{k}g} [{iv[0]:.{k}g}, {iv[1]:.{k}g}]"
 
 
 def verdict_markdown(rows) -> str:

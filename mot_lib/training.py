@@ -7,7 +7,7 @@ DataFrame: one row per (step, seed, quantity[, expert, i, j]).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,7 @@ class Run:
     params: dict
     history: pd.DataFrame
     model: str  # "mot" | "single"
+    snapshots: dict = field(default_factory=dict)  # step -> weights kept during training (train_mot snapshot_at)
 
     def rows(self, quantity: str) -> pd.DataFrame:
         """The history's rows of one quantity (the history is split by quantity once, on first use:
@@ -183,8 +184,12 @@ def _mot_record(rec: _Recorder, step: int, stage: str, cfg: TrainConfig, p: dict
 
 
 def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = None,
-              progress: bool | None = None) -> Run:
-    """Train the MoT (or its attention-free / joint ablations, per ``cfg``) for every seed at once."""
+              progress: bool | None = None, snapshot_at=()) -> Run:
+    """Train the MoT (or its attention-free / joint ablations, per ``cfg``) for every seed at once.
+
+    ``snapshot_at``: steps after which a copy of the weights is kept in ``run.snapshots[t]`` (one run
+    gives the state at several checkpoints; training is deterministic, so a run cut at t would give
+    the same weights)."""
     seeds = check_seeds(seeds)
     if not isinstance(setting, Setting) or not isinstance(cfg, TrainConfig):
         raise ValueError("train_mot needs a Setting and a TrainConfig")
@@ -201,6 +206,7 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
     X, y = data.train.X, data.train.y
     rec = _Recorder(seeds)
     caches: dict = {}
+    snapshots: dict = {}
 
     def refresh_caches(stage, t):
         caches.clear()
@@ -245,6 +251,8 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
             if "theta" in grads:
                 _step(p["theta"], grads["theta"], cfg.eta_router, "gd")
         _check_finite(t, f"stage {stage}", per_seed.detach(), seeds, p)
+        if t in snapshot_at:
+            snapshots[t] = {k: v.detach().clone() for k, v in p.items()}
         boundary = cfg.schedule == "three_stage" and t in (cfg.T1, cfg.T2)
         if t % cfg.record_every == 0 or t == cfg.T or boundary:
             _mot_record(rec, t, stage, cfg, p, data, sigma, caches)
@@ -254,7 +262,7 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
         bar.close()
     for k in p:
         p[k].requires_grad_(False)
-    return Run(setting, cfg, seeds, data, p, rec.frame(), "mot")
+    return Run(setting, cfg, seeds, data, p, rec.frame(), "mot", snapshots)
 
 
 def _single_record(rec, step, p, data, sigma):

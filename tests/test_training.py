@@ -105,3 +105,15 @@ def test_row_softmax_matches_torch_in_value_gradient_and_hessian():
     mine = torch.func.hessian(lambda v: (row_softmax(v * x.detach()) ** 3).sum())(w)
     ref = torch.func.hessian(lambda v: (torch.softmax(v * x.detach(), -1) ** 3).sum())(w)
     assert torch.allclose(mine, ref, rtol=1e-12, atol=1e-14)
+
+
+def test_snapshots_equal_a_run_cut_at_that_step():
+    """train_mot(snapshot_at=...) keeps the weights a run cut at t ends with (the mechanism chapter's checkpoints)."""
+    st = mot.Setting(N=3, d=12, L=6, n_train=120, n_test=60)
+    cfg = mot.TrainConfig(M=4, T1=10, T2=15, T=20, record_every=5)
+    full = mot.train_mot(st, cfg, [0, 1], snapshot_at=(7, 12))
+    for t in (7, 12):
+        cut = mot.train_mot(st, cfg.replace(T=t, T1=min(cfg.T1, t), T2=min(cfg.T2, t)), [0, 1])
+        for k in ("W", "WKQ", "theta"):
+            assert torch.equal(full.snapshots[t][k], cut.params[k]), (t, k)
+    assert set(full.snapshots) == {7, 12}

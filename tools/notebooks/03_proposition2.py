@@ -55,7 +55,7 @@ code("""
 seeds = list(range(20))                    # main run and the sigma0 sweeps (the verdicts)
 side_seeds = 3                             # the first this many seeds run the descriptive runs (GD steps, regimes)
 sigma0 = 0.1                               # init scale of the main run
-sigma0s = [0.0032, 0.01, 0.032, 0.1]     # sigma0 sweep (1.5 decades; 0.1 is the main run, reused)
+sigma0s = [0.003, 0.01, 0.032, 0.1]     # sigma0 sweep (1.5 decades; 0.1 is the main run, reused)
 M = 16                                     # experts
 T1 = 100                                   # end of Stage I (chapter 02: specialization is done by step ~60)
 T2 = 200                                   # end of Stage II, also the end of training (no Stage III here)

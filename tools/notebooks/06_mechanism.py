@@ -77,6 +77,8 @@ early_step = 50         # an early checkpoint inside Stage I for the conflict me
 H = 4                   # heads of the single transformer
 J = 2                   # FFN neurons per head of the single transformer
 single_T = 500          # training steps of the single transformer
+single_seeds = 8        # the first this many seeds train the single transformer (its longest run per seed)
+n_train = 500           # training samples per seed (full batch; the Hessians are over all of them)
 min_share = 0.01        # an expert is "used" if it receives at least this share of the training samples
 conflict_margin = 0.1   # conflict: the class-vs-rest cosine interval lies at or below -conflict_margin
 clear_gap = 0.5         # "clearly": within-specialist cosine minus shared cosine at least this
@@ -232,9 +234,10 @@ Every row is a statement about the population of seeds, with a rule fixed in
 the parameters before looking:
 
 * *Conflict in the shared expert*: the mean over seeds of its class-vs-rest cosine,
-  with a Student-t 95% interval; holds if the interval lies in $[-1,-0.1]$
+  with a Student-t 95% interval; holds if the interval lies at or below $-0.1$
   (orthogonal classes give $0$; `conflict_margin` = 0.1 keeps rounding-level
-  negatives out).
+  negatives out; a t interval may reach past the cosine's range $[-1, 1]$, so
+  the accepted range is open below).
 * *Agreement inside a specialist*: the mean over seeds of the within-specialist
   cosine minus the shared expert's, t interval; holds at or above $0.5$
   (`clear_gap`, a quarter of the cosine range).
