@@ -6,6 +6,7 @@
     python -m mot_lib regime --seeds 0 1 2 3 4
     python -m mot_lib levers            # re-run Lemma 1's lever search, rewrite data/lemma1_levers.csv
     python -m mot_lib replicate --sets 2 --draw 2026   # claim chapters on untuned seed sets -> data/replication
+    python -m mot_lib agree data/replication /tmp/more   # share of verdicts identical on every seed set
 
 ``run`` validates every parameter against the chapter's parameter class before
 it starts papermill, then writes the executed notebook and the chapter's
@@ -98,6 +99,23 @@ def cmd_replicate(args) -> int:
     return 0
 
 
+def cmd_agree(args) -> int:
+    """How many verdicts are the same on the default seeds (--out) and on every replication folder given."""
+    import pandas as pd
+
+    table = book.read_verdicts(args.out)
+    table = table[table.chapter.isin(book.claim_chapters())]
+    reps = {}
+    for d in args.folders:
+        loaded = book.load_replication(d)
+        if loaded is None:
+            raise ValueError(f"{d}: no manifest.json; write one with `python -m mot_lib replicate --dest {d}`")
+        reps.update({f"{d}:{k}": v for k, v in loaded[0].items()})
+    with pd.option_context("display.width", 200):
+        print(book.agreement_report(table, reps).to_string())
+    return 0
+
+
 def cmd_regime(args) -> int:
     import pandas as pd
 
@@ -138,6 +156,9 @@ def main(argv=None) -> int:
     rp.add_argument("--draw", type=int, default=2026,
                     help="seed of the draw of the sets' seeds (default: 2026); another value gives other sets")
     rp.add_argument("--dest", default=None, help="folder to write (default: data/replication)")
+    ag = sub.add_parser("agree", help="share of verdicts identical on the default seeds and on replication folders")
+    ag.add_argument("folders", nargs="+", help="replication folders (written by `replicate --dest`)")
+    ag.add_argument("--out", default=None, help="folder holding the default run's verdicts/ (default: _build/out)")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "list":
@@ -145,7 +166,8 @@ def main(argv=None) -> int:
             for name, cls in sorted(book.load_chapters().items()):
                 print(name + ": " + ", ".join(f"{f.name}={f.default!r}" for f in fields(cls)))
             return 0
-        return {"run": cmd_run, "regime": cmd_regime, "levers": cmd_levers, "replicate": cmd_replicate}[args.cmd](args)
+        return {"run": cmd_run, "regime": cmd_regime, "levers": cmd_levers, "replicate": cmd_replicate,
+                "agree": cmd_agree}[args.cmd](args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -312,6 +312,24 @@ def verdict_label(name: str) -> str:
     return f"verdict-{name}"
 
 
+def same_everywhere(table: pd.DataFrame, replications: dict[str, pd.DataFrame]) -> pd.Series:
+    """Per verdict row of ``table``: whether every replication gives the same verdict for it."""
+    same = pd.Series(True, index=table.index)
+    for rep in replications.values():
+        same &= compare_verdicts(table, rep)["same"].to_numpy()
+    return same
+
+
+def agreement_report(table: pd.DataFrame, replications: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per chapter and overall: rows, rows with the same verdict on every seed set, and the share."""
+    same = same_everywhere(table, replications)
+    df = table.assign(same=same.to_numpy())
+    rep = df.groupby("chapter", sort=False).same.agg(rows="size", identical="sum")
+    rep.loc["all"] = [len(df), int(df.same.sum())]
+    rep["share"] = (rep.identical / rep.rows).round(3)
+    return rep
+
+
 def scorecard_markdown(table: pd.DataFrame, replications: dict[str, pd.DataFrame] | None = None) -> str:
     """The scorecard: a summary line, then per claim chapter a table of its claims with the bound, the
     measured value, a verdict badge, the verdict on each replication seed set, and a link to the
@@ -321,9 +339,7 @@ def scorecard_markdown(table: pd.DataFrame, replications: dict[str, pd.DataFrame
     parts = [f"**{len(table)} claims: {counts.get('holds', 0)} hold, {counts.get('does not hold', 0)} do not "
              f"hold, {counts.get('inconclusive', 0)} inconclusive.**"]
     if replications:
-        same = pd.Series(True, index=table.index)
-        for rep in replications.values():
-            same &= compare_verdicts(table, rep)["same"].to_numpy()
+        same = same_everywhere(table, replications)
         parts[0] += (f" The same verdict on every untuned seed set ({', '.join(replications)}): "
                      f"{int(same.sum())} of {len(table)} ({same.mean():.0%}).")
     head = "| claim | bound (accepted range) | measured [95% interval] | verdict |"

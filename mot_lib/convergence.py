@@ -55,9 +55,9 @@ class Theorem1Params(ChapterParams):
     ngd_steps: int = 300             # Stage III length under normalized GD
     eta3_ngd: float = 0.01           # normalized-GD step in Stage III
     mot_every: int = 5               # record cadence of the MoT runs (NGD; the GD run uses 2x)
-    single_T: int = 1000             # single transformer (normalized GD) steps
+    single_T: int = 900             # single transformer (normalized GD) steps
     single_eta: float = 0.02         # its normalized-GD step (the MoT's Stage I step)
-    single_every: int = 20           # its record cadence
+    single_every: int = 25           # its record cadence
     single_gd_T: int = 100           # plain-GD single-transformer runs (they stay at log 2)
     single_gd_sigma0: float = 1.0    # the larger init of the plain-GD variant
     single_gd_eta: float = 0.1       # the plain-GD step of that variant

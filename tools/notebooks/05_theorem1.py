@@ -53,9 +53,9 @@ sweep_steps = 200       # Stage III length of those runs
 ngd_steps = 300         # Stage III length under normalized GD
 eta3_ngd = 0.01         # normalized-GD step in Stage III
 mot_every = 5           # record cadence of the MoT (the plain-GD run records every 2x)
-single_T = 1000         # single transformer (normalized GD): steps
+single_T = 900         # single transformer (normalized GD): steps
 single_eta = 0.02       # its normalized-GD step (the MoT's Stage I step)
-single_every = 20       # its record cadence
+single_every = 25       # its record cadence
 single_gd_T = 100       # plain-GD single-transformer diagnostics: steps
 single_gd_sigma0 = 1.0  # larger init of the plain-GD variant
 single_gd_eta = 0.1     # its plain-GD step
@@ -86,7 +86,7 @@ $\eta_3=0.01$, and under normalized GD (per expert, step $0.01$). Stages I and I
 are identical in both runs. The single transformer ($H=4$ heads, $J=2$ neurons
 each) is trained by normalized GD with step $0.02$; two plain-GD runs of it, from
 the default init and from a ten times larger one, show why it needs normalized
-steps. Records are every 5 steps (MoT, NGD), 10 (MoT, GD) and 20 (single transformer);
+steps. Records are every 5 steps (MoT, NGD), 10 (MoT, GD) and 25 (single transformer);
 the crossing of each $\epsilon$ is interpolated in $\log(\text{loss})$ between records.
 For the budget this chapter uses 500 training and 500 test samples per seed (the
 expected loss is the mean over the fresh test sample; every model sees the same one).
