@@ -6,6 +6,7 @@
     python -m mot_lib regime --seeds 0 1 2 3 4
     python -m mot_lib levers            # re-run Lemma 1's lever search, rewrite data/lemma1_levers.csv
     python -m mot_lib replicate --seeds 5 6 7 8 9   # claim chapters on untuned seeds -> data/replication
+    python -m mot_lib predecessor       # the predecessor MoE table (Chen et al. 2022) -> data/predecessor_table.csv
 
 ``run`` validates every parameter against the chapter's parameter class before
 it starts papermill, then writes the executed notebook and the chapter's
@@ -92,6 +93,41 @@ def cmd_levers(args) -> int:
     return 0
 
 
+def cmd_predecessor(args) -> int:
+    """The predecessor's four settings, four baselines and the MoT comparison; table and manifest to data/."""
+    import time
+
+    import pandas as pd
+    import torch
+
+    from . import predecessor_table as pt
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.time()
+    out = Path(args.out) if args.out else pt.TABLE_CSV
+    jobs = [dict(settings=(k,), seeds=tuple(args.seeds), n=args.n, threads=args.threads,
+                 attention_settings=(k,) if k in args.attention_settings else (),
+                 partial=str(out.with_suffix(f".partial{k}.csv"))) for k in args.settings]
+    if args.jobs > 1:   # one setting per worker process; every setting is independent, so the numbers are the same
+        import multiprocessing as mp
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            df = pd.concat(pool.map(pt.compute_job, jobs), ignore_index=True)
+    else:
+        df = pd.concat([pt.compute_job(j) for j in jobs], ignore_index=True)
+    secs = time.time() - t0
+    meta = {"seeds": list(args.seeds), "settings": list(args.settings), "attention_settings":
+            list(args.attention_settings), "n_train": args.n, "n_test": args.n,
+            "schedule": dict(vars(pt.Schedule())), "threads": torch.get_num_threads(), "jobs": args.jobs,
+            "seconds": round(secs)}
+    path = pt.save_table(df, out, meta)
+    for j in jobs:
+        Path(j["partial"]).unlink(missing_ok=True)
+    summary = df.groupby(["setting", "model", "loss"])[["test_acc", "entropy"]].agg(["mean", "std"])
+    print(summary.round(3).to_string())
+    print(f"written to {path} (and {path.with_suffix('.json').name}) in {secs:.0f} s")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mot_lib", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -109,6 +145,15 @@ def main(argv=None) -> int:
     rp.add_argument("--seeds", type=int, nargs="+", default=[5, 6, 7, 8, 9],
                     help="each chapter takes as many of these as it uses by default (default: 5 6 7 8 9)")
     rp.add_argument("--dest", default=None, help="folder to write (default: data/replication)")
+    pr = sub.add_parser("predecessor", help="reproduce the predecessor MoE table (Chen et al. 2022) and the MoT "
+                        "comparison; write data/predecessor_table.csv")
+    pr.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    pr.add_argument("--settings", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
+    pr.add_argument("--attention-settings", type=int, nargs="*", default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
+    pr.add_argument("--n", type=int, default=16000, help="training and test samples per setting (default 16000)")
+    pr.add_argument("--threads", type=int, default=0, help="torch threads per process (default: torch's choice)")
+    pr.add_argument("--jobs", type=int, default=1, help="worker processes, one setting each (default 1)")
+    pr.add_argument("--out", default=None, help="CSV to write (default: data/predecessor_table.csv)")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "list":
@@ -116,7 +161,8 @@ def main(argv=None) -> int:
             for name, cls in sorted(book.load_chapters().items()):
                 print(name + ": " + ", ".join(f"{f.name}={f.default!r}" for f in fields(cls)))
             return 0
-        return {"run": cmd_run, "regime": cmd_regime, "levers": cmd_levers, "replicate": cmd_replicate}[args.cmd](args)
+        return {"run": cmd_run, "regime": cmd_regime, "levers": cmd_levers, "replicate": cmd_replicate,
+                "predecessor": cmd_predecessor}[args.cmd](args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
