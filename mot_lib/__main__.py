@@ -104,6 +104,7 @@ def cmd_predecessor(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.time()
+    engine = pt.engine_hash()           # the code the workers import now, before anything is edited
     out = Path(args.out) if args.out else pt.TABLE_CSV
     jobs = [dict(settings=(k,), seeds=tuple(args.seeds), n=args.n, threads=args.threads,
                  attention_settings=(k,) if k in args.attention_settings else (),
@@ -115,7 +116,10 @@ def cmd_predecessor(args) -> int:
     else:
         df = pd.concat([pt.compute_job(j) for j in jobs], ignore_index=True)
     secs = time.time() - t0
-    meta = {"seeds": list(args.seeds), "settings": list(args.settings), "attention_settings":
+    if pt.engine_hash() != engine:
+        print("warning: the engine modules changed while the table was computed; the manifest keeps the "
+              "hash of the code the run started with", file=sys.stderr)
+    meta = {"library_hash": engine, "seeds": list(args.seeds), "settings": list(args.settings), "attention_settings":
             list(args.attention_settings), "n_train": args.n, "n_test": args.n,
             "schedule": dict(vars(pt.Schedule())), "threads": torch.get_num_threads(), "jobs": args.jobs,
             "seconds": round(secs)}

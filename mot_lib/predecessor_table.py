@@ -189,7 +189,7 @@ def save_table(df: pd.DataFrame, path=TABLE_CSV, meta: dict | None = None) -> Pa
     """Write the table (CSV) and, beside it, ``<name>.json`` with the library hash and the run's parameters."""
     path = Path(path)
     df[TABLE_COLUMNS].to_csv(path, index=False, float_format="%.6g")
-    info = {"library_hash": engine_hash(), "modules": list(ENGINE_MODULES), **(meta or {})}
+    info = {"library_hash": engine_hash(), "modules": list(ENGINE_MODULES), **(meta or {})}  # meta may pin the hash
     path.with_suffix(".json").write_text(json.dumps(info, indent=2))
     return path
 
