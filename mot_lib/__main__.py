@@ -106,21 +106,25 @@ def cmd_predecessor(args) -> int:
     t0 = time.time()
     engine = pt.engine_hash()           # the code the workers import now, before anything is edited
     out = Path(args.out) if args.out else pt.TABLE_CSV
-    jobs = [dict(settings=(k,), seeds=tuple(args.seeds), n=args.n, threads=args.threads,
-                 attention_settings=(k,) if k in args.attention_settings else (),
-                 partial=str(out.with_suffix(f".partial{k}.csv"))) for k in args.settings]
-    if args.jobs > 1:   # one setting per worker process; every setting is independent, so the numbers are the same
+    jobs = pt.jobs_for(args.settings, args.single_settings, args.attention_settings, args.seeds, args.n, args.threads)
+    for j in jobs:
+        j["partial"] = str(out.with_suffix(f".partial{j['job']}.csv"))
+    if args.jobs > 1:   # independent jobs in worker processes: the numbers do not depend on how they are spread
         import multiprocessing as mp
         with mp.get_context("spawn").Pool(args.jobs) as pool:
-            df = pd.concat(pool.map(pt.compute_job, jobs), ignore_index=True)
+            parts = pool.map(pt.compute_job, jobs, chunksize=1)
     else:
-        df = pd.concat([pt.compute_job(j) for j in jobs], ignore_index=True)
+        parts = [pt.compute_job(j) for j in jobs]
+    df = pd.concat(parts, ignore_index=True)
+    order = {m: i for i, m in enumerate(pt.BASELINES + pt.ATTENTION_MODELS)}
+    df = df.sort_values(["setting", "model", "loss", "seed"], key=lambda c: c.map(order) if c.name == "model" else c,
+                        ignore_index=True)
     secs = time.time() - t0
     if pt.engine_hash() != engine:
         print("warning: the engine modules changed while the table was computed; the manifest keeps the "
               "hash of the code the run started with", file=sys.stderr)
     meta = {"library_hash": engine, "seeds": list(args.seeds), "settings": list(args.settings), "attention_settings":
-            list(args.attention_settings), "n_train": args.n, "n_test": args.n,
+            list(args.attention_settings), "single_settings": list(args.single_settings), "n_train": args.n, "n_test": args.n,
             "schedule": dict(vars(pt.Schedule())), "threads": torch.get_num_threads(), "jobs": args.jobs,
             "seconds": round(secs)}
     path = pt.save_table(df, out, meta)
@@ -153,7 +157,11 @@ def main(argv=None) -> int:
                         "comparison; write data/predecessor_table.csv")
     pr.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     pr.add_argument("--settings", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
-    pr.add_argument("--attention-settings", type=int, nargs="*", default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
+    pr.add_argument("--single-settings", type=int, nargs="*", default=[1], choices=[1, 2, 3, 4],
+                    help="settings on which the single CNNs run (default 1: the one with published single-CNN "
+                         "values here; the cubic one is the costliest model, about 10 CPU-minutes a setting)")
+    pr.add_argument("--attention-settings", type=int, nargs="*", default=[1], choices=[1, 2, 3, 4],
+                    help="settings of the MoT comparison (default 1; about 7 CPU-minutes a setting)")
     pr.add_argument("--n", type=int, default=16000, help="training and test samples per setting (default 16000)")
     pr.add_argument("--threads", type=int, default=0, help="torch threads per process (default: torch's choice)")
     pr.add_argument("--jobs", type=int, default=1, help="worker processes, one setting each (default 1)")

@@ -142,15 +142,16 @@ class Schedule:
 
 
 def compute_table(settings=(1, 2, 3, 4), seeds=tuple(range(10)), n: int = 16000, schedule: Schedule = Schedule(),
-                  baselines=BASELINES, attention_settings=(1, 2, 3, 4), progress: bool | None = None,
-                  log=None, partial: Path | None = None) -> pd.DataFrame:
-    """Every model of the table on every setting, seeds batched, the same data for every model of a setting:
-    first the four baselines on each setting, then the MoT comparison on ``attention_settings``.
+                  baselines=BASELINES, attention_settings=(1, 2, 3, 4), losses=tuple(LOSSES.values()),
+                  progress: bool | None = None, log=None, partial: Path | None = None) -> pd.DataFrame:
+    """``baselines`` on every setting, then the MoT comparison (both models, each loss in ``losses``) on
+    ``attention_settings``; seeds batched, the same data for every model of a setting (each seed's data are
+    drawn from its own stream, so a setting's data do not depend on which models run).
     ``partial``: a CSV rewritten after every model (a long run that is stopped keeps what it finished)."""
     seeds = check_seeds(list(seeds))
     frames = []
     jobs = [(k, model, None) for k in settings for model in baselines]
-    jobs += [(k, model, loss) for k in attention_settings for loss in LOSSES.values() for model in ATTENTION_MODELS]
+    jobs += [(k, model, loss) for k in attention_settings for loss in losses for model in ATTENTION_MODELS]
     data_k, data = None, None
     for k, model, loss in jobs:
         if k != data_k:
@@ -173,10 +174,35 @@ def compute_table(settings=(1, 2, 3, 4), seeds=tuple(range(10)), n: int = 16000,
     return pd.concat(frames, ignore_index=True)
 
 
+#: Relative CPU cost of each model on one setting (seconds on one idle-ish core, 10 seeds, 16,000 samples),
+#: used only to hand the heaviest jobs out first.
+COST = {"single cubic CNN": 640, "cubic MoE": 90, "linear MoE": 50, "single linear CNN": 40, "attention": 100}
+
+
+def jobs_for(settings, single_settings, attention_settings, seeds, n: int, threads: int = 0) -> list[dict]:
+    """The CLI's work as independent jobs (one setting and a few models each; the MoT comparison one job per
+    setting and loss), heaviest first, so that worker processes finish at about the same time."""
+    jobs = []
+    for k in settings:
+        models = [m for m in BASELINES if not m.startswith("single") or k in single_settings]
+        for m in models:
+            jobs.append(dict(settings=(k,), baselines=(m,), attention_settings=(), cost=COST[m]))
+        if k in attention_settings:
+            for loss in LOSSES.values():
+                jobs.append(dict(settings=(k,), baselines=(), attention_settings=(k,), losses=(loss,),
+                                 cost=COST["attention"] * len(ATTENTION_MODELS)))
+    jobs.sort(key=lambda j: -j["cost"])
+    for i, j in enumerate(jobs):
+        j.update(seeds=tuple(seeds), n=n, threads=threads, job=i)
+    return jobs
+
+
 def compute_job(job: dict) -> pd.DataFrame:
     """``compute_table`` for one CLI job (a dict of its arguments, plus ``threads``), in a worker process."""
     import torch
     job = dict(job)
+    job.pop("cost", None)
+    job.pop("job", None)
     threads = job.pop("threads", 0)
     if threads:
         torch.set_num_threads(threads)
