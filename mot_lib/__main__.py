@@ -62,7 +62,7 @@ def cmd_replicate(args) -> int:
     import tempfile
 
     book.load_chapters()
-    seeds = {name: book.replication_seeds(name, args.seeds) for name in book.claim_chapters()}
+    seeds = {name: book.replication_seeds(name, args.seeds) for name in book.replicated_chapters()}
     with tempfile.TemporaryDirectory() as tmp:
         for name, s in seeds.items():
             _run_chapter(name, {"seeds": s}, Path(tmp))

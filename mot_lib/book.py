@@ -33,6 +33,7 @@ CHAPTER_MODULES = {
     "04_lemma1": "mot_lib.floor",
     "05_theorem1": "mot_lib.convergence",
     "06_mechanism": "mot_lib.mechanism",
+    "10_predecessor": "mot_lib.predecessor_chapter",
     "99_scorecard": "mot_lib.book",
 }
 #: Every verdict row has these keys; ``rates.population_row`` adds the optional ones (the population
@@ -165,6 +166,16 @@ def library_hash(modules=None) -> str:
 def claim_chapters() -> list[str]:
     """The chapters that write verdicts, in reading order."""
     return [n for n in CHAPTER_MODULES if n not in ("01_setting", "99_scorecard")]
+
+
+#: Chapters whose verdicts are computed from a committed table (data/), not from the seeds they train:
+#: rerunning them on other seeds would not test their verdicts, so the replication leaves them out.
+TABLE_CHAPTERS = {"10_predecessor"}
+
+
+def replicated_chapters() -> list[str]:
+    """The claim chapters that ``python -m mot_lib replicate`` reruns on other seeds."""
+    return [n for n in claim_chapters() if n not in TABLE_CHAPTERS]
 
 
 def replication_seeds(name: str, seeds) -> list[int]:
