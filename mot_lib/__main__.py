@@ -7,6 +7,7 @@
     python -m mot_lib levers            # re-run Lemma 1's lever search, rewrite data/lemma1_levers.csv
     python -m mot_lib replicate --sets 2 --draw 2026   # claim chapters on untuned seed sets -> data/replication
     python -m mot_lib agree data/replication /tmp/more   # share of verdicts identical on every seed set
+    python -m mot_lib predecessor       # the predecessor MoE table (Chen et al. 2022) -> data/predecessor_table.csv
 
 ``run`` validates every parameter against the chapter's parameter class before
 it starts papermill, then writes the executed notebook and the chapter's
@@ -138,6 +139,49 @@ def cmd_levers(args) -> int:
     return 0
 
 
+def cmd_predecessor(args) -> int:
+    """The predecessor's four settings, four baselines and the MoT comparison; table and manifest to data/."""
+    import time
+
+    import pandas as pd
+    import torch
+
+    from . import predecessor_table as pt
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.time()
+    engine = pt.engine_hash()           # the code the workers import now, before anything is edited
+    out = Path(args.out) if args.out else pt.TABLE_CSV
+    jobs = pt.jobs_for(args.settings, args.single_settings, args.attention_settings, args.seeds, args.n, args.threads)
+    for j in jobs:
+        j["partial"] = str(out.with_suffix(f".partial{j['job']}.csv"))
+    if args.jobs > 1:   # independent jobs in worker processes: the numbers do not depend on how they are spread
+        import multiprocessing as mp
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            parts = pool.map(pt.compute_job, jobs, chunksize=1)
+    else:
+        parts = [pt.compute_job(j) for j in jobs]
+    df = pd.concat(parts, ignore_index=True)
+    order = {m: i for i, m in enumerate(pt.BASELINES + pt.ATTENTION_MODELS)}
+    df = df.sort_values(["setting", "model", "loss", "seed"], key=lambda c: c.map(order) if c.name == "model" else c,
+                        ignore_index=True)
+    secs = time.time() - t0
+    if pt.engine_hash() != engine:
+        print("warning: the engine modules changed while the table was computed; the manifest keeps the "
+              "hash of the code the run started with", file=sys.stderr)
+    meta = {"library_hash": engine, "seeds": list(args.seeds), "settings": list(args.settings), "attention_settings":
+            list(args.attention_settings), "single_settings": list(args.single_settings), "n_train": args.n, "n_test": args.n,
+            "schedule": dict(vars(pt.Schedule())), "threads": torch.get_num_threads(), "jobs": args.jobs,
+            "seconds": round(secs)}
+    path = pt.save_table(df, out, meta)
+    for j in jobs:
+        Path(j["partial"]).unlink(missing_ok=True)
+    summary = df.groupby(["setting", "model", "loss"])[["test_acc", "entropy"]].agg(["mean", "std"])
+    print(summary.round(3).to_string())
+    print(f"written to {path} (and {path.with_suffix('.json').name}) in {secs:.0f} s")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mot_lib", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -159,6 +203,19 @@ def main(argv=None) -> int:
     ag = sub.add_parser("agree", help="share of verdicts identical on the default seeds and on replication folders")
     ag.add_argument("folders", nargs="+", help="replication folders (written by `replicate --dest`)")
     ag.add_argument("--out", default=None, help="folder holding the default run's verdicts/ (default: _build/out)")
+    pr = sub.add_parser("predecessor", help="reproduce the predecessor MoE table (Chen et al. 2022) and the MoT "
+                        "comparison; write data/predecessor_table.csv")
+    pr.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    pr.add_argument("--settings", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
+    pr.add_argument("--single-settings", type=int, nargs="*", default=[1], choices=[1, 2, 3, 4],
+                    help="settings on which the single CNNs run (default 1: the one with published single-CNN "
+                         "values here; the cubic one is the costliest model, about 10 CPU-minutes a setting)")
+    pr.add_argument("--attention-settings", type=int, nargs="*", default=[1], choices=[1, 2, 3, 4],
+                    help="settings of the MoT comparison (default 1; about 7 CPU-minutes a setting)")
+    pr.add_argument("--n", type=int, default=16000, help="training and test samples per setting (default 16000)")
+    pr.add_argument("--threads", type=int, default=0, help="torch threads per process (default: torch's choice)")
+    pr.add_argument("--jobs", type=int, default=1, help="worker processes, one setting each (default 1)")
+    pr.add_argument("--out", default=None, help="CSV to write (default: data/predecessor_table.csv)")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "list":
@@ -167,7 +224,7 @@ def main(argv=None) -> int:
                 print(name + ": " + ", ".join(f"{f.name}={f.default!r}" for f in fields(cls)))
             return 0
         return {"run": cmd_run, "regime": cmd_regime, "levers": cmd_levers, "replicate": cmd_replicate,
-                "agree": cmd_agree}[args.cmd](args)
+                "agree": cmd_agree, "predecessor": cmd_predecessor}[args.cmd](args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -148,11 +148,15 @@ def verdict_table(rows: list[dict]) -> pd.DataFrame:
     return df[cols]
 
 
-def library_hash() -> str:
+def library_hash(modules=None) -> str:
     """sha256 of mot_lib/*.py and requirements.txt: what the chapters' numbers depend on besides
-    their parameters (the build's cache guard and the replication's manifest use it)."""
+    their parameters (the build's cache guard and the replication's manifest use it).  ``modules``
+    (names like "data", "models") restricts it to those modules of mot_lib and requirements.txt: the
+    hash of what one cached table was computed with (``predecessor_table.ENGINE_MODULES``)."""
     h = hashlib.sha256()
-    for f in sorted((REPO / "mot_lib").rglob("*.py")) + [REPO / "requirements.txt"]:
+    files = sorted((REPO / "mot_lib").rglob("*.py")) if modules is None else \
+        sorted(REPO / "mot_lib" / f"{m}.py" for m in modules)
+    for f in files + [REPO / "requirements.txt"]:
         h.update(f.relative_to(REPO).as_posix().encode())
         h.update(f.read_bytes())
     return h.hexdigest()

@@ -68,6 +68,12 @@ class Setting(_Validated):
         experts' and the router's scores.
     rho: pairwise cosine between the classification signals v_n (0 = orthonormal;
         used by the non-orthogonal open-question chapter).
+    alpha_range, beta_range, gamma_range: ``None`` (default) uses the fixed
+        amplitude above; a pair ``(lo, hi)`` draws each sample's amplitude from
+        U(lo, hi) instead (the predecessor MoE experiment of Chen et al. 2022,
+        chapter 10), and the fixed amplitude is not used.
+    scale: every token is multiplied by ``scale`` after it is drawn (the
+        predecessor's data are multiplied by 10).
     """
     N: int = 4
     d: int = 16
@@ -80,6 +86,10 @@ class Setting(_Validated):
     rho: float = 0.0
     n_train: int = 1000
     n_test: int = 4000
+    alpha_range: tuple | None = None
+    beta_range: tuple | None = None
+    gamma_range: tuple | None = None
+    scale: float = 1.0
 
     def __post_init__(self):
         _check("N", self.N, kind=int, lo=2, hi=64)
@@ -93,6 +103,31 @@ class Setting(_Validated):
         _check("rho", self.rho, lo=0.0, hi=1.0, hi_open=True)
         _check("n_train", self.n_train, kind=int, lo=2, hi=1_000_000)
         _check("n_test", self.n_test, kind=int, lo=2, hi=1_000_000)
+        for name in ("alpha_range", "beta_range", "gamma_range"):
+            object.__setattr__(self, name, _check_range(name, getattr(self, name), lo_open=name == "alpha_range"))
+        _check("scale", self.scale, lo=0.0, hi=1000.0, lo_open=True)
+
+    def amplitude(self, name: str) -> tuple[float, float]:
+        """The (lo, hi) range of amplitude ``name`` (alpha, beta or gamma); lo == hi when it is fixed."""
+        r = getattr(self, f"{name}_range")
+        return (float(getattr(self, name)),) * 2 if r is None else r
+
+
+def _check_range(name: str, value, lo_open: bool = False):
+    """None, or a pair (lo, hi) of numbers with 0 <= lo <= hi <= 100 (lo > 0 if lo_open); returned as a tuple."""
+    if value is None:
+        return None
+    try:
+        pair = tuple(value)
+    except TypeError:
+        raise ValueError(f"{name}={value!r} has the wrong type; expected None or a pair (lo, hi)") from None
+    if len(pair) != 2:
+        raise ValueError(f"{name}={value!r} has the wrong type; expected None or a pair (lo, hi)")
+    for v in pair:
+        _check(name, v, lo=0.0, hi=100.0, lo_open=lo_open)
+    if pair[0] > pair[1]:
+        raise ValueError(f"{name}={value!r} is out of range; allowed lo <= hi")
+    return tuple(float(v) for v in pair)
 
 
 STAGE_OPTIMIZERS = ("ngd", "gd")
@@ -209,3 +244,97 @@ def check_seeds(seeds) -> list[int]:
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds={seeds!r} has duplicates")
     return seeds
+
+
+PREDECESSOR_LOSSES = ("double_softmax", "logistic")
+
+
+@dataclass(frozen=True)
+class PredecessorConfig(_Validated):
+    """The predecessor MoE experiment's models and training (Chen et al. 2022; chapter 10).
+
+    model="moe": M experts, each 2J neurons with a bias, ``sigma(<w_j, x_p> + b_j)``
+    summed over the patches; the last J neurons give the logit of y=+1, the first J
+    the logit of y=-1, so the expert's score is ``f = z_+ - z_-``.  The router
+    ``h_m = sum_p <theta_m, x_p>`` (theta_0 = 0) picks ``argmax_m (h_m + r_m)``,
+    ``r_m ~ U[0, lam)`` redrawn every step, and the output is ``F = (h_m* + r_m*) f_m*``:
+    the noisy gate *value* multiplies the output.  attention=True gives every expert
+    its own merged key-query matrix over the patches (initialised at 0, so that
+    until Stage II it is exactly the predecessor's expert), trained in Stage II
+    (steps T1 < t <= T2) with the neurons frozen.
+    model="single": one such network with 2J neurons, no router (the predecessor's
+    single CNN baseline).
+
+    loss="double_softmax": the public code's softmax of the two logits followed by
+    cross-entropy (another softmax): ``l(m) = log(1 + exp(1 - 2 sigmoid(m)))`` of the
+    margin ``m = y F``, bounded below by log(1 + e^-1) = 0.3133.  "logistic": the
+    book's ``l(m) = log(1 + exp(-m))`` (the same as a single softmax cross-entropy).
+    opt="ngd": each expert's step is its gradient divided by the sum of the norms of its
+    parameter gradients (weights, biases), step ``eta``; "adam": PyTorch's Adam with
+    L2 weight decay ``weight_decay``.  The router is trained by GD with ``eta_router``.
+    init_scale multiplies PyTorch's default Conv1d initialisation U(-1/sqrt(d), 1/sqrt(d)).
+    early_stop: at every step, before updating, a seed stops when its training loss
+    is not a new minimum and either exceeds the minimum by ``stop_rise`` (only after
+    step ``stop_after``) or is at most ``stop_floor`` (0 disables the floor rule).
+    eval_noise: the public code never switches its model to evaluation mode, so its
+    test accuracy is measured with the router noise on; True does the same.
+    """
+    model: str = "moe"
+    activation: str = "cubic"
+    M: int = 8
+    J: int = 8
+    init_scale: float = 1e-3
+    loss: str = "double_softmax"
+    opt: str = "ngd"
+    eta: float = 1e-3
+    eta_router: float = 0.1
+    lam: float = 1.0
+    weight_decay: float = 0.0
+    T: int = 501
+    early_stop: bool = True
+    stop_rise: float = 0.02
+    stop_floor: float = 0.314
+    stop_after: int = -1
+    attention: bool = False
+    T1: int = 0
+    T2: int = 0
+    eta_kq: float = 1e-3
+    eval_noise: bool = True
+    record_every: int = 10
+    dtype: str = "float64"
+
+    def __post_init__(self):
+        _check("model", self.model, choices=("moe", "single"))
+        _check("activation", self.activation, choices=("cubic", "linear"))
+        _check("M", self.M, kind=int, lo=1, hi=512)
+        _check("J", self.J, kind=int, lo=1, hi=1024)
+        _check("init_scale", self.init_scale, lo=0.0, hi=100.0, lo_open=True)
+        _check("loss", self.loss, choices=PREDECESSOR_LOSSES)
+        _check("opt", self.opt, choices=("ngd", "adam"))
+        _check("eta", self.eta, lo=0.0, hi=1e4, lo_open=True)
+        _check("eta_router", self.eta_router, lo=0.0, hi=1e4)
+        _check("lam", self.lam, lo=0.0, hi=1e4)
+        _check("weight_decay", self.weight_decay, lo=0.0, hi=1.0)
+        _check("T", self.T, kind=int, lo=1, hi=1_000_000)
+        _check("early_stop", self.early_stop, kind=bool)
+        _check("stop_rise", self.stop_rise, lo=0.0, hi=100.0, lo_open=True)
+        _check("stop_floor", self.stop_floor, lo=0.0, hi=100.0)
+        _check("stop_after", self.stop_after, kind=int, lo=-1, hi=1_000_000)
+        _check("attention", self.attention, kind=bool)
+        if self.attention and self.model != "moe":
+            raise ValueError(f"attention={self.attention!r} is not allowed with model={self.model!r}; "
+                             f"allowed only with model='moe'")
+        _check("T1", self.T1, kind=int, lo=0, hi=self.T)
+        _check("T2", self.T2, kind=int, lo=self.T1, hi=self.T)
+        _check("eta_kq", self.eta_kq, lo=0.0, hi=1e4, lo_open=True)
+        _check("eval_noise", self.eval_noise, kind=bool)
+        _check("record_every", self.record_every, kind=int, lo=1, hi=1_000_000)
+        _check("dtype", self.dtype, choices=("float32", "float64"))
+
+    def stage(self, t: int) -> str:
+        """Stage of update t (1-based): "I" (t <= T1, or every t when T1 = T2 = 0), "II" (T1 < t <= T2),
+        "III" (t > T2).  Stage II trains only the key-query matrices and the router (only the router
+        when attention=False); Stages I and III train the neurons and the router."""
+        if self.T1 == self.T2 == 0:
+            return "I"
+        return "I" if t <= self.T1 else ("II" if t <= self.T2 else "III")

@@ -63,6 +63,17 @@ class Split:
         return self.X.shape[1]
 
 
+def _amplitudes(setting: Setting, name: str, n: int, gen: torch.Generator):
+    """The fixed amplitude (a float), or per-sample amplitudes U(lo, hi) as an (n, 1) column when the
+    setting gives a range.  Nothing is drawn for a fixed amplitude, so the default setting's random
+    stream, and hence its data, stay as they were."""
+    r = getattr(setting, f"{name}_range")
+    if r is None:
+        return getattr(setting, name)
+    lo, hi = r
+    return (lo + (hi - lo) * torch.rand(n, generator=gen, dtype=DTYPE))[:, None]
+
+
 def _sample_one(setting: Setting, C, V, Q, n: int, gen: torch.Generator) -> tuple:
     N, d, L = setting.N, setting.d, setting.L
     cls = torch.randint(N, (n,), generator=gen)
@@ -74,14 +85,17 @@ def _sample_one(setting: Setting, C, V, Q, n: int, gen: torch.Generator) -> tupl
         k = 2 * N + (1 if setting.rho > 0 else 0)
         P = Q[:, :k]
         noise = noise - (noise @ P) @ P.T
+    alpha, beta, gamma = (_amplitudes(setting, name, n, gen) for name in ("alpha", "beta", "gamma"))
     tokens = torch.cat([
-        (setting.beta * C[cls])[:, None],
-        (setting.alpha * y[:, None] * V[cls])[:, None],
-        (setting.gamma * eps[:, None] * V[other])[:, None],
+        (beta * C[cls])[:, None],
+        (alpha * y[:, None] * V[cls])[:, None],
+        (gamma * eps[:, None] * V[other])[:, None],
         noise,
     ], dim=1)
     order = torch.argsort(torch.rand(n, L, generator=gen), dim=1)  # random token order per sample
     X = torch.gather(tokens, 1, order[:, :, None].expand(n, L, d))
+    if setting.scale != 1.0:
+        X = X * setting.scale
     label_pos = torch.argmax((order == 1).to(torch.int64), dim=1)
     return X, y, cls, other, label_pos
 

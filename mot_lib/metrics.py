@@ -52,6 +52,20 @@ def dispatch_entropy(D: torch.Tensor) -> torch.Tensor:
     return -(D * p.log()).sum(-1).mean(-1)
 
 
+def expert_cluster_entropy(idx: torch.Tensor, cls: torch.Tensor, N: int, M: int) -> torch.Tensor:
+    """The predecessor's dispatch entropy (Chen et al. 2022, public code's ``entropy``) (S,):
+    sum_m (n_m / n) H(cluster | expert m), the load-weighted entropy (nats) of the clusters each expert
+    receives; 0 when no expert receives two clusters.  (``dispatch_entropy`` is the other way round: the
+    entropy of the experts each class is sent to.)"""
+    S = idx.shape[0]
+    counts = torch.zeros(S, N, M, dtype=torch.float64)
+    counts.view(S, -1).scatter_add_(1, cls * M + idx, torch.ones_like(idx, dtype=torch.float64))
+    load = counts.sum(1, keepdim=True)                                   # (S,1,M)
+    prob = counts / load.clamp_min(1)
+    h = -(prob * prob.clamp_min(1e-300).log()).sum(1)                    # (S,M); 0 for an idle expert
+    return (load[:, 0] / counts.sum((1, 2))[:, None] * h).sum(-1)
+
+
 # ----------------------------------------------------------------------------- gradient conflict
 def class_gradients(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, cls: torch.Tensor, N: int,
                     a: torch.Tensor | None = None, act: str = "cubic") -> torch.Tensor:

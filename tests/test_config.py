@@ -10,6 +10,8 @@ BAD = {
         "N": [1, 0, 2.5, True, 65], "d": [9, 3.0, 2000], "L": [2, "8"], "alpha": [0.0, -1.0, float("nan")],
         "beta": [-0.1, 101.0], "gamma": [-1.0], "sigma_xi": [-0.5, float("inf")], "noise_orthogonal": [1, "yes"],
         "rho": [-0.1, 1.0], "n_train": [1, 10.0], "n_test": [0],
+        "alpha_range": [(0.0, 1.0), (2.0, 1.0), 3.0, (1.0,)], "beta_range": [(-1.0, 1.0), "ab"],
+        "gamma_range": [(0.5, 101.0), (1, float("nan"))], "scale": [0.0, -10.0, 1e4],
     },
     mot.TrainConfig: {
         "M": [0, 1.5], "sigma0": [0.0, -1.0], "T": [0], "T1": [-1, 10_000], "T2": [10_000],
