@@ -89,13 +89,18 @@ def cmd_replicate(args) -> int:
     import tempfile
 
     sets = book.replication_sets(args.sets, args.draw)
+    if args.only:
+        unknown = sorted(set(args.only) - set(book.claim_chapters()))
+        if unknown:
+            raise ValueError(f"--only {unknown}: not claim chapters; choose from {book.claim_chapters()}")
+        sets = {label: {n: s for n, s in seeds.items() if n in args.only} for label, seeds in sets.items()}
     with tempfile.TemporaryDirectory() as tmp:
         dirs = {}
         for label, seeds in sets.items():
             dirs[label] = Path(tmp) / label.replace(" ", "_")
             for name, s in seeds.items():
                 _run_chapter(name, {"seeds": s}, dirs[label])
-        dest = book.save_replication(dirs, sets, args.dest or book.REPLICATION)
+        dest = book.save_replication(dirs, sets, args.dest or book.REPLICATION, add=bool(args.only))
     print(f"replication verdicts and manifest written to {dest}; the scorecard shows them beside the book's")
     return 0
 
@@ -200,6 +205,8 @@ def main(argv=None) -> int:
     rp.add_argument("--draw", type=int, default=2026,
                     help="seed of the draw of the sets' seeds (default: 2026); another value gives other sets")
     rp.add_argument("--dest", default=None, help="folder to write (default: data/replication)")
+    rp.add_argument("--only", nargs="+", default=None, metavar="CHAPTER",
+                    help="rerun only these chapters and add them to the committed sets (same --sets and --draw)")
     ag = sub.add_parser("agree", help="share of verdicts identical on the default seeds and on replication folders")
     ag.add_argument("folders", nargs="+", help="replication folders (written by `replicate --dest`)")
     ag.add_argument("--out", default=None, help="folder holding the default run's verdicts/ (default: _build/out)")

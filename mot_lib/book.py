@@ -162,6 +162,18 @@ def library_hash(modules=None) -> str:
     return h.hexdigest()
 
 
+#: The modules that compute the claim chapters' numbers (data, models, training, measurements, rules):
+#: the replication's manifest records their hash, so a change elsewhere (the book's plumbing, the CLI,
+#: the real-data or predecessor model families) does not mark the committed replication as stale.
+CLAIM_ENGINE = ("config", "data", "models", "training", "metrics", "rates", "experiments", "specialization",
+                "attention", "floor", "convergence", "mechanism")
+
+
+def claim_engine_hash() -> str:
+    """``library_hash`` of the modules in ``CLAIM_ENGINE`` (and requirements.txt)."""
+    return library_hash(CLAIM_ENGINE)
+
+
 def claim_chapters() -> list[str]:
     """The chapters that write verdicts, in reading order."""
     return [n for n in CHAPTER_MODULES if n not in ("01_setting", "99_scorecard")]
@@ -196,21 +208,31 @@ def _slug(label: str) -> str:
 
 
 def save_replication(run_dirs: dict[str, str | os.PathLike], sets: dict[str, dict[str, list[int]]],
-                     dest: str | os.PathLike = REPLICATION) -> Path:
+                     dest: str | os.PathLike = REPLICATION, add: bool = False) -> Path:
     """Copy the verdict files of each replication run (``run_dirs[label]``/verdicts) to
     ``dest``/<label>/verdicts and write ``dest``/manifest.json with the seeds of every set and chapter
-    and the library hash."""
+    and the hash of the claim chapters' engine (``claim_engine_hash``)."""
     dest = Path(dest)
-    if dest.exists():
+    if add:   # add chapters to the committed sets: same sets, the other chapters' files kept
+        loaded = load_replication(dest)
+        if loaded is None:
+            raise ValueError(f"{dest}: no replication to add chapters to; run `python -m mot_lib replicate` first")
+        old_sets = loaded[1]["sets"]
+        if set(old_sets) != set(sets):
+            raise ValueError(f"{dest}: its sets {sorted(old_sets)} are not {sorted(sets)}")
+        sets = {label: {**old_sets[label], **seeds} for label, seeds in sets.items()}
+    elif dest.exists():
         for old in dest.iterdir():
             if old.is_dir():
                 shutil.rmtree(old)
     for label, seeds in sets.items():
         d = dest / _slug(label) / "verdicts"
-        d.mkdir(parents=True)
+        d.mkdir(parents=True, exist_ok=True)
         for name in seeds:
-            shutil.copy(Path(run_dirs[label]) / "verdicts" / f"{name}.json", d / f"{name}.json")
-    (dest / "manifest.json").write_text(json.dumps({"sets": sets, "library_hash": library_hash()}, indent=2))
+            src = Path(run_dirs[label]) / "verdicts" / f"{name}.json"
+            if not add or src.exists():
+                shutil.copy(src, d / f"{name}.json")
+    (dest / "manifest.json").write_text(json.dumps({"sets": sets, "library_hash": claim_engine_hash()}, indent=2))
     return dest
 
 
@@ -275,7 +297,8 @@ def _measured(row) -> str:
     quantity is known to fewer across machines (a run that amplifies rounding)."""
     iv = row["interval"]
     k = int(row["digits"]) if "digits" in row and pd.notna(row.get("digits")) else 3
-    return f"{row['measured']:.{k}g} [{iv[0]:.{k}g}, {iv[1]:.{k}g}]"
+    fmt = lambda x: f"{0.0 if abs(x) < 1e-12 else x:.{k}g}"  # noqa: E731  (a rounding-level bound is 0)
+    return f"{fmt(row['measured'])} [{fmt(iv[0])}, {fmt(iv[1])}]"
 
 
 def verdict_markdown(rows) -> str:

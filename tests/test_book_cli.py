@@ -96,7 +96,7 @@ def test_replication_roundtrip_compare_and_bad_manifest(tmp_path):
     sets = {"set 1": {"02_x": [5, 6]}, "set 2": {"02_x": [7, 8]}}
     dest = book.save_replication({"set 1": tmp_path / "run1", "set 2": tmp_path / "run2"}, sets, tmp_path / "rep")
     reps, manifest = book.load_replication(dest)
-    assert manifest["sets"] == sets and manifest["library_hash"] == book.library_hash()
+    assert manifest["sets"] == sets and manifest["library_hash"] == book.claim_engine_hash()
     assert list(reps) == ["set 1", "set 2"] and reps["set 2"].verdict.tolist() == ["holds", "holds"]
     mine = book.read_verdicts(tmp_path / "run1")
     mine.loc[1, "verdict"] = "holds"
@@ -179,3 +179,19 @@ def test_parameters_cell_matches_the_registered_defaults(name):
     for k, v in shown.items():
         d = defaults[k]
         assert (tuple(v) if isinstance(v, list) else v) == d, f"{name}: {k} = {v!r} in the cell, {d!r} registered"
+
+
+def test_replication_adds_a_chapter_to_the_committed_sets(tmp_path):
+    row = mot.rates.verdict_row("c", "b", mot.rates.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))
+    for k in (1, 2):
+        book.write_verdicts([row], "02_x", tmp_path / f"run{k}")
+        book.write_verdicts([row], "07_y", tmp_path / f"new{k}")
+    sets = {"set 1": {"02_x": [5]}, "set 2": {"02_x": [7]}}
+    dest = book.save_replication({"set 1": tmp_path / "run1", "set 2": tmp_path / "run2"}, sets, tmp_path / "rep")
+    more = {"set 1": {"07_y": [9]}, "set 2": {"07_y": [11]}}
+    book.save_replication({"set 1": tmp_path / "new1", "set 2": tmp_path / "new2"}, more, dest, add=True)
+    reps, manifest = book.load_replication(dest)
+    assert manifest["sets"]["set 1"] == {"02_x": [5], "07_y": [9]}
+    assert sorted(reps["set 2"].chapter) == ["02_x", "07_y"]
+    with pytest.raises(ValueError, match="are not"):
+        book.save_replication({"set 9": tmp_path / "new1"}, {"set 9": {"07_y": [1]}}, dest, add=True)

@@ -2,8 +2,9 @@
 
 The build runs with warnings as errors and execution off (nbval has just shown
 that the committed outputs are what the chapters produce); then every chapter
-page must hold its figures, every claim chapter its verdict table, and no page a
-traceback.
+page must hold its figures, every claim chapter its verdict table with badges and
+the anchor the scorecard links to, and no page a traceback.  What a reader sees in
+a browser is checked by test_book_browser.py.
 """
 import re
 from pathlib import Path
@@ -29,9 +30,11 @@ def test_chapter_page(html, chapter):
     if name != "99_scorecard":
         assert page.count("<img") >= 1, "no figure"
     if name not in ("01_setting", "99_scorecard"):
-        assert re.search(r"<th>verdict</th>", page), "no verdict table"
-        assert re.search(r"<td>(holds|does not hold|inconclusive)</td>", page), "verdict table without verdicts"
-        assert "prf:" not in page or "proof" in page  # the claim block was rendered by sphinx-proof
+        assert re.search(r"<th[^>]*>\s*(<p>)?verdict(</p>)?\s*</th>", page), "no verdict table"
+        assert re.search(r'class="[^"]*sd-badge[^"]*">(holds|does not hold|inconclusive)</span>', page), \
+            "verdict table without verdict badges"
+        anchor = "verdict-" + name.replace("_", "-")   # Sphinx writes the label verdict-<name> with hyphens
+        assert f'id="{anchor}"' in page, "no anchor for the scorecard's link to the verdicts"
 
 
 @pytest.mark.book
@@ -40,4 +43,5 @@ def test_scorecard_lists_every_claim_chapter(html):
     for f in toc_notebooks():
         n = Path(f).name
         if n not in ("01_setting", "99_scorecard"):
-            assert f"<td>{n}</td>" in page, f"scorecard misses {n}"
+            anchor = "verdict-" + n.replace("_", "-")
+            assert f'{n}.html#{anchor}"' in page, f"the scorecard does not link to the verdicts of {n}"

@@ -5,7 +5,8 @@
 
 `python tools/nbwrite.py run notebooks/01_setting.ipynb` re-executes a notebook
 in place (fresh kernel, cwd notebooks/, progress bars off) so that its committed
-outputs are the ones nbval compares against.
+outputs are the ones nbval compares against.  `python tools/nbwrite.py sync
+BUILT.ipynb EXECUTED.ipynb` copies edited prose into an executed notebook.
 """
 from __future__ import annotations
 
@@ -46,6 +47,9 @@ def tag_cells(cells):
 
 
 def write(path: str, cells, metadata: dict | None = None):
+    """Write the notebook to ``path`` (or into the folder $NBWRITE_OUT, for ``sync``)."""
+    if os.environ.get("NBWRITE_OUT"):
+        path = os.path.join(os.environ["NBWRITE_OUT"], os.path.basename(path))
     nb = nbformat.v4.new_notebook()
     nb.cells = tag_cells(cells)
     nb.metadata.update({"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
@@ -64,9 +68,27 @@ def run(path: str, timeout: int = 600):
     nbformat.write(nb, path)
 
 
+def sync_markdown(built: str, executed: str):
+    """Copy the prose (markdown cells) of a freshly built notebook into an executed one, keeping its
+    outputs: for an edit of the text alone, which nbval does not compare.  Refuses if any code cell
+    differs (then the notebook must be re-executed)."""
+    new = nbformat.read(built, as_version=4)
+    old = nbformat.read(executed, as_version=4)
+    if [c.cell_type for c in new.cells] != [c.cell_type for c in old.cells] or any(
+            a.source != b.source or a.metadata.get("tags") != b.metadata.get("tags")
+            for a, b in zip(new.cells, old.cells) if a.cell_type == "code"):
+        raise SystemExit(f"{executed}: code cells differ from the builder's; re-execute it instead")
+    for a, b in zip(new.cells, old.cells):
+        if a.cell_type == "markdown":
+            b.source = a.source
+    nbformat.write(old, executed)
+
+
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "run":
         for p in sys.argv[2:]:
             run(p)
+    elif len(sys.argv) == 4 and sys.argv[1] == "sync":
+        sync_markdown(sys.argv[2], sys.argv[3])
     else:
         print(__doc__)

@@ -100,10 +100,10 @@ plots.stage_spans(ax, cfg); ax.set(xlabel="step", ylabel="logistic loss (test un
 ax = axes[1]
 plots.seed_band(ax, run.scalar("routing_acc"), "routing accuracy")
 plots.seed_band(ax, run.scalar("test_acc"), "test accuracy")
-plots.stage_spans(ax, cfg); ax.set(xlabel="step", ylim=(0, 1.05), title="MoT"); ax.legend(loc="lower right")
+plots.stage_spans(ax, cfg); ax.set(xlabel="step", ylim=(0, 1.05)); ax.set_title("MoT", pad=16); ax.legend(loc="lower right")
 ax = axes[2]
 plots.seed_band(ax, run.scalar("label_weight"), "label token")
-plots.stage_spans(ax, cfg); ax.set(xlabel="step", ylabel="attention weight received", title="MoT")
+plots.stage_spans(ax, cfg); ax.set(xlabel="step", ylabel="attention weight received"); ax.set_title("MoT", pad=16)
 ax.legend(loc="upper left")
 plt.tight_layout(); plt.show()
 """),

@@ -45,7 +45,7 @@ rep = mot.book.load_replication()
 reps, stale = {}, False
 if rep is not None:
     reps, manifest = rep
-    stale = manifest["library_hash"] != mot.book.library_hash()
+    stale = manifest["library_hash"] != mot.book.claim_engine_hash()
 """),
 code("""
 Markdown(mot.book.scorecard_markdown(table, reps))
