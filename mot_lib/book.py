@@ -33,6 +33,7 @@ CHAPTER_MODULES = {
     "04_lemma1": "mot_lib.floor",
     "05_theorem1": "mot_lib.convergence",
     "06_mechanism": "mot_lib.mechanism",
+    "07_real_data": "mot_lib.realdata",
     "99_scorecard": "mot_lib.book",
 }
 #: Every verdict row has these keys; ``rates.population_row`` adds the optional ones (the population

@@ -1,0 +1,364 @@
+"""Real-data pipeline of chapter 07: loaders on tiny fixtures written here in each format, every bad-file
+error, the noise replacement, the models, batched experts against a per-expert loop, the device choice,
+and the chapter's command-line run on a CIFAR-format folder."""
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from mot_lib import book
+from mot_lib import realdata as rd
+from mot_lib.__main__ import main
+
+
+# ----------------------------------------------------------------------------- fixtures
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These models are tiny: one intra-op thread is faster than two (and far faster on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def write_cifar(root, which="cifar10", n=6, n_test=5, seed=0, sub=False):
+    """A tiny folder in the official python pickle format (bytes keys, uint8 rows of 3072)."""
+    rng = np.random.default_rng(seed)
+    spec = rd.CIFAR[which]
+    d = root / spec["sub"] if sub else root
+    d.mkdir(parents=True, exist_ok=True)
+    lab = spec["labels"].encode()
+    written = {}
+    for f in spec["train"] + [spec["test"]]:
+        k = n_test if f == spec["test"] else n
+        data = rng.integers(0, 256, (k, 3072), dtype=np.uint8)
+        labels = [int(x) for x in rng.integers(0, spec["C"], k)]
+        with open(d / f, "wb") as fh:
+            pickle.dump({b"batch_label": b"x", b"data": data, lab: labels}, fh, protocol=2)
+        written[f] = (data, labels)
+    with open(d / spec["meta"], "wb") as fh:
+        pickle.dump({spec["names"].encode(): [f"c{i}".encode() for i in range(spec["C"])]}, fh, protocol=2)
+    return d, written
+
+
+def write_csv(path, rows, header="label,text"):
+    import csv
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header.split(","))
+        w.writerows(rows)
+    return path
+
+
+def rewrite(path, **changes):
+    with open(path, "rb") as fh:
+        d = pickle.load(fh, encoding="bytes")
+    d.update({k.encode(): v for k, v in changes.items()})
+    with open(path, "wb") as fh:
+        pickle.dump(d, fh, protocol=2)
+
+
+# ----------------------------------------------------------------------------- CIFAR loaders
+def test_cifar10_loader_shapes_labels_and_patch_order(tmp_path):
+    d, written = write_cifar(tmp_path, "cifar10", n=4, n_test=3)
+    xtr, ytr, xte, yte, names = rd.load_cifar(d, "cifar10")
+    assert xtr.shape == (20, 32, 32, 3) and xte.shape == (3, 32, 32, 3) and names[3] == "c3"
+    assert ytr.tolist() == sum((written[f"data_batch_{i}"][1] for i in range(1, 6)), [])
+    row = written["data_batch_1"][0][1]                      # channel-major 3 x 32 x 32
+    assert xtr[1, 5, 7, 2] == row[2 * 1024 + 5 * 32 + 7]
+    tok = rd.patchify(xtr[:2].astype(np.float32), 4)
+    assert tok.shape == (2, 64, 48)
+    assert np.array_equal(tok[1, 9].reshape(4, 4, 3), xtr[1, 4:8, 4:8])   # patch (row 1, col 1)
+    data = rd.prepare("cifar10", data_dir=str(tmp_path), noise_share=0.25)
+    assert data.X_train.shape == (20, 64, 48) and data.n_classes == 10 and data.y_test.tolist() == yte.tolist()
+    assert data.replaced_train.sum(1).tolist() == [16] * 20
+
+
+def test_cifar100_fine_labels_and_parent_folder(tmp_path):
+    d, written = write_cifar(tmp_path, "cifar100", n=7, n_test=4, sub=True)
+    assert d.name == "cifar-100-python"
+    xtr, ytr, xte, yte, names = rd.load_cifar(tmp_path, "cifar100")     # the parent folder works too
+    assert xtr.shape == (7, 32, 32, 3) and len(names) == 100 and ytr.tolist() == written["train"][1]
+    P = rd.RealDataParams(dataset="cifar100", data_dir=str(tmp_path))
+    assert P.model_config("cifar100").M == 12 and rd.RealDataParams(dataset="cifar10", data_dir=str(tmp_path)
+                                                                    ).model_config("cifar10").M == 5
+
+
+def _bad(tmp_path, how):
+    d, _ = write_cifar(tmp_path, "cifar10", n=4, n_test=3)
+    f = d / "data_batch_3"
+    if how == "missing":
+        f.unlink()
+        return d, r"missing cifar10 file\(s\) \['data_batch_3'\]"
+    if how == "truncated":
+        f.write_bytes(f.read_bytes()[:2000])
+        return d, r"data_batch_3: not a readable python pickle"
+    if how == "corrupt":
+        f.write_bytes(b"\x00garbage" * 50)
+        return d, r"data_batch_3: not a readable python pickle"
+    if how == "shape":
+        rewrite(f, data=np.zeros((4, 3000), np.uint8))
+        return d, r"data_batch_3: key 'data' has shape \(4, 3000\)"
+    if how == "label_range":
+        rewrite(f, labels=[0, 1, 10, 2])
+        return d, r"data_batch_3: key 'labels' item 2 is 10; labels must lie in \[0, 9\]"
+    if how == "label_count":
+        rewrite(f, labels=[0, 1])
+        return d, r"data_batch_3: key 'labels' has shape \(2,\); expected \(4,\)"
+    if how == "no_key":
+        with open(f, "wb") as fh:
+            pickle.dump({b"data": np.zeros((4, 3072), np.uint8)}, fh)
+        return d, r"data_batch_3: no key 'labels'"
+    if how == "meta":
+        with open(d / "batches.meta", "wb") as fh:
+            pickle.dump({b"label_names": [b"a", b"b"]}, fh)
+        return d, r"batches.meta: key 'label_names' has 2 names; cifar10 has 10"
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", ["missing", "truncated", "corrupt", "shape", "label_range", "label_count",
+                                 "no_key", "meta"])
+def test_bad_cifar_files_raise_naming_the_file(tmp_path, how):
+    d, msg = _bad(tmp_path, how)
+    with pytest.raises(ValueError, match=msg):
+        rd.load_cifar(d, "cifar10")
+
+
+def test_missing_cifar_folder_and_parameters(tmp_path):
+    with pytest.raises(ValueError, match="no such folder"):
+        rd.load_cifar(tmp_path / "nowhere", "cifar10")
+    with pytest.raises(ValueError, match="needs data_dir"):
+        rd.load_cifar(None, "cifar10")
+    with pytest.raises(ValueError, match="needs data_dir"):
+        book.params_for("07_real_data", dataset="cifar10")
+    with pytest.raises(ValueError, match="no such folder"):
+        book.params_for("07_real_data", dataset="cifar100", data_dir=str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match="dataset='mnist' is not allowed"):
+        book.params_for("07_real_data", dataset="mnist")
+    with pytest.raises(ValueError, match="device='gpu' is not allowed"):
+        book.params_for("07_real_data", device="gpu")
+    with pytest.raises(ValueError, match="T2=1 is out of range"):
+        book.params_for("07_real_data", T1=3, T2=1)
+
+
+# ----------------------------------------------------------------------------- text
+def test_text_labels_vocab_and_split(tmp_path):
+    rows = [("pos", "Good film, GOOD acting"), ("neg", "bad plot"), ("pos", "great!"), ("neu", "okay film")] * 5
+    f = write_csv(tmp_path / "t.csv", rows)
+    g = write_csv(tmp_path / "te.csv", [("neg", "bad zebra"), ("pos", "good")])
+    train, test, ytr, yte, names = rd.load_text(f, g)
+    assert names == ["pos", "neg", "neu"] and ytr.tolist()[:4] == [0, 1, 0, 2] and yte.tolist() == [1, 0]
+    data = rd.prepare("text", text_csv=str(f), text_test_csv=str(g), seq_len=3, text_dim=8)
+    assert data.X_train.shape == (20, 3, 8) and data.mask_train[1].tolist() == [True, True, False]
+    assert rd.tokenize("Good film, GOOD acting") == ["good", "film", "good", "acting"]
+    vocab = rd.build_vocab([r[1] for r in rows], 100)
+    assert (vocab["film"], vocab["good"]) == (2, 3) and "zebra" not in vocab   # by count, ties by word; train only
+    assert rd.encode(["bad zebra"], vocab, 4).tolist() == [[vocab["bad"], 1, 0, 0]]
+    # no test file: a seeded 80/20 split; integer labels from 0
+    h = write_csv(tmp_path / "int.csv", [(i % 3, f"word{i % 3} text") for i in range(30)])
+    train, test, ytr, yte, names = rd.load_text(h, None, data_seed=1)
+    assert len(train) == 24 and len(test) == 6 and names == ["0", "1", "2"]
+    assert [int(r[1]) for r in train] == ytr.tolist()
+    assert rd.load_text(h, None, data_seed=1)[4] == names and [r[0] for r in rd.load_text(h, None, 1)[1]] == \
+        [r[0] for r in test]
+
+
+@pytest.mark.parametrize("case", ["missing", "header", "empty_text", "fields", "int_range", "unseen", "negative"])
+def test_bad_text_files_raise_naming_file_and_line(tmp_path, case):
+    f = tmp_path / "t.csv"
+    test = None
+    if case == "missing":
+        f, msg = tmp_path / "none.csv", "none.csv.*no such file"
+    elif case == "header":
+        write_csv(f, [("a", "b")], header="y,x")
+        msg = r"t.csv: line 1: the header must be 'label,text'"
+    elif case == "empty_text":
+        write_csv(f, [("a", "fine"), ("b", "  ... "), ("a", "ok")])
+        msg = r"t.csv: line 3: empty text"
+    elif case == "fields":
+        f.write_text("label,text\na,fine\nb,too,many\n")
+        msg = r"t.csv: line 3: expected 2 fields"
+    elif case == "int_range":
+        write_csv(f, [(0, "a"), (1, "b")])
+        test = write_csv(tmp_path / "te.csv", [(1, "b"), (2, "c")])
+        msg = r"te.csv: line 3: label '2' is out of range"
+    elif case == "unseen":
+        write_csv(f, [("x", "a"), ("y", "b")])
+        test = write_csv(tmp_path / "te.csv", [("z", "c")])
+        msg = r"te.csv: line 2: label 'z' does not occur in the training split"
+    elif case == "negative":
+        write_csv(f, [(0, "a"), (-1, "b")])
+        msg = r"t.csv: line 3: label -1 is out of range"
+    with pytest.raises(ValueError, match=msg):
+        rd.load_text(f, test)
+
+
+# ----------------------------------------------------------------------------- noise
+def test_noise_replaces_the_share_with_the_pixel_statistics():
+    rng = np.random.default_rng(0)
+    n, L, p = 4000, 8, 3
+    x = np.zeros((n, L, p), np.float32)
+    mean = np.arange(L * p, dtype=np.float32).reshape(L, p)
+    std = 0.5 + np.arange(L * p, dtype=np.float32).reshape(L, p) / 10
+    out, rep = rd.replace_with_noise(x, 0.25, mean, std, rng)
+    assert rep.sum(1).tolist() == [2] * n                              # round(0.25 * 8) per sample
+    assert np.all(out[~rep] == 0)                                      # the rest untouched
+    for l in range(L):                                                 # noise has the per-pixel statistics
+        v = out[rep[:, l], l]
+        se = std[l] / np.sqrt(len(v))
+        assert np.all(np.abs(v.mean(0) - mean[l]) < 4 * se) and np.allclose(v.std(0), std[l], rtol=0.1)
+    assert abs(rep.mean(0) - 0.25).max() < 0.04                        # positions chosen uniformly
+    mask = np.zeros((n, L), bool)
+    mask[:, :4] = True
+    _, rep = rd.replace_with_noise(x, 0.5, mean, std, rng, mask)
+    assert rep.sum(1).tolist() == [2] * n and not rep[:, 4:].any()    # only real tokens
+    assert not rd.replace_with_noise(x, 0.0, mean, std, rng)[1].any()
+
+
+def test_digits_noise_share_and_standardisation():
+    d0 = rd.prepare("digits", noise_share=0.0)
+    d5 = rd.prepare("digits", noise_share=0.5)
+    assert d0.X_train.shape == (1348, 4, 16) and d0.n_classes == 10 and d0.X_test.shape == (449, 4, 16)
+    assert d5.replaced_train.sum(1).tolist() == [2] * 1348 and not d0.replaced_train.any()
+    assert torch.equal(d0.y_train, d5.y_train)                         # same split for every share
+    flat = d5.X_train.reshape(-1, 16)
+    assert flat.mean(0).abs().max() < 1e-4 and (flat.std(0) - 1).abs().max() < 1e-2
+
+
+# ----------------------------------------------------------------------------- models
+def _tiny_data(n=240):
+    return rd.prepare("digits", noise_share=0.25, max_train=n)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_batched_experts_equal_a_per_expert_loop(masked):
+    data = _tiny_data()
+    cfg = rd.ModelConfig(M=4, width=8)
+    size = rd.model_sizes(data.p, data.L, data.n_classes, cfg)["MoT"]
+    per = [rd.init_model("MoT", s, data, size, cfg) for s in range(3)]
+    P = {k: torch.stack([q[k] for q in per]).requires_grad_(True) for k in per[0]}
+    with torch.no_grad():
+        P["theta"].normal_(generator=torch.Generator().manual_seed(0))
+    x = data.X_train[:60].reshape(3, 20, data.L, data.p)
+    mask = (torch.rand(3, 20, data.L, generator=torch.Generator().manual_seed(1)) < 0.7) if masked else None
+    if masked:
+        mask[..., 0] = True
+    ex = {k: v for k, v in P.items() if k != "theta"}
+    a, ca = rd.mot_forward(ex, P["theta"], x, mask, 1)
+    ga = torch.autograd.grad(a.square().sum(), list(P.values()))
+    b, cb = rd.mot_forward_loop(ex, P["theta"], x, mask, 1)
+    gb = torch.autograd.grad(b.square().sum(), list(P.values()))
+    assert torch.equal(ca, cb) and len(set(ca.flatten().tolist())) > 1
+    assert torch.allclose(a, b, atol=1e-5)
+    for u, v in zip(ga, gb):
+        assert torch.allclose(u, v, atol=1e-4)
+
+
+def test_every_model_has_the_right_shapes_and_a_few_epochs_lower_the_loss():
+    data = _tiny_data(300)
+    cfg = rd.ModelConfig(M=3, width=8, epochs=4, T1=4, T2=4, batch_size=32, lr=0.01)
+    runs = rd.train_all(data, [0, 1], cfg)
+    sizes = rd.model_sizes(data.p, data.L, data.n_classes, cfg)
+    for name, run in runs.items():
+        h = run.history
+        assert len(h) == 2 * 4 and set(h.seed) == {0, 1}
+        first, last = h[h.epoch == 1].train_loss.to_numpy(), h[h.epoch == 4].train_loss.to_numpy()
+        assert np.all(last < first - 0.1), (name, first, last)
+        if name != "single ViT":
+            assert run.dispatch.shape == (2, 10, 3) and run.dispatch.sum() == 2 * data.y_test.numel()
+        assert abs(sizes[name]["params"] / sizes["MoT"]["params"] - 1) < 0.1, (name, sizes[name])
+    seed = 0
+    P = rd.init_model("single ViT", seed, data, sizes["single ViT"], cfg)
+    P = {k: v[None] for k, v in P.items()}
+    assert rd.vit_forward(P, data.X_test[None, :7], None, 4).shape == (1, 7, 10)
+
+
+def test_parameter_count_matches_the_tensors():
+    data = _tiny_data()
+    cfg = rd.ModelConfig(M=3, width=8, gate="flat")
+    sizes = rd.model_sizes(data.p, data.L, data.n_classes, cfg)
+    for name in ("MoT", "single ViT", "attention-free MoE"):
+        P = rd.init_model(name, 0, data, sizes[name], cfg)
+        assert sum(v.numel() for v in P.values()) == sizes[name]["params"], name
+
+
+def test_three_stages_freeze_what_they_should():
+    data = _tiny_data(128)
+    cfg = rd.ModelConfig(M=2, width=8, epochs=3, T1=1, T2=2, batch_size=64)
+    run = rd.train("MoT", data, [0], cfg)
+    assert run.history.stage.tolist() == ["I", "II", "III"]
+    assert rd.stage_of(1, cfg, "joint") == "joint"
+
+
+def test_deterministic_and_independent_of_the_other_seeds():
+    data = _tiny_data(128)
+    cfg = rd.ModelConfig(M=2, width=8, epochs=2, T1=1, T2=1, batch_size=64)
+    a = rd.train("MoT", data, [3, 4], cfg).history
+    b = rd.train("MoT", data, [3, 4], cfg).history
+    assert a.equals(b)
+    c = rd.train("MoT", data, [4], cfg).history
+    assert np.allclose(a[a.seed == 4].test_loss.to_numpy(), c.test_loss.to_numpy(), atol=1e-4)
+
+
+def test_divergence_stops_with_a_message():
+    data = _tiny_data(64)
+    data.X_train[0, 0, 0] = float("nan")
+    with pytest.raises(rd.DivergenceError, match="training loss is nan"):
+        rd.train("single ViT", data, [0], rd.ModelConfig(width=8, epochs=1, T1=0, T2=0, batch_size=64))
+
+
+def test_device_choice(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert rd.resolve_device("auto").type == "cpu" and rd.resolve_device("cpu").type == "cpu"
+    with pytest.raises(ValueError, match="device='cuda' but torch.cuda.is_available\\(\\) is False"):
+        rd.resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert rd.resolve_device("auto").type == "cuda"
+    with pytest.raises(ValueError, match="device='tpu' is not allowed"):
+        rd.resolve_device("tpu")
+
+
+# ----------------------------------------------------------------------------- measurements and verdicts
+def test_epochs_to_target_experts_used_and_verdicts():
+    import pandas as pd
+    mk = lambda accs: rd.RealRun("m", [0, 1], pd.DataFrame(  # noqa: E731
+        [dict(seed=s, epoch=e + 1, test_acc=a, test_loss=1 - a) for s, seq in enumerate(accs) for e, a in enumerate(seq)]),
+        0, {})
+    mot, single = mk([[0.5, 0.8, 0.9], [0.7, 0.9, 0.95]]), mk([[0.4, 0.6, 0.85], [0.3, 0.5, 0.6]])
+    assert mot is not None and rd.epochs_to_target(mot, 0.8).tolist() == [2.0, 2.0]
+    assert np.isnan(rd.epochs_to_target(single, 0.8)[1])
+    disp = np.zeros((2, 3, 4), int)
+    disp[0, :, 0] = 10
+    disp[1, :, :] = 5
+    disp[1, 0, 3] = 0
+    assert rd.experts_used(disp, 0.5).tolist() == [1, 4]
+    rows = rd.verdict_rows({"MoT": mot, "single ViT": single}, 0.8, 0.5)
+    assert len(rows) == 2                                              # no attention-free MoE given
+    assert rows[0]["measured"] == pytest.approx(((0.15 - 0.1) + (0.4 - 0.05)) / 2)
+    assert rows[1]["measured"] == 1.0 and rows[1]["seeds"] == 2 and rows[1]["verdict"] == "inconclusive"
+    row = rd.used_verdict_row([2, 2, 3, 2], [8, 7, 9, 6])
+    assert row["verdict"] == "holds" and row["measured"] == pytest.approx(5.25)
+    json.dumps(rows + [row])
+
+
+# ----------------------------------------------------------------------------- the chapter from the command line
+@pytest.mark.slow
+def test_cli_runs_the_chapter_on_a_cifar_folder(tmp_path, capsys):
+    write_cifar(tmp_path / "data", "cifar10", n=8, n_test=10, sub=True)
+    out = tmp_path / "out"
+    rc = main(["run", "07_real_data", "-p", "dataset", "cifar10", "-p", "data_dir", str(tmp_path / "data"),
+               "-p", "quick", "true", "-p", "seeds", "[0, 1]", "-p", "width", "8", "-p", "device", "cpu",
+               "--out", str(out)])
+    assert rc == 0
+    rows = json.loads((out / "verdicts" / "07_real_data.json").read_text())
+    assert len(rows) == 3 and {r["verdict"] for r in rows} <= {"holds", "does not hold", "inconclusive"}
+    assert all("cifar10" in r["claim"] for r in rows)
+
+
+def test_cli_rejects_a_bad_data_folder_before_running(tmp_path, capsys):
+    assert main(["run", "07_real_data", "-p", "dataset", "cifar10", "-p", "data_dir", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
