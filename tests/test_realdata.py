@@ -362,3 +362,17 @@ def test_cli_rejects_a_bad_data_folder_before_running(tmp_path, capsys):
                  "--out", str(tmp_path / "out")]) == 2
     assert "no such folder" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_cli_runs_the_chapter_on_a_text_csv(tmp_path, capsys):
+    rows = [("pos", "good film great acting"), ("neg", "bad plot dull acting"), ("pos", "great fun"),
+            ("neg", "dull and bad")] * 10
+    f = write_csv(tmp_path / "reviews.csv", rows)
+    out = tmp_path / "out"
+    rc = main(["run", "07_real_data", "-p", "dataset", "text", "-p", "text_csv", str(f),
+               "-p", "quick", "true", "-p", "seeds", "[0, 1]", "-p", "width", "8", "-p", "device", "cpu",
+               "--out", str(out)])
+    assert rc == 0
+    rows = json.loads((out / "verdicts" / "07_real_data.json").read_text())
+    assert len(rows) == 3 and all("text" in r["claim"] for r in rows)
