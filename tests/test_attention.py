@@ -30,7 +30,7 @@ def test_params_validation():
     P = att.Prop2Params()
     assert P.config().T == P.T2 and P.config().T1 == P.T1
     q = att.Prop2Params(quick=True).config()
-    assert (q.T1, q.T2, q.T) == (100, 150, 150)
+    assert (q.T1, q.T2, q.T) == (50, 100, 100)
     assert mot.book.params_for("03_proposition2", seeds=3).seeds == (3,)
 
 

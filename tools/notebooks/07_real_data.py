@@ -91,6 +91,9 @@ width = None                 # experts' token width (preset: digits 16, CIFAR 64
 epochs = None                # preset: digits 15, CIFAR 20, text 20
 T1 = None                    # end of Stage I in epochs (None: epochs // 3)
 T2 = None                    # end of Stage II in epochs (None: 2 * epochs // 3)
+mlp_ratio = 2                # experts' MLP hidden width = mlp_ratio x token width
+heads_single = 4             # attention heads of the single ViT
+gate = "mean"                # the gate reads the mean token (mean) or all tokens (flat)
 batch_size = 64
 lr = 0.01                    # Adam step of the experts and the baselines
 lr_gate = 0.01               # Adam step of the gate
@@ -101,6 +104,11 @@ target_acc = None            # epochs-to-target level (preset: digits 0.75, CIFA
 used_share = 0.5             # an expert counts as used if it receives >= used_share / M of the test samples
 share_pass = 0.5             # a per-seed property holds if its share of seeds lies above this
 data_seed = 0                # the split and the noise pattern
+seq_len = 64                 # text: tokens per document (padded or truncated)
+max_vocab = 5000             # text: vocabulary size, from the training split only
+text_dim = 32                # text: width of the fixed random token embedding
+max_train = None             # keep only the first max_train training samples (None: all)
+eval_chunk = 4096            # test samples per forward pass at evaluation (memory, not results)
 quick = False                # half the epochs and the first 4 seeds
 out_dir = None
 """, tags=["parameters"]),
