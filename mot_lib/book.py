@@ -52,9 +52,14 @@ def register(name: str):
     return deco
 
 
+#: quick=True is a smoke run: besides each chapter's shorter schedule, it keeps only this many seeds.
+QUICK_SEEDS = 3
+
+
 @dataclass(frozen=True)
 class ChapterParams(_Validated):
-    """Knobs every chapter has: the seeds (a batch dimension), ``quick`` and ``out_dir``."""
+    """Knobs every chapter has: the seeds (a batch dimension), ``quick`` (a smoke run: each chapter's
+    shorter schedule on the first ``QUICK_SEEDS`` seeds) and ``out_dir``."""
     seeds: tuple = (0, 1, 2, 3, 4)
     quick: bool = False
     out_dir: str | None = None
@@ -62,6 +67,8 @@ class ChapterParams(_Validated):
     def __post_init__(self):
         object.__setattr__(self, "seeds", tuple(check_seeds(self.seeds)))
         _check("quick", self.quick, kind=bool)
+        if self.quick:
+            object.__setattr__(self, "seeds", self.seeds[:QUICK_SEEDS])
         if self.out_dir is not None and not isinstance(self.out_dir, (str, os.PathLike)):
             raise ValueError(f"out_dir={self.out_dir!r} must be a folder path or None")
 

@@ -195,3 +195,9 @@ def test_replication_adds_a_chapter_to_the_committed_sets(tmp_path):
     assert sorted(reps["set 2"].chapter) == ["02_x", "07_y"]
     with pytest.raises(ValueError, match="are not"):
         book.save_replication({"set 9": tmp_path / "new1"}, {"set 9": {"07_y": [1]}}, dest, add=True)
+
+
+def test_quick_keeps_the_first_seeds():
+    assert book.params_for("02_proposition1", quick=True).seeds == tuple(range(book.QUICK_SEEDS))
+    assert book.params_for("02_proposition1", quick=True, seeds=[9, 8]).seeds == (9, 8)
+    assert len(book.params_for("02_proposition1").seeds) == 20

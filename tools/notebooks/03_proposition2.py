@@ -162,7 +162,7 @@ code("""
 sw = att.sigma0_sweep(P, data, known={P.sigma0: main})           # normalized-GD Stage II
 """),
 code("""
-gd = att.gd_runs(P)                                               # plain-GD Stage II at each step, sigma0 = P.sigma0
+gd = att.gd_runs(P.replace(gd_etas=(P.gd_sweep_eta,)) if P.quick else P)   # plain-GD Stage II at each step (quick: one)
 sw_gd = att.sigma0_sweep(P, data, stage2_opt="gd", eta2=P.gd_sweep_eta)
 """),
 code("""
@@ -237,7 +237,8 @@ exploration, at two init scales; an $O(\sigma_0)$ change of the other entries wo
 shrink tenfold between them.
 """),
 code("""
-reg = att.regime_table(P, sw, data).set_index(["exploration lam", "sigma0"])
+reg = att.regime_table(P.replace(lams=P.lams[:1], regime_sigma0s=P.regime_sigma0s[-1:]) if P.quick else P, sw, data)  # quick: one level
+reg = reg.set_index(["exploration lam", "sigma0"])
 reg.columns.name = "median over seeds"
 fmt3(reg)
 """),
