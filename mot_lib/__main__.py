@@ -16,6 +16,7 @@ verdicts (<out>/verdicts/<chapter>.json) under --out.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -157,7 +158,9 @@ def cmd_predecessor(args) -> int:
     t0 = time.time()
     engine = pt.engine_hash()           # the code the workers import now, before anything is edited
     out = Path(args.out) if args.out else pt.TABLE_CSV
-    jobs = pt.jobs_for(args.settings, args.single_settings, args.attention_settings, args.seeds, args.n, args.threads)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    jobs = pt.jobs_for(args.settings, args.single_settings, args.attention_settings, args.seeds, args.n, args.threads,
+                       args.chunk)
     for j in jobs:
         j["partial"] = str(out.with_suffix(f".partial{j['job']}.csv"))
     if args.jobs > 1:   # independent jobs in worker processes: the numbers do not depend on how they are spread
@@ -176,7 +179,8 @@ def cmd_predecessor(args) -> int:
               "hash of the code the run started with", file=sys.stderr)
     meta = {"library_hash": engine, "seeds": list(args.seeds), "settings": list(args.settings), "attention_settings":
             list(args.attention_settings), "single_settings": list(args.single_settings), "n_train": args.n, "n_test": args.n,
-            "schedule": dict(vars(pt.Schedule())), "threads": torch.get_num_threads(), "jobs": args.jobs,
+            "schedule": dict(vars(pt.Schedule())), "threads": torch.get_num_threads(), "jobs": args.jobs, "chunk": args.chunk,
+            "torch": torch.__version__, "cpus": os.cpu_count(), "cuda": torch.cuda.is_available(),
             "seconds": round(secs)}
     path = pt.save_table(df, out, meta)
     for j in jobs:
@@ -222,6 +226,11 @@ def main(argv=None) -> int:
     pr.add_argument("--n", type=int, default=16000, help="training and test samples per setting (default 16000)")
     pr.add_argument("--threads", type=int, default=0, help="torch threads per process (default: torch's choice)")
     pr.add_argument("--jobs", type=int, default=1, help="worker processes, one setting each (default 1)")
+    pr.add_argument("--chunk", type=int, default=0,
+                    help="seeds per job (default 0: all seeds of a model and setting in one job); a smaller "
+                         "chunk spreads the work over more processes; each seed's data and noise are its own, "
+                         "but float32 rounding depends on the batch, so numbers agree to rounding (an early "
+                         "stop may turn on it); the manifest records the chunk")
     pr.add_argument("--out", default=None, help="CSV to write (default: data/predecessor_table.csv)")
     args = ap.parse_args(argv)
     try:

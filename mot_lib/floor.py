@@ -127,13 +127,6 @@ def per_seed_summary(run: Run, tail: float) -> pd.DataFrame:
     })
 
 
-def tail_long(run: Run, tail: float, quantity: str = "test_loss") -> pd.DataFrame:
-    """Long table (seed, step, value) of a scalar over the tail, for bootstrap_fit."""
-    w = run.scalar(quantity)
-    w = w.loc[tail_steps(run, tail)]
-    return w.reset_index().melt(id_vars="step", var_name="seed", value_name="value")
-
-
 def log_ratio_estimate(num, den) -> rates.Estimate:
     """Geometric-mean ratio num/den over seeds (paired): the mean of the per-seed log ratios with a
     Student-t interval, mapped back by exp."""

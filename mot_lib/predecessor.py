@@ -30,10 +30,10 @@ import math
 import torch
 
 from . import metrics as mt
-from .config import PredecessorConfig, Setting, check_seeds
-from .data import Dataset, make_dataset, seed_streams
+from .config import PredecessorConfig, Setting
+from .data import Dataset, seed_streams
 from .models import row_softmax, router_scores
-from .training import Run, _check_finite, _progress, _Recorder
+from .training import Run, _check_finite, _progress, _Recorder, prepare
 
 #: log(1 + e^-1): the floor of the double-softmax cross-entropy (the softmax outputs lie in [0, 1]).
 LOSS_FLOOR = math.log1p(math.exp(-1.0))
@@ -278,7 +278,7 @@ def train_predecessor(setting: Setting, cfg: PredecessorConfig, seeds, data: Dat
 
     The loop is the public code's: at step t (0-based epoch) a forward pass on the whole training set with
     fresh router noise gives the loss; the early-stop rule is checked on it (before any update); then one
-    update.  History quantities (per seed): ``train_loss`` (every step), ``entropy`` (the predecessor's
+    update.  History quantities (per seed): ``train_loss`` (every step until the seed stops, NaN after), ``entropy`` (the predecessor's
     dispatch entropy of that forward pass: the load-weighted entropy of the clusters each expert receives),
     and every ``record_every`` steps the noise-free test ``test_loss``, ``test_acc``, ``test_entropy``,
     ``dispatch_entropy`` (the book's), ``experts_used``, ``label_weight``.  At the end, at step = the number
@@ -286,12 +286,7 @@ def train_predecessor(setting: Setting, cfg: PredecessorConfig, seeds, data: Dat
     if ``eval_noise``, as published), ``final_test_acc_clean``, ``final_entropy`` (the entropy of the last
     forward pass, as published), ``updates`` (the seed's number of updates before it stopped).
     """
-    seeds = check_seeds(seeds)
-    if not isinstance(setting, Setting) or not isinstance(cfg, PredecessorConfig):
-        raise ValueError("train_predecessor needs a Setting and a PredecessorConfig")
-    data = data if data is not None else make_dataset(setting, seeds)
-    if data.seeds != seeds or data.setting != setting:
-        raise ValueError("data was drawn for another setting or other seeds")
+    seeds, data = prepare(setting, cfg, PredecessorConfig, "train_predecessor", seeds, data)
     dt = torch.float32 if cfg.dtype == "float32" else torch.float64
     streams = [seed_streams(s, 5) for s in seeds]          # data, init, router noise, test noise, final noise
     S, d, N = len(seeds), setting.d, setting.N
@@ -328,6 +323,7 @@ def train_predecessor(setting: Setting, cfg: PredecessorConfig, seeds, data: Dat
         L = per_seed.detach().to(torch.float64)
         _check_finite(e, f"predecessor {cfg.model}, stage {stage}", L, seeds, {})
         ent = mt.expert_cluster_entropy(idx, data.train.cls, N, cfg.M) if cfg.model == "moe" else None
+        ran = active.clone()            # the seeds that were still training when this step began
         if cfg.early_stop:
             new_min = L <= best
             stop = active & ~new_min & (((e > cfg.stop_after) & (L > best + cfg.stop_rise)) | (L <= cfg.stop_floor))
@@ -337,9 +333,10 @@ def train_predecessor(setting: Setting, cfg: PredecessorConfig, seeds, data: Dat
             active = active & ~stop
         elif ent is not None:
             last_entropy = ent
-        rec.add(e, stage, "train_loss", L)
+        # a stopped seed's later forward passes (frozen weights, fresh router noise) are not its history: NaN
+        rec.add(e, stage, "train_loss", torch.where(ran, L, torch.full_like(L, float("nan"))))
         if ent is not None:
-            rec.add(e, stage, "entropy", ent)
+            rec.add(e, stage, "entropy", torch.where(ran, ent, torch.full_like(ent, float("nan"))))
         if e % cfg.record_every == 0:
             _record_test(rec, e, stage, p, data, cfg, N, dt)
         if not bool(active.any()):

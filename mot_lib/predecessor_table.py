@@ -56,7 +56,7 @@ LOSSES = {"predecessor's loss": "double_softmax", "logistic loss": "logistic"}
 #: data/predecessor_table.csv: one row per (setting, model, seed); written by ``python -m mot_lib predecessor``.
 TABLE_CSV = Path(__file__).resolve().parent.parent / "data" / "predecessor_table.csv"
 TABLE_COLUMNS = ["setting", "model", "loss", "seed", "test_acc", "test_acc_clean", "entropy", "updates",
-                 "final_train_loss", "steps_to_level", "label_weight"]
+                 "final_train_loss", "steps_to_level", "label_weight"]  # final_train_loss: at the seed's stop
 
 
 def setting(k: int, n_train: int = 16000, n_test: int = 16000) -> Setting:
@@ -115,7 +115,7 @@ def per_seed_rows(run: Run, setting_k: int, model: str, loss_name: str, level: f
         "setting": setting_k, "model": model, "loss": loss_name, "seed": seeds,
         "test_acc": 100 * fin("final_test_acc"), "test_acc_clean": 100 * fin("final_test_acc_clean"),
         "entropy": fin("final_entropy"), "updates": fin("updates"),
-        "final_train_loss": tl.iloc[-1].reindex(seeds).to_numpy(), "steps_to_level": steps, "label_weight": lw,
+        "final_train_loss": tl.ffill().iloc[-1].reindex(seeds).to_numpy(), "steps_to_level": steps, "label_weight": lw,
     })[TABLE_COLUMNS]
 
 
@@ -179,9 +179,16 @@ def compute_table(settings=(1, 2, 3, 4), seeds=tuple(range(10)), n: int = 16000,
 COST = {"single cubic CNN": 640, "cubic MoE": 90, "linear MoE": 50, "single linear CNN": 40, "attention": 100}
 
 
-def jobs_for(settings, single_settings, attention_settings, seeds, n: int, threads: int = 0) -> list[dict]:
+def jobs_for(settings, single_settings, attention_settings, seeds, n: int, threads: int = 0,
+             chunk: int = 0) -> list[dict]:
     """The CLI's work as independent jobs (one setting and a few models each; the MoT comparison one job per
-    setting and loss), heaviest first, so that worker processes finish at about the same time."""
+    setting and loss), heaviest first, so that worker processes finish at about the same time.  ``chunk`` > 0
+    splits each job's seeds into groups of that many (every seed draws its data, initialisation and router
+    noise from its own streams, so a seed's numbers do not depend on the group it runs in)."""
+    seeds = check_seeds(list(seeds))
+    if not isinstance(chunk, int) or chunk < 0:
+        raise ValueError(f"chunk={chunk!r}: a number of seeds per job, 0 for all seeds in one job")
+    groups = [tuple(seeds[i:i + chunk]) for i in range(0, len(seeds), chunk)] if chunk else [tuple(seeds)]
     jobs = []
     for k in settings:
         models = [m for m in BASELINES if not m.startswith("single") or k in single_settings]
@@ -191,9 +198,10 @@ def jobs_for(settings, single_settings, attention_settings, seeds, n: int, threa
             for loss in LOSSES.values():
                 jobs.append(dict(settings=(k,), baselines=(), attention_settings=(k,), losses=(loss,),
                                  cost=COST["attention"] * len(ATTENTION_MODELS)))
+    jobs = [dict(j, seeds=g, cost=j["cost"] * len(g)) for j in jobs for g in groups]
     jobs.sort(key=lambda j: -j["cost"])
     for i, j in enumerate(jobs):
-        j.update(seeds=tuple(seeds), n=n, threads=threads, job=i)
+        j.update(n=n, threads=threads, job=i)
     return jobs
 
 

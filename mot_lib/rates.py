@@ -1,4 +1,4 @@
-"""Rates, fits with bootstrap intervals over seeds, and computed verdicts.
+"""Rates, population-level intervals over seeds (Wilson shares, Student t means, order-statistic medians, per-seed fits), and computed verdicts.
 
 Used by the Proposition 1/2 chapters (log-log slopes against sigma0, M, 1/eta)
 and by Theorem 1 (iterations-to-eps under exponential vs power-law decay).
@@ -52,49 +52,13 @@ def fit_exponential(t, y) -> tuple[float, float, float]:
 
 @dataclass(frozen=True)
 class Estimate:
-    """A point estimate with a bootstrap percentile interval over seeds."""
+    """A point estimate with its interval over seeds."""
     value: float
     lo: float
     hi: float
 
     def __str__(self):
         return f"{self.value:.3g} [{self.lo:.3g}, {self.hi:.3g}]"
-
-
-def bootstrap_fit(df: pd.DataFrame, x: str, y: str, fit=fit_power_law, n_boot: int = 1000,
-                  level: float = 0.95, seed: int = 0, by: str = "seed") -> Estimate:
-    """Fit ``fit`` to all rows of df, with a percentile interval from resampling whole seeds.
-
-    df has one row per (seed, x); resampling seeds (not points) keeps each seed's
-    points together, so the interval reflects seed-to-seed variation.
-    """
-    groups = [g for _, g in df.groupby(by)]
-    point = fit(df[x], df[y])[0]
-    if len(groups) < 2:
-        return Estimate(point, float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    stats = []
-    for _ in range(n_boot):
-        pick = pd.concat([groups[i] for i in rng.integers(len(groups), size=len(groups))])
-        stats.append(fit(pick[x], pick[y])[0])
-    stats = np.asarray(stats)
-    stats = stats[np.isfinite(stats)]
-    if stats.size == 0:
-        return Estimate(point, float("nan"), float("nan"))
-    a = (1 - level) / 2
-    return Estimate(point, float(np.quantile(stats, a)), float(np.quantile(stats, 1 - a)))
-
-
-def bootstrap_mean(values, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> Estimate:
-    """Mean over seeds with a bootstrap percentile interval."""
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return Estimate(float("nan"), float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(v.size, size=(n_boot, v.size))].mean(1)
-    a = (1 - level) / 2
-    return Estimate(float(v.mean()), float(np.quantile(means, a)), float(np.quantile(means, 1 - a)))
 
 
 def verdict(est: Estimate, accept: tuple[float, float]) -> str:

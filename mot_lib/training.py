@@ -96,6 +96,18 @@ class _Recorder:
         return pd.DataFrame({c: np.concatenate(x) for c, x in cols.items()}, copy=False)
 
 
+def prepare(setting: Setting, cfg, cfg_type: type, who: str, seeds, data: Dataset | None):
+    """The checks every training entry point makes before any training: (seeds, data), the data drawn
+    here when not given.  A bad argument raises a ValueError naming it."""
+    seeds = check_seeds(seeds)
+    if not isinstance(setting, Setting) or not isinstance(cfg, cfg_type):
+        raise ValueError(f"{who} needs a Setting and a {cfg_type.__name__}")
+    data = data if data is not None else make_dataset(setting, seeds)
+    if data.seeds != seeds or data.setting != setting:
+        raise ValueError("data was drawn for another setting or other seeds")
+    return seeds, data
+
+
 def _progress(total: int, desc: str, progress):
     """A tqdm bar unless disabled (progress=False, or MOT_PROGRESS=0 in the environment)."""
     if progress is None:
@@ -190,12 +202,7 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
     ``snapshot_at``: steps after which a copy of the weights is kept in ``run.snapshots[t]`` (one run
     gives the state at several checkpoints; training is deterministic, so a run cut at t would give
     the same weights)."""
-    seeds = check_seeds(seeds)
-    if not isinstance(setting, Setting) or not isinstance(cfg, TrainConfig):
-        raise ValueError("train_mot needs a Setting and a TrainConfig")
-    data = data if data is not None else make_dataset(setting, seeds)
-    if data.seeds != seeds or data.setting != setting:
-        raise ValueError("data was drawn for another setting or other seeds")
+    seeds, data = prepare(setting, cfg, TrainConfig, "train_mot", seeds, data)
     streams = [seed_streams(s) for s in seeds]
     S, d = len(seeds), setting.d
     p = init_mot(S, cfg.M, d, cfg.sigma0, [g[1] for g in streams])
@@ -277,12 +284,7 @@ def _single_record(rec, step, p, data, sigma):
 def train_single(setting: Setting, cfg: SingleConfig, seeds, data: Dataset | None = None,
                  progress: bool | None = None) -> Run:
     """Train the single multi-head transformer by (normalized) GD on all parameters, every seed at once."""
-    seeds = check_seeds(seeds)
-    if not isinstance(setting, Setting) or not isinstance(cfg, SingleConfig):
-        raise ValueError("train_single needs a Setting and a SingleConfig")
-    data = data if data is not None else make_dataset(setting, seeds)
-    if data.seeds != seeds or data.setting != setting:
-        raise ValueError("data was drawn for another setting or other seeds")
+    seeds, data = prepare(setting, cfg, SingleConfig, "train_single", seeds, data)
     streams = [seed_streams(s) for s in seeds]
     p = init_single(len(seeds), cfg.H, cfg.J, setting.d, cfg.sigma0, [g[1] for g in streams])
     sigma = activation(cfg.activation)

@@ -156,3 +156,16 @@ def test_bad_combinations_and_ranges_name_the_parameter():
         pt.setting(5)
     with pytest.raises(ValueError, match=r"^model="):
         pt.baseline_config("resnet")
+
+
+def test_cli_jobs_cover_every_seed_once_in_chunks():
+    whole = pt.jobs_for([1, 2], [1], [1], range(10), n=100)
+    split = pt.jobs_for([1, 2], [1], [1], range(10), n=100, chunk=3)
+    key = lambda j: (j["settings"], j["baselines"], j["attention_settings"], j.get("losses"))  # noqa: E731
+    cover = lambda jobs: sorted((key(j), s) for j in jobs for s in j["seeds"])  # noqa: E731
+    assert cover(split) == cover(whole) and len(cover(whole)) == len(set(cover(whole)))
+    assert len(split) == 4 * len(whole) and max(len(j["seeds"]) for j in split) == 3
+    assert [j["job"] for j in split] == list(range(len(split)))
+    assert split[0]["cost"] >= split[-1]["cost"]
+    with pytest.raises(ValueError, match="chunk"):
+        pt.jobs_for([1], [1], [1], range(4), n=100, chunk=-1)
