@@ -180,7 +180,7 @@ def cmd_predecessor(args) -> int:
     meta = {"library_hash": engine, "seeds": list(args.seeds), "settings": list(args.settings), "attention_settings":
             list(args.attention_settings), "single_settings": list(args.single_settings), "n_train": args.n, "n_test": args.n,
             "schedule": dict(vars(pt.Schedule())), "threads": torch.get_num_threads(), "jobs": args.jobs, "chunk": args.chunk,
-            "torch": torch.__version__, "cpus": os.cpu_count(), "cuda": torch.cuda.is_available(),
+            "torch": torch.__version__, "cpus": os.cpu_count(), "device": "cpu",
             "seconds": round(secs)}
     path = pt.save_table(df, out, meta)
     for j in jobs:
