@@ -53,7 +53,7 @@ class Prop1Params(ChapterParams):
     n_train: int = 500               # training samples per seed (full batch; Stage I needs no more)
     n_test: int = 500                # fresh test samples per seed (routing is measured on them)
     route_min: float = 0.95          # routing accuracy that counts as "routed to specialists"
-    seed_share: float = 0.75         # the routing claim holds if at least this share of seeds pass (Wilson 95%)
+    seed_share: float = 0.5          # the routing claim holds if more than this share of seeds pass (Wilson 95%)
     min_share: float = 0.01          # an expert is "used" if it receives this share of test samples
     sigma0s: tuple = (0.01, 0.0237, 0.0562, 0.133, 0.316)   # sweep for the gap (1.5 decades)
     Ms: tuple = (8, 16, 32)          # sweep of the number of experts
@@ -273,7 +273,7 @@ def upper_bound_row(df, x, y, claim, stated: float, bound: str) -> dict:
                                 (-math.inf, stated + TOL), SLOPE_TEST, n)
 
 
-def routing_row(run: Run, route_min: float = 0.95, seed_share: float = 0.75) -> dict:
+def routing_row(run: Run, route_min: float = 0.95, seed_share: float = 0.5) -> dict:
     """Share of seeds whose last Stage I step has every class covered and routing accuracy >= route_min,
     with its Wilson interval; accepted if the interval lies at or above ``seed_share``."""
     end = run.cfg.T

@@ -73,6 +73,19 @@ def test_floor_rows_on_synthetic_runs():
     assert [r["verdict"] for r in rows] == ["does not hold"] * 4
 
 
+def test_a_floor_on_one_seed_is_not_the_models_floor():
+    """Rows 2-4 are shares of seeds: one seed of eight with a 10% error floor (the default regime's
+    zero-inflated case) does not make a floor, where a mean's t interval would straddle the threshold."""
+    P = floor.FloorParams(T1=0, T2=0, T=300)
+    flat, gd = _fake("flat"), _fake("gd")
+    moe = _fake("gd")
+    moe.acc[0] = 0.9                     # seed 0 alone keeps a 10% error
+    moe.loss[0] = flat.loss[0]           # and a flat loss
+    rows = floor.verdict_rows({"MoT": gd, "attention-free MoE": moe}, "x", P)
+    assert [r["verdict"] for r in rows[1:]] == ["does not hold"] * 3, [r["measured"] for r in rows]
+    assert rows[2]["measured"] == 1 / 8 and rows[2]["test"].startswith("share of seeds")
+
+
 def test_tiny_pair_and_sweep():
     P = floor.FloorParams(seeds=(0, 1), quick=True, T1=20, T2=30, T=40, record_every=5, sweep_every=5,
                           sigma_xis=(0.5, 1.0), Ls=(5, 6), sweep_seeds=1)

@@ -47,13 +47,16 @@ def _conf(shared, within, purity):
 
 
 def test_conflict_rows_verdicts():
-    k = 4  # 12 seeds: a share of 12/12 has a Wilson lower bound of 0.76, above the default seed_share 0.75
+    k = 4  # 12 seeds: a share of 12/12 has a Wilson lower bound of 0.76, above the default seed_share 0.5
     rows = mech.conflict_rows(_conf([-0.9, -0.8, -0.95] * k, [1.0, 0.99, 1.0] * k, [1.0, 1.0, 0.99] * k), 10, 0.1, 0.5)
     assert [r["verdict"] for r in rows] == ["holds", "holds", "holds"]
     rows = mech.conflict_rows(_conf([0.05, 0.1, 0.0] * k, [0.3, 0.2, 0.4] * k, [0.5, 0.6, 0.4] * k), 10, 0.1, 0.5)
     assert [r["verdict"] for r in rows] == ["does not hold"] * 3
-    # one impure seed in twelve: the share 11/12 cannot show "at least 0.75" with confidence
+    # one impure seed in twelve: 11/12 (Wilson lower bound 0.65) shows "more than half" with confidence
     rows = mech.conflict_rows(_conf([-0.9] * 12, [1.0] * 12, [1.0] * 11 + [0.5]), 10, 0.1, 0.5)
+    assert rows[2]["verdict"] == "holds"
+    # four impure seeds in twelve: 8/12 (Wilson [0.39, 0.86]) cannot tell "more than half" from "less"
+    rows = mech.conflict_rows(_conf([-0.9] * 12, [1.0] * 12, [1.0] * 8 + [0.5] * 4), 10, 0.1, 0.5)
     assert rows[2]["verdict"] == "inconclusive" and "leans holds" in rows[2]["note"]
 
 

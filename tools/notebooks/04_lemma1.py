@@ -45,7 +45,7 @@ _before = set(globals())
 """),
 code("""
 # Parameters (papermill): seeds are a batch dimension; quick=True halves the schedule and the data.
-seeds = list(range(12))                  # full three-stage runs, two models, two regimes
+seeds = list(range(16))                  # full three-stage runs, two models, two regimes
 n_test = 2000            # fresh test samples per seed (the error floor is read on them)
 T1 = 200                 # end of Stage I
 T2 = 300                 # end of Stage II
@@ -56,10 +56,11 @@ noisy_sigma_xi = 1.5     # noisy regime: isotropic noise level
 noisy_beta = 4.0         # noisy regime: class-token amplitude (keeps routing intact)
 sigma_xis = [1.0, 1.5, 2.0]   # noise sweep in the noisy regime (the noisy_sigma_xi point reuses the main run)
 Ls = [5, 8, 12]          # tokens-per-sample sweep in the noisy regime (the L of 8 reuses the main run)
-sweep_seeds = 3          # the sweeps use the first sweep_seeds seeds
+sweep_seeds = 2          # the sweeps use the first sweep_seeds seeds
 sweep_every = 25         # record cadence in the sweeps
 flat_tol = 0.2           # plateau: tail log-log slope within [-flat_tol, flat_tol]
 min_floor_err = 0.005    # nonzero error floor: tail test error at least this
+seed_share = 0.5         # a per-seed property holds if more than this share of seeds pass (Wilson 95%)
 quick = False
 out_dir = None
 """, tags=["parameters"]),
@@ -169,23 +170,37 @@ md(r"""
 (verdict-04_lemma1)=
 ## Verdict
 
-Four rows per regime, each a statement about the mean over seeds of a per-seed
-quantity, with its Student-t 95% interval over the seeds of this run, and these
-acceptance rules (fixed in the parameters before looking):
+Four rows per regime, each a statement about the population of seeds, with
+these acceptance rules:
 
 * *MoT below the attention-free MoE in test loss*: the geometric-mean ratio
-  MoE / MoT of the final test losses (paired by seed); holds if the interval lies
-  above 1, does not hold if it lies below 1.
-* *The attention-free MoE plateaus*: the log-log slope of its test loss over the
-  last third of training, fitted per seed; its **median** over seeds with the
-  distribution-free order-statistic interval (a seed whose loss sits near
-  rounding level has an erratic slope; the median is robust to it); holds if the interval lies in $[-0.2, 0.2]$ (a loss that
-  changes by less than about 8% over that third, $1.5^{0.2}\approx1.08$), does
-  not hold if it lies outside (plain GD on separable data gives about $-1$).
-* *A nonzero error floor*: the attention-free MoE's mean test error over the last
-  third; holds if the interval lies at or above 0.5% (10 of 2000 test samples).
-* *The MoT below the floor in error*: the floor minus the MoT's final test error,
-  paired by seed; holds if the interval lies above 0.
+  MoE / MoT of the final test losses (paired by seed), Student-t 95% interval of
+  the per-seed log ratios; holds if the interval lies above 1, does not hold if it
+  lies below 1.
+* The other three are **pass/fail properties of a seed**, and each holds if the
+  Wilson 95% interval of the share of passing seeds lies above `seed_share` = 0.5
+  (the property is the typical outcome), does not hold if it lies below:
+  * *the attention-free MoE plateaus*: the seed's log-log slope of its test loss
+    over the last third of training lies in $[-0.2, 0.2]$ (a loss that changes by
+    less than about 8% over that third, $1.5^{0.2}\approx1.08$; plain GD on
+    separable data gives about $-1$);
+  * *a nonzero error floor*: the seed's attention-free test error over the last
+    third is at least 0.5% (10 of 2000 test samples);
+  * *the MoT below the floor*: the seed's MoT final test error is below that floor
+    by at least the same 0.5%.
+
+*Why shares, and why these rules changed after the first replication.* Until
+then rows 2-4 were a median and two means over seeds. In the default regime the
+error is exactly 0 on almost every seed and a few percent on one or two, and a
+t interval on such data swings with whether those seeds are drawn: the first
+replication's two seed sets gave other verdicts than the defaults on both floor
+rows. An error floor is a property of a training run, so the population
+statement is how often a run has one. The rules were changed for every row at
+once, before the replication shown in the scorecard was drawn, and a 36-seed
+check outside the defaults and both replication sets (seeds 100-135) gave, in the
+default regime, a floor on 1 seed of 36 and a plateau on 3; in the noisy regime a
+floor on 36 of 36, a plateau on 32, and the MoT at least 0.5% below the floor on
+16 (and below it at all on 23).
 
 Lemma 1 as stated needs all four in one regime.
 """),
@@ -207,30 +222,31 @@ in small sweeps of $\sigma_\xi$ and $L$. The verdict table reads:
 
 * **Default regime (noise orthogonal to the signals): no floor.** Both models
   classify the whole test sample correctly from early in Stage I on, so there is
-  no error floor to remove (rows 3 and 4 do not hold). The MoT's expected loss
+  no error floor to remove on almost every seed (rows 3 and 4). The MoT's expected loss
   ends far below the attention-free MoE's (row 1 holds, about two orders of
   magnitude), but the attention-free MoE's loss is still falling over the last third
-  (its median slope lies below the plateau band, so row 2 is not a *holds*; its
-  note says which way it leans); its decay is that of plain GD on separable data,
+  on almost every seed (row 2); its decay is that of plain GD on separable data,
   loss $\propto t^{-1}$, not a floor. What attention buys here is speed, not a
   lower attainable error.
 * **Noisy regime (isotropic noise, $\sigma_\xi$ = `noisy_sigma_xi`, $\beta$ =
-  `noisy_beta`): a real error floor, which the MoT lowers but does not remove.**
+  `noisy_beta`): a real error floor, which the MoT does not clearly remove.**
   With noise along every direction, a one-neuron expert's output
   $\sum_k\sigma(\langle W,x_k\rangle)$ picks up the noise tokens' components along
   its own $v_{n^\star}$, cubed; some test samples are misclassified however long it
-  trains. Its test error is flat over the last third at a few percent (row 3
-  holds), and its loss is flat too (row 2 holds; the small positive slope is the
-  test loss creeping up as the training set is fitted). The MoT's final test
-  error is below that floor by about a percentage point, which is of the order of
-  the seed-to-seed spread, so row 4 decides only narrowly and may not on other
-  seed sets (see the scorecard's replication): Stage II raises the label token's
-  attention weight, which scales the signal but not the noise tokens. The
+  trains. Its test error is flat over the last third at a few percent on every
+  seed (row 3), and its loss is flat too on most seeds (row 2; the small positive
+  slope is the test loss creeping up as the training set is fitted). Whether the
+  MoT gets below that floor is close to a coin toss per seed: on the 36-seed check
+  its error was at least 0.5% below the floor on 16 seeds, with a mean difference
+  of about 0, so row 4 stays inconclusive at any seed count this chapter can
+  afford (its note says which way it leans on these seeds). Stage II raises the
+  label token's attention weight, which scales the signal but not the noise
+  tokens; in this regime that does not clearly lower the error. The
   MoT's test *loss*, however, is *higher* than the attention-free MoE's (row 1
   does not hold): it rises through Stage II, because each expert's $d\times d$
   key-query matrix is fitted to the few dozen training samples routed to it and
-  the remaining errors become confident ones. So in this regime Lemma 1 holds for
-  the error, which is what it states, and not for the expected logistic loss.
+  the remaining errors become confident ones. So in this regime the floor is
+  real, and the MoT does not clearly remove it, in error or in expected loss.
 * **Sweeps.** In the noisy regime the floor rises with $\sigma_\xi$ and with
   $L$ (more noise tokens). In the default run the MoT's error is at or below the
   attention-free MoE's at every sweep point except the low-noise end, where both
