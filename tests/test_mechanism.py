@@ -71,6 +71,11 @@ def test_curvature_rows_verdicts():
     assert [r["verdict"] for r in rows] == ["holds", "holds", "holds"]
     rows = mech.curvature_rows(seedwise([-1e-4, -2e-4, -3e-4] * 4, [0.1, 0.2, 0.3] * 4), 1e-3)
     assert [r["verdict"] for r in rows] == ["does not hold"] * 3
+    # every seed's single transformer below its experts, by amounts spread over three decades (as measured):
+    # the share decides, where a mean's t interval would cross 0
+    rows = mech.curvature_rows(seedwise([-1e-4] * 8, [-1.5e-4, -1e-4 - 1e-6, -1e-2, -2e-4, -1.2e-4, -5e-3, -3e-4, -1.1e-4]), 1e-3)
+    assert rows[2]["verdict"] == "holds" and rows[2]["measured"] == 1.0
+    assert mot.rates.mean_t(np.array([-5e-5, -1e-6, -1e-2, -1e-4, -2e-5, -4.9e-3, -2e-4, -1e-5])).hi > 0
 
 
 def test_tiny_run_measures_agree_with_engine():
@@ -101,3 +106,9 @@ def test_tiny_run_measures_agree_with_engine():
         ref = mt.single_hessian_min_eig(single, sub).numpy()
         got = ss[ss.subspace == sub].lam_min.to_numpy()
         assert np.allclose(got, ref, rtol=1e-8, atol=1e-14)
+    # the closed-form Hessian is the autograd one, entry by entry, also after training has moved the weights
+    trained = mot.train_single(st, mot.SingleConfig(H=2, J=2, T=60), seeds, data=data)
+    for run in (single, trained):
+        for s in range(len(seeds)):
+            (h1, b1), (h2, b2) = mech.single_ffn_hessian(run, s), mt.single_ffn_hessian(run, s)
+            assert torch.allclose(h1, h2, rtol=1e-9, atol=1e-15 * float(h2.abs().max())) and torch.equal(b1, b2)
