@@ -356,12 +356,21 @@ def same_everywhere(table: pd.DataFrame, replications: dict[str, pd.DataFrame]) 
 
 
 def agreement_report(table: pd.DataFrame, replications: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per chapter and overall: rows, rows with the same verdict on every seed set, and the share."""
+    """Per chapter and overall: rows, rows with the same verdict on the default seeds and every seed set
+    (``identical``, ``share``), and, per set, the rows whose verdict is the default one; ``per set`` is the
+    share of (row, set) pairs that give the default verdict (the measure of a reader rerunning a chapter
+    on one seed set of their own)."""
     same = same_everywhere(table, replications)
     df = table.assign(same=same.to_numpy())
-    rep = df.groupby("chapter", sort=False).same.agg(rows="size", identical="sum")
-    rep.loc["all"] = [len(df), int(df.same.sum())]
+    labels = list(replications)
+    for label in labels:
+        df[label] = compare_verdicts(table, replications[label])["same"].to_numpy()
+    agg = {"rows": ("same", "size"), "identical": ("same", "sum"), **{label: (label, "sum") for label in labels}}
+    rep = df.groupby("chapter", sort=False).agg(**agg)
+    rep.loc["all"] = [len(df), int(df.same.sum())] + [int(df[label].sum()) for label in labels]
     rep["share"] = (rep.identical / rep.rows).round(3)
+    if labels:
+        rep["per set"] = (rep[labels].sum(axis=1) / (rep.rows * len(labels))).round(3)
     return rep
 
 

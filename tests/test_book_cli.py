@@ -158,7 +158,8 @@ def test_verdict_and_scorecard_markdown():
     assert "every untuned seed set (set 1, set 2): 1 of 2 (50%)" in card
     assert "<verdict-02_proposition1>" in card and book.chapter_title("02_proposition1") in card
     agree = book.agreement_report(table, {"set 1": table, "set 2": rep})
-    assert agree.loc["all"].tolist() == [2, 1, 0.5] and agree.loc["02_proposition1", "identical"] == 1
+    assert agree.loc["all", ["rows", "identical", "set 1", "set 2", "share"]].tolist() == [2, 1, 2, 1, 0.5]
+    assert agree.loc["all", "per set"] == 0.75 and agree.loc["02_proposition1", "identical"] == 1
     with pytest.raises(ValueError, match="verdict='maybe'"):
         book.badge("maybe")
 
