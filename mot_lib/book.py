@@ -34,6 +34,7 @@ CHAPTER_MODULES = {
     "05_theorem1": "mot_lib.convergence",
     "06_mechanism": "mot_lib.mechanism",
     "07_real_data": "mot_lib.realdata",
+    "10_predecessor": "mot_lib.predecessor_chapter",
     "99_scorecard": "mot_lib.book",
 }
 #: Every verdict row has these keys; ``rates.population_row`` adds the optional ones (the population
@@ -182,9 +183,27 @@ def claim_engine_hash() -> str:
     return library_hash(CLAIM_ENGINE)
 
 
-def claim_chapters() -> list[str]:
-    """The chapters that write verdicts, in reading order."""
+#: Chapters of the part "Beyond the paper": measured answers to questions neither paper asks (a peer's
+#: published results reproduced, what the reviewers left open), not claims of the paper.  They write verdicts,
+#: which the scorecard lists in a section of their own; they are not rerun by ``python -m mot_lib replicate``,
+#: not counted by ``agree`` and not in the scorecard's summary of the paper's claims.  A new chapter of that part
+#: joins by name.
+BEYOND = ("10_predecessor",)
+
+
+def verdict_chapters() -> list[str]:
+    """Every chapter that writes verdicts (the paper's claims and the part "Beyond the paper"), in reading order."""
     return [n for n in CHAPTER_MODULES if n not in ("01_setting", "99_scorecard")]
+
+
+def claim_chapters() -> list[str]:
+    """The chapters that test the paper's claims (they write verdicts), in reading order; not ``BEYOND``."""
+    return [n for n in verdict_chapters() if n not in BEYOND]
+
+
+def beyond_chapters() -> list[str]:
+    """The chapters of the part "Beyond the paper" (``BEYOND``), in reading order."""
+    return [n for n in verdict_chapters() if n in BEYOND]
 
 
 def replication_sets(n_sets: int = 2, draw: int = 2026, size: int | None = None) -> dict[str, dict[str, list[int]]]:

@@ -201,3 +201,29 @@ def test_quick_keeps_the_first_seeds():
     assert book.params_for("02_proposition1", quick=True).seeds == tuple(range(book.QUICK_SEEDS))
     assert book.params_for("02_proposition1", quick=True, seeds=[9, 8]).seeds == (9, 8)
     assert len(book.params_for("02_proposition1").seeds) == 20
+
+
+def test_beyond_chapters_are_apart_from_the_claims():
+    """The part "Beyond the paper" writes verdicts but is not a claim of the paper: not a claim chapter, not
+    in the replication's seed sets, and `replicate --only` refuses it."""
+    assert book.claim_chapters() == ["02_proposition1", "03_proposition2", "04_lemma1", "05_theorem1",
+                                     "06_mechanism", "07_real_data"]
+    assert "10_predecessor" in book.beyond_chapters() and set(book.BEYOND) <= set(book.CHAPTER_MODULES)
+    assert book.verdict_chapters() == [n for n in book.CHAPTER_MODULES if n in
+                                       set(book.claim_chapters()) | set(book.beyond_chapters())]
+    for chapters in book.replication_sets(2, draw=3).values():
+        assert set(chapters) == set(book.claim_chapters()) and "10_predecessor" not in chapters
+
+
+def test_replicate_and_agree_leave_the_beyond_chapters_out(tmp_path, capsys):
+    assert main(["replicate", "--only", "10_predecessor", "--dest", str(tmp_path / "never")]) == 2
+    assert "not claim chapters" in capsys.readouterr().err and not (tmp_path / "never").exists()
+    row = mot.rates.verdict_row("c", "b", mot.rates.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))
+    for name in ("02_proposition1", "10_predecessor"):
+        book.write_verdicts([row], name, tmp_path / "out")
+    book.write_verdicts([row], "02_proposition1", tmp_path / "run1")
+    rep = book.save_replication({"set 1": tmp_path / "run1"}, {"set 1": {"02_proposition1": [5]}}, tmp_path / "rep")
+    assert main(["agree", str(rep), "--out", str(tmp_path / "out")]) == 0
+    report = capsys.readouterr().out
+    assert "02_proposition1" in report and "10_predecessor" not in report, report
+
