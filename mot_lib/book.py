@@ -385,9 +385,10 @@ def agreement_report(table: pd.DataFrame, replications: dict[str, pd.DataFrame])
 
 
 def scorecard_markdown(table: pd.DataFrame, replications: dict[str, pd.DataFrame] | None = None) -> str:
-    """The scorecard: a summary line, then per claim chapter a table of its claims with the bound, the
-    measured value, a verdict badge, the verdict on each replication seed set, and a link to the
-    chapter's verdict section.  ``replications`` maps a seed-set label to its verdict rows."""
+    """The scorecard of the paper's claims: a summary line, then per claim chapter a table of its claims with
+    the bound, the measured value, a verdict badge, the verdict on each replication seed set, and a link to the
+    chapter's verdict section.  ``replications`` maps a seed-set label to its verdict rows.  ``table`` holds
+    the claim chapters' rows only; the part "Beyond the paper" has its own section (``beyond_markdown``)."""
     replications = replications or {}
     counts = table.verdict.value_counts()
     parts = [f"**{len(table)} claims: {counts.get('holds', 0)} hold, {counts.get('does not hold', 0)} do not "
@@ -402,8 +403,7 @@ def scorecard_markdown(table: pd.DataFrame, replications: dict[str, pd.DataFrame
         head += f" {_cell(label)} |"
         rule += ":--|"
     for chapter, rows in table.groupby("chapter", sort=False):
-        parts.append(f"**{_cell(chapter_title(chapter))}**: {{ref}}`the verdicts and their figures "
-                     f"<{verdict_label(chapter)}>`")
+        parts.append(_chapter_link(chapter))
         lines = [head, rule]
         reps = {k: compare_verdicts(rows, v) for k, v in replications.items()}
         for i, (_, r) in enumerate(rows.iterrows()):
@@ -412,5 +412,31 @@ def scorecard_markdown(table: pd.DataFrame, replications: dict[str, pd.DataFrame
                 v = rep["replication"].iloc[i]
                 line += f" {badge(v) if v else 'not run'} |"
             lines.append(line)
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def _chapter_link(chapter: str) -> str:
+    return f"**{_cell(chapter_title(chapter))}**: {{ref}}`the verdicts and their figures <{verdict_label(chapter)}>`"
+
+
+def beyond_markdown(table: pd.DataFrame) -> str:
+    """The scorecard's section "Beyond the paper: measured answers": a summary line of its own (these rows
+    are not claims of the paper, so ``scorecard_markdown``'s line does not count them), then per chapter of
+    ``BEYOND`` a table of its rows with the bound, the measured value, a verdict badge and the population
+    test (which says what the rows were computed on), and a link to the chapter's verdict section."""
+    counts = table.verdict.value_counts()
+    parts = [f"**{len(table)} measured answers, not claims of the paper: {counts.get('holds', 0)} hold, "
+             f"{counts.get('does not hold', 0)} do not hold, {counts.get('inconclusive', 0)} inconclusive.**"]
+    for chapter, rows in table.groupby("chapter", sort=False):
+        parts.append(_chapter_link(chapter))
+        lines = ["| question | bound (accepted range) | measured [95% interval] | verdict | population test |",
+                 "|:--|:--|:--|:--|:--|"]
+        for _, r in rows.iterrows():
+            test = _cell(r.get("test", ""))
+            if "seeds" in r and pd.notna(r.get("seeds")):
+                test += f" ({int(r['seeds'])} seeds)"
+            lines.append(f"| {_cell(r['claim'])} | {_cell(r['bound'])} | {_measured(r)} | {badge(r['verdict'])} "
+                         f"| {test} |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
