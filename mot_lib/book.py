@@ -34,6 +34,7 @@ CHAPTER_MODULES = {
     "05_theorem1": "mot_lib.convergence",
     "06_mechanism": "mot_lib.mechanism",
     "07_real_data": "mot_lib.realdata",
+    "10_predecessor": "mot_lib.predecessor_chapter",
     "99_scorecard": "mot_lib.book",
 }
 #: Every verdict row has these keys; ``rates.population_row`` adds the optional ones (the population
@@ -182,9 +183,27 @@ def claim_engine_hash() -> str:
     return library_hash(CLAIM_ENGINE)
 
 
-def claim_chapters() -> list[str]:
-    """The chapters that write verdicts, in reading order."""
+#: Chapters of the part "Beyond the paper": measured answers to questions neither paper asks (a peer's
+#: published results reproduced, what the reviewers left open), not claims of the paper.  They write verdicts,
+#: which the scorecard lists in a section of their own; they are not rerun by ``python -m mot_lib replicate``,
+#: not counted by ``agree`` and not in the scorecard's summary of the paper's claims.  A new chapter of that part
+#: joins by name.
+BEYOND = ("10_predecessor",)
+
+
+def verdict_chapters() -> list[str]:
+    """Every chapter that writes verdicts (the paper's claims and the part "Beyond the paper"), in reading order."""
     return [n for n in CHAPTER_MODULES if n not in ("01_setting", "99_scorecard")]
+
+
+def claim_chapters() -> list[str]:
+    """The chapters that test the paper's claims (they write verdicts), in reading order; not ``BEYOND``."""
+    return [n for n in verdict_chapters() if n not in BEYOND]
+
+
+def beyond_chapters() -> list[str]:
+    """The chapters of the part "Beyond the paper" (``BEYOND``), in reading order."""
+    return [n for n in verdict_chapters() if n in BEYOND]
 
 
 def replication_sets(n_sets: int = 2, draw: int = 2026, size: int | None = None) -> dict[str, dict[str, list[int]]]:
@@ -375,9 +394,10 @@ def agreement_report(table: pd.DataFrame, replications: dict[str, pd.DataFrame])
 
 
 def scorecard_markdown(table: pd.DataFrame, replications: dict[str, pd.DataFrame] | None = None) -> str:
-    """The scorecard: a summary line, then per claim chapter a table of its claims with the bound, the
-    measured value, a verdict badge, the verdict on each replication seed set, and a link to the
-    chapter's verdict section.  ``replications`` maps a seed-set label to its verdict rows."""
+    """The scorecard of the paper's claims: a summary line, then per claim chapter a table of its claims with
+    the bound, the measured value, a verdict badge, the verdict on each replication seed set, and a link to the
+    chapter's verdict section.  ``replications`` maps a seed-set label to its verdict rows.  ``table`` holds
+    the claim chapters' rows only; the part "Beyond the paper" has its own section (``beyond_markdown``)."""
     replications = replications or {}
     counts = table.verdict.value_counts()
     parts = [f"**{len(table)} claims: {counts.get('holds', 0)} hold, {counts.get('does not hold', 0)} do not "
@@ -392,8 +412,7 @@ def scorecard_markdown(table: pd.DataFrame, replications: dict[str, pd.DataFrame
         head += f" {_cell(label)} |"
         rule += ":--|"
     for chapter, rows in table.groupby("chapter", sort=False):
-        parts.append(f"**{_cell(chapter_title(chapter))}**: {{ref}}`the verdicts and their figures "
-                     f"<{verdict_label(chapter)}>`")
+        parts.append(_chapter_link(chapter))
         lines = [head, rule]
         reps = {k: compare_verdicts(rows, v) for k, v in replications.items()}
         for i, (_, r) in enumerate(rows.iterrows()):
@@ -402,5 +421,31 @@ def scorecard_markdown(table: pd.DataFrame, replications: dict[str, pd.DataFrame
                 v = rep["replication"].iloc[i]
                 line += f" {badge(v) if v else 'not run'} |"
             lines.append(line)
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def _chapter_link(chapter: str) -> str:
+    return f"**{_cell(chapter_title(chapter))}**: {{ref}}`the verdicts and their figures <{verdict_label(chapter)}>`"
+
+
+def beyond_markdown(table: pd.DataFrame) -> str:
+    """The scorecard's section "Beyond the paper: measured answers": a summary line of its own (these rows
+    are not claims of the paper, so ``scorecard_markdown``'s line does not count them), then per chapter of
+    ``BEYOND`` a table of its rows with the bound, the measured value, a verdict badge and the population
+    test (which says what the rows were computed on), and a link to the chapter's verdict section."""
+    counts = table.verdict.value_counts()
+    parts = [f"**{len(table)} measured answers, not claims of the paper: {counts.get('holds', 0)} hold, "
+             f"{counts.get('does not hold', 0)} do not hold, {counts.get('inconclusive', 0)} inconclusive.**"]
+    for chapter, rows in table.groupby("chapter", sort=False):
+        parts.append(_chapter_link(chapter))
+        lines = ["| question | bound (accepted range) | measured [95% interval] | verdict | population test |",
+                 "|:--|:--|:--|:--|:--|"]
+        for _, r in rows.iterrows():
+            test = _cell(r.get("test", ""))
+            if "seeds" in r and pd.notna(r.get("seeds")):
+                test += f" ({int(r['seeds'])} seeds)"
+            lines.append(f"| {_cell(r['claim'])} | {_cell(r['bound'])} | {_measured(r)} | {badge(r['verdict'])} "
+                         f"| {test} |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"

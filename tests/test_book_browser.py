@@ -28,11 +28,15 @@ from bs4 import BeautifulSoup
 from conftest import REPO, toc_files
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PARTS = {part["caption"]: [Path(c["file"]).name for c in part["chapters"]]
+         for part in yaml.safe_load((REPO / "_toc.yml").read_text())["parts"]}
+# the part "Beyond the paper": measured answers, listed apart on the scorecard (not claims of the paper)
+BEYOND_CHAPTERS = PARTS.get("Beyond the paper", [])
 CLAIM_CHAPTERS = sorted(p.stem for p in (REPO / "notebooks").glob("*.ipynb")
-                        if p.stem not in ("01_setting", "99_scorecard"))
+                        if p.stem not in ("01_setting", "99_scorecard", *BEYOND_CHAPTERS))
 # the chapters of the part "The claims" state a proposition, lemma or theorem of the paper
-STATEMENT_CHAPTERS = [Path(c["file"]).name for part in yaml.safe_load((REPO / "_toc.yml").read_text())["parts"]
-                      if part["caption"] == "The claims" for c in part["chapters"]]
+STATEMENT_CHAPTERS = PARTS.get("The claims", [])
+BEYOND_SECTION = "beyond-the-paper-measured-answers"   # the scorecard's section id
 RAW = ["```{", ":label:", r"\(", r"\)", r"\[", "$$"]
 # Marks each image with whether it loaded, once the page's load event has fired.
 PROBE = """<script>window.addEventListener('load', function () {
@@ -142,19 +146,33 @@ def _claims(soup: BeautifulSoup) -> list[str]:
 
 
 def test_scorecard_lists_every_claim_with_a_badge_and_no_code(pages):
+    """Every claim chapter's rows among the paper's claims, every chapter of "Beyond the paper" in its own
+    section after them, and each summary line counting its own rows only."""
     static, dom = pages["notebooks/99_scorecard"]
     assert not dom.select(".cell_input"), "the scorecard shows code input"
-    card = _claims(static)
+    section = static.find(id=BEYOND_SECTION)
+    assert section is not None, "no section 'Beyond the paper: measured answers' on the scorecard"
+    answers = _claims(section)
+    rest = BeautifulSoup(str(static), "html.parser")
+    rest.find(id=BEYOND_SECTION).decompose()
+    card = _claims(rest)
     total = 0
-    for name in CLAIM_CHAPTERS:
-        claims = _claims(pages[f"notebooks/{name}"][0])
-        assert claims, f"{name}: no verdict rows with badges on the chapter page"
-        missing = [c for c in claims if c not in card]
-        assert not missing, f"the scorecard misses claims of {name}: {missing}"
-        total += len(claims)
+    for names, listed, where in ((CLAIM_CHAPTERS, card, "among the paper's claims"),
+                                 (BEYOND_CHAPTERS, answers, "in the section beyond the paper")):
+        for name in names:
+            claims = _claims(pages[f"notebooks/{name}"][0])
+            assert claims, f"{name}: no verdict rows with badges on the chapter page"
+            missing = [c for c in claims if c not in listed]
+            assert not missing, f"the scorecard misses rows of {name} {where}: {missing}"
+            total += len(claims)
     verdicts = [b.get_text(" ").strip() for b in static.select("table tbody tr .sd-badge")]
     assert sum(v in ("holds", "does not hold", "inconclusive") for v in verdicts) >= total, \
         f"{total} claims but only {len(verdicts)} verdict badges on the scorecard"
     text = visible_text(dom)
     assert "..." not in text and "…" not in text, "a scorecard row is cut"
-    assert re.search(r"\d+ claims: \d+ hold, \d+ do not hold, \d+ inconclusive", text), "no summary line"
+    m = re.search(r"(\d+) claims: \d+ hold, \d+ do not hold, \d+ inconclusive", text)
+    assert m, "no summary line"
+    assert int(m.group(1)) == len(card), f"the summary counts {m.group(1)} claims, the paper's sections list {len(card)}"
+    if BEYOND_CHAPTERS:
+        m = re.search(r"(\d+) measured answers, not claims of the paper: \d+ hold", visible_text(section))
+        assert m and int(m.group(1)) == len(answers), "the section beyond the paper has no summary line of its own"

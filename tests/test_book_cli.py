@@ -1,6 +1,7 @@
 """Chapter parameters, verdict files and the command line."""
 import dataclasses
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -202,3 +203,67 @@ def test_quick_keeps_the_first_seeds():
     assert book.params_for("02_proposition1", quick=True).seeds == tuple(range(book.QUICK_SEEDS))
     assert book.params_for("02_proposition1", quick=True, seeds=[9, 8]).seeds == (9, 8)
     assert len(book.params_for("02_proposition1").seeds) == 20
+
+
+def test_beyond_chapters_are_apart_from_the_claims():
+    """The part "Beyond the paper" writes verdicts but is not a claim of the paper: not a claim chapter, not
+    in the replication's seed sets, and `replicate --only` refuses it."""
+    assert book.claim_chapters() == ["02_proposition1", "03_proposition2", "04_lemma1", "05_theorem1",
+                                     "06_mechanism", "07_real_data"]
+    assert "10_predecessor" in book.beyond_chapters() and set(book.BEYOND) <= set(book.CHAPTER_MODULES)
+    assert book.verdict_chapters() == [n for n in book.CHAPTER_MODULES if n in
+                                       set(book.claim_chapters()) | set(book.beyond_chapters())]
+    for chapters in book.replication_sets(2, draw=3).values():
+        assert set(chapters) == set(book.claim_chapters()) and "10_predecessor" not in chapters
+
+
+def test_replicate_and_agree_leave_the_beyond_chapters_out(tmp_path, capsys):
+    assert main(["replicate", "--only", "10_predecessor", "--dest", str(tmp_path / "never")]) == 2
+    assert "not claim chapters" in capsys.readouterr().err and not (tmp_path / "never").exists()
+    row = mot.rates.verdict_row("c", "b", mot.rates.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))
+    for name in ("02_proposition1", "10_predecessor"):
+        book.write_verdicts([row], name, tmp_path / "out")
+    book.write_verdicts([row], "02_proposition1", tmp_path / "run1")
+    rep = book.save_replication({"set 1": tmp_path / "run1"}, {"set 1": {"02_proposition1": [5]}}, tmp_path / "rep")
+    assert main(["agree", str(rep), "--out", str(tmp_path / "out")]) == 0
+    report = capsys.readouterr().out
+    assert "02_proposition1" in report and "10_predecessor" not in report, report
+
+
+def test_scorecard_beyond_section_counts_apart():
+    claim = mot.rates.verdict_row("c1", "b", mot.rates.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))
+    answer = mot.rates.population_row("setting 1: within 1 point | pipe", "mean in [98, 100]",
+                                      mot.rates.Estimate(99.0, 98.2, 99.7), (98, 100),
+                                      "mean over the committed table's seeds 0-9 (computed once), Student t 95%", 10)
+    other = mot.rates.verdict_row("a2", "b", mot.rates.Estimate(0.5, 0.1, 0.9), (0.25, 0.75))
+    beyond = pd.DataFrame([answer, other]).assign(chapter="10_predecessor")
+    card = book.scorecard_markdown(pd.DataFrame([claim]).assign(chapter="02_proposition1"))
+    assert card.startswith("**1 claims: 1 hold,") and "10_predecessor" not in card
+    md = book.beyond_markdown(beyond)
+    assert md.startswith("**2 measured answers, not claims of the paper: 1 hold, 0 do not hold, 1 inconclusive.**")
+    assert "<verdict-10_predecessor>" in md and book.chapter_title("10_predecessor") in md
+    rows = [line for line in md.splitlines() if line.startswith("| setting 1")]
+    assert len(rows) == 1 and r"\| pipe" in rows[0] and "seeds 0-9 (computed once)" in rows[0]
+    assert "(10 seeds)" in rows[0] and "{bdg-success}`holds`" in rows[0]
+
+
+def test_committed_scorecard_lists_the_beyond_part_in_its_own_section():
+    """In the executed scorecard, the section 'Beyond the paper: measured answers' follows the paper's claims,
+    holds every beyond chapter's link and rows, and the claims' summary counts none of them."""
+    nb = json.loads((book.NOTEBOOKS / "99_scorecard.ipynb").read_text())
+    cells = nb["cells"]
+    head = next(i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+                and "## Beyond the paper: measured answers" in "".join(c["source"]))
+
+    def shown(cs):
+        return "".join("".join(o.get("data", {}).get("text/markdown", "")) for c in cs if c["cell_type"] == "code"
+                       for o in c.get("outputs", []))
+    before, after = shown(cells[:head]), shown(cells[head:])
+    assert "claims:" in before and "measured answers, not claims of the paper" in after
+    for name in book.beyond_chapters():
+        assert f"<verdict-{name}>" in after and f"<verdict-{name}>" not in before, name
+    for name in book.claim_chapters():
+        assert f"<verdict-{name}>" in before and f"<verdict-{name}>" not in after, name
+    n_claims = int(re.match(r"\*\*(\d+) claims:", before).group(1))
+    claim_rows = [ln for ln in before.splitlines() if ln.startswith("| ") and "{bdg-" in ln]
+    assert n_claims == len(claim_rows), (n_claims, len(claim_rows))

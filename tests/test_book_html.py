@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPO, toc_notebooks
 
@@ -45,3 +46,21 @@ def test_scorecard_lists_every_claim_chapter(html):
         if n not in ("01_setting", "99_scorecard"):
             anchor = "verdict-" + n.replace("_", "-")
             assert f'{n}.html#{anchor}"' in page, f"the scorecard does not link to the verdicts of {n}"
+
+
+@pytest.mark.book
+def test_scorecard_lists_the_part_beyond_the_paper_after_the_claims(html):
+    """The chapters of the part "Beyond the paper" are linked in the scorecard's own section for them, after
+    every claim chapter."""
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    beyond = [Path(c["file"]).name for part in toc["parts"] if part["caption"] == "Beyond the paper"
+              for c in part["chapters"]]
+    page = (html / "notebooks" / "99_scorecard.html").read_text()
+    start = page.find('id="beyond-the-paper-measured-answers"')
+    assert start > 0, "no section 'Beyond the paper: measured answers'"
+    for f in toc_notebooks():
+        n = Path(f).name
+        if n in ("01_setting", "99_scorecard"):
+            continue
+        at = page.find(f'{n}.html#verdict-{n.replace("_", "-")}"')
+        assert (at > start) == (n in beyond), f"{n} is linked in the wrong section of the scorecard"

@@ -22,11 +22,11 @@ STAMP = BUILD / ".mot_lib_hash"
 
 def main() -> int:
     sys.path.insert(0, str(REPO))
-    from mot_lib.book import claim_chapters, library_hash  # noqa: E402
+    from mot_lib.book import library_hash, verdict_chapters  # noqa: E402
     now = library_hash()
     old = STAMP.read_text().strip() if STAMP.exists() else None
     verdicts = BUILD / "out" / "verdicts"
-    claims = claim_chapters()
+    claims = verdict_chapters()   # the paper's claims and the part "Beyond the paper"
     missing = [n for n in claims if not (verdicts / f"{n}.json").exists()]
     if now != old or missing:
         why = "mot_lib changed" if old and now != old else ("first build" if not old else f"missing verdicts {missing}")

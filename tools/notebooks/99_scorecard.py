@@ -35,10 +35,11 @@ quick = False
 """, tags=["parameters", "remove-input"]),
 code("""
 P = mot.book.chapter_params("99_scorecard", globals(), _before)
-claims = mot.book.claim_chapters()
-table = mot.book.read_verdicts(P.out_dir)
-table = table[table.chapter.isin(claims)]
-missing = [n for n in claims if n not in set(table.chapter)]
+claims, beyond = mot.book.claim_chapters(), mot.book.beyond_chapters()
+verdicts = mot.book.read_verdicts(P.out_dir)
+table = verdicts[verdicts.chapter.isin(claims)]               # the paper's claims
+beyond_table = verdicts[verdicts.chapter.isin(beyond)]        # the part "Beyond the paper"
+missing = [n for n in claims + beyond if n not in set(verdicts.chapter)]
 if missing:
     print("no verdicts yet from:", ", ".join(missing), "(run those chapters first)")
 rep = mot.book.load_replication()
@@ -60,6 +61,24 @@ else:
     if stale:
         print("Note: the replication was computed with another version of mot_lib; "
               "rerun `python -m mot_lib replicate` to refresh it.")
+""", tags=["remove-input"]),
+md(r"""
+## Beyond the paper: measured answers
+
+The chapters of the part *Beyond the paper* answer questions that neither the
+paper nor the predecessor MoE theory asks. Their rows are measured answers,
+not claims of the paper: they are not counted in the line at the top, not
+rerun by `python -m mot_lib replicate` and not part of the share of verdicts
+that stay the same on other seeds (`python -m mot_lib agree`). The verdicts of
+the predecessor chapter concern a table computed once (`python -m mot_lib
+predecessor`, committed as `data/predecessor_table.csv`) on the seeds its rows
+name; rerunning that chapter with other `seeds` changes only its live run.
+"""),
+code("""
+if len(beyond_table):
+    display(Markdown(mot.book.beyond_markdown(beyond_table)))
+else:
+    print("no verdicts yet from:", ", ".join(beyond))
 """, tags=["remove-input"]),
 md(r"""
 The rows come straight from the chapters' verdict files and the committed
