@@ -156,7 +156,7 @@ def test_verdict_and_scorecard_markdown():
     rep.loc[1, "verdict"] = "holds"
     card = book.scorecard_markdown(table, {"set 1": table, "set 2": rep})
     assert card.startswith("**2 claims: 1 hold, 0 do not hold, 1 inconclusive.**")
-    assert "every untuned seed set (set 1, set 2): 1 of 2 (50%)" in card
+    assert "every untuned seed set (set 1, set 2): 1 of 2 (50%); each set alone gives the default verdict on 3 of 4" in card
     assert "<verdict-02_proposition1>" in card and book.chapter_title("02_proposition1") in card
     agree = book.agreement_report(table, {"set 1": table, "set 2": rep})
     assert agree.loc["all", ["rows", "identical", "set 1", "set 2", "share"]].tolist() == [2, 1, 2, 1, 0.5]

@@ -46,7 +46,7 @@ receives), not this book's `dispatch_entropy`.
 This chapter opens the part *Beyond the paper*: its verdicts are measured answers to questions neither
 paper states, not claims of the MoT paper, and the {doc}`scorecard <99_scorecard>` lists them apart.
 
-The full table (four settings, four baselines, the MoT comparison, 10 seeds, 16,000 samples) takes far
+The full table (four settings, four baselines, the MoT comparison, 20 seeds, 16,000 samples) takes far
 longer than a chapter may, so `python -m mot_lib predecessor` computes it and commits
 `data/predecessor_table.csv` with a manifest holding the hash of the engine modules it ran with; this
 chapter reads it and says whether the engine has changed since (the line *engine hash* below). A live run of
@@ -204,11 +204,12 @@ decided by a rule fixed in the chapter's code before the full table was computed
   of the order of the published run-to-run spread (sd 0.55 and 2.11 points in setting 1), so a tighter band
   would ask more of our mean than the published mean itself is known to, and it is far above the
   test-sample noise of one run (at 16,000 test samples a binomial sd of 0.08 points at 99% accuracy, 0.2 at
-  93%); a wider band would accept a visibly different model. With 10 seeds and a per-seed sd near 1 point our
-  interval is about ±0.7 points wide, so "holds" needs our mean within about 0.3 points of theirs: several rows
-  stay inconclusive, and the note says how many seeds would settle each.
+  93%); a wider band would accept a visibly different model. With 20 seeds and a per-seed sd near 1 point our
+  interval is about ±0.5 points wide, so "holds" needs our mean within about 0.5 points of theirs; a row whose
+  mean lies nearer the band's edge stays inconclusive, and its note says how many seeds would settle it. (The
+  first table had 10 seeds, and 7 of its 11 accuracy rows were inconclusive; the committed one has 20.)
 * For the single CNNs the published value is **one run**, not a mean: the same rule compares our mean over
-  10 seeds with that one draw, which can lie a couple of per-run sds (the sd column above) from any mean.
+  20 seeds with that one draw, which can lie a couple of per-run sds (the sd column above) from any mean.
 * *The dispatch entropy's interval contains the published mean*: holds if our 95% t-interval contains it,
   does not hold otherwise. This is a consistency check, not an equivalence test: a wider interval passes more
   easily, so "holds" says that 10 of our seeds cannot tell our mean from the published one. (The entropy is
@@ -276,7 +277,7 @@ plt.tight_layout(); plt.show()
 """, tags=["hide-input"]),
 md(r"""
 The live run's final numbers (mean [95% t-interval] over its seeds) beside the committed table's cubic MoE
-of setting 1 (16,000 samples, 10 seeds) and the published value. At `n_live` samples the experts see fewer
+of setting 1 (16,000 samples, 20 seeds) and the published value. At `n_live` samples the experts see fewer
 examples, so the live run is a check that the engine runs and learns, not a second reproduction.
 """),
 code("""
