@@ -407,8 +407,9 @@ def scorecard_markdown(table: pd.DataFrame, replications: dict[str, pd.DataFrame
         pairs = sum(int(compare_verdicts(table, rep)["same"].sum()) for rep in replications.values())
         n_pairs = len(table) * len(replications)
         parts[0] += (f" The same verdict on every untuned seed set ({', '.join(replications)}): "
-                     f"{int(same.sum())} of {len(table)} ({same.mean():.0%}); each set alone gives the default "
-                     f"verdict on {pairs} of {n_pairs} (claim, set) pairs ({pairs / n_pairs:.0%}).")
+                     f"{int(same.sum())} of {len(table)} ({same.mean():.0%})")
+        parts[0] += (f"; each set alone gives the default verdict on {pairs} of {n_pairs} (claim, set) pairs "
+                     f"({pairs / n_pairs:.0%})." if n_pairs else ".")
     head = "| claim | bound (accepted range) | measured [95% interval] | verdict |"
     rule = "|:--|:--|:--|:--|"
     for label in replications:
