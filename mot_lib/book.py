@@ -328,6 +328,14 @@ def _measured(row) -> str:
     return f"{fmt(row['measured'])} [{fmt(iv[0])}, {fmt(iv[1])}]"
 
 
+def _test_cell(r) -> str:
+    """A verdict row's population test with its number of seeds, as a table cell."""
+    test = _cell(r.get("test", ""))
+    if "seeds" in r and pd.notna(r.get("seeds")):
+        test += f" ({int(r['seeds'])} seeds)"
+    return test
+
+
 def verdict_markdown(rows) -> str:
     """A chapter's verdict rows as a MyST markdown table: claim, bound, measured value with its 95%
     interval, a verdict badge, the population test with its number of seeds, and for an inconclusive
@@ -336,11 +344,8 @@ def verdict_markdown(rows) -> str:
     out = ["| claim | bound (accepted range) | measured [95% interval] | verdict | population test | note |",
            "|:--|:--|:--|:--|:--|:--|"]
     for _, r in df.iterrows():
-        test = _cell(r.get("test", ""))
-        if "seeds" in r and pd.notna(r.get("seeds")):
-            test += f" ({int(r['seeds'])} seeds)"
         out.append(f"| {_cell(r['claim'])} | {_cell(r['bound'])} | {_measured(r)} | {badge(r['verdict'])} "
-                   f"| {test} | {_cell(r.get('note', ''))} |")
+                   f"| {_test_cell(r)} | {_cell(r.get('note', ''))} |")
     return "\n".join(out) + "\n"
 
 
@@ -446,10 +451,7 @@ def beyond_markdown(table: pd.DataFrame) -> str:
         lines = ["| question | bound (accepted range) | measured [95% interval] | verdict | population test |",
                  "|:--|:--|:--|:--|:--|"]
         for _, r in rows.iterrows():
-            test = _cell(r.get("test", ""))
-            if "seeds" in r and pd.notna(r.get("seeds")):
-                test += f" ({int(r['seeds'])} seeds)"
             lines.append(f"| {_cell(r['claim'])} | {_cell(r['bound'])} | {_measured(r)} | {badge(r['verdict'])} "
-                         f"| {test} |")
+                         f"| {_test_cell(r)} |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
