@@ -267,3 +267,10 @@ def test_committed_scorecard_lists_the_beyond_part_in_its_own_section():
     n_claims = int(re.match(r"\*\*(\d+) claims:", before).group(1))
     claim_rows = [ln for ln in before.splitlines() if ln.startswith("| ") and "{bdg-" in ln]
     assert n_claims == len(claim_rows), (n_claims, len(claim_rows))
+
+
+def test_the_default_draw_gives_the_committed_replication_sets():
+    """`python -m mot_lib replicate` with its defaults reruns the seed sets the scorecard shows."""
+    manifest = json.loads((book.REPLICATION / "manifest.json").read_text())
+    drawn = book.replication_sets(len(manifest["sets"]))
+    assert {k: {c: drawn[k][c] for c in v} for k, v in manifest["sets"].items()} == manifest["sets"]
