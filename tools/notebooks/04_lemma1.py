@@ -200,7 +200,7 @@ once, before the replication shown in the scorecard was drawn, and a 36-seed
 check outside the defaults and both replication sets (seeds 100-135) gave, in the
 default regime, a floor on 1 seed of 36 and a plateau on 3; in the noisy regime a
 floor on 36 of 36, a plateau on 32, and the MoT at least 0.5% below the floor on
-16 (and below it at all on 23).
+15 (and below it at all on 23).
 
 Lemma 1 as stated needs all four in one regime.
 """),
@@ -237,7 +237,7 @@ in small sweeps of $\sigma_\xi$ and $L$. The verdict table reads:
   seed (row 3), and its loss is flat too on most seeds (row 2; the small positive
   slope is the test loss creeping up as the training set is fitted). Whether the
   MoT gets below that floor is close to a coin toss per seed: on the 36-seed check
-  its error was at least 0.5% below the floor on 16 seeds, with a mean difference
+  its error was at least 0.5% below the floor on 15 seeds, with a mean difference
   of about 0, so row 4 stays inconclusive at any seed count this chapter can
   afford (its note says which way it leans on these seeds). Stage II raises the
   label token's attention weight, which scales the signal but not the noise
