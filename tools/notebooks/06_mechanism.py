@@ -263,7 +263,7 @@ the parameters before looking:
   set 2): about 83% of seeds, so at 12 seeds the Wilson interval clears one half
   on most sets but not all (9 of 12 gives $[0.47, 0.91]$, inconclusive on set 2).
   A stable verdict would need about 40 single-transformer seeds (at a pass rate of
-  0.83, 27 of 40 passing clears one half on 98% of sets); each costs about 4 s of
+  0.83, 27 of 40 passing clears one half on more than 99% of sets); each costs about 4 s of
   the chapter's 90 s, so this row stays the one whose verdict depends on the seed
   set, as the scorecard's replication columns show.
 
