@@ -156,7 +156,7 @@ def cmd_predecessor(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.time()
-    engine = pt.engine_hash()           # the code the workers import now, before anything is edited
+    engine = pt.fingerprint()           # the code the workers import now, before anything is edited
     out = Path(args.out) if args.out else pt.TABLE_CSV
     out.parent.mkdir(parents=True, exist_ok=True)
     jobs = pt.jobs_for(args.settings, args.single_settings, args.attention_settings, args.seeds, args.n, args.threads,
@@ -174,10 +174,10 @@ def cmd_predecessor(args) -> int:
     df = df.sort_values(["setting", "model", "loss", "seed"], key=lambda c: c.map(order) if c.name == "model" else c,
                         ignore_index=True)
     secs = time.time() - t0
-    if pt.engine_hash() != engine:
-        print("warning: the engine modules changed while the table was computed; the manifest keeps the "
-              "hash of the code the run started with", file=sys.stderr)
-    meta = {"library_hash": engine, "seeds": list(args.seeds), "settings": list(args.settings), "attention_settings":
+    if pt.is_stale(engine):
+        print("warning: the engine changed while the table was computed; the manifest keeps the "
+              "fingerprint of the code the run started with", file=sys.stderr)
+    meta = {**engine, "seeds": list(args.seeds), "settings": list(args.settings), "attention_settings":
             list(args.attention_settings), "single_settings": list(args.single_settings), "n_train": args.n, "n_test": args.n,
             "schedule": dict(vars(pt.Schedule())), "threads": torch.get_num_threads(), "jobs": args.jobs, "chunk": args.chunk,
             "torch": torch.__version__, "cpus": os.cpu_count(), "device": "cpu",

@@ -171,16 +171,24 @@ def library_hash(modules=None) -> str:
     return h.hexdigest()
 
 
-#: The modules that compute the claim chapters' numbers (data, models, training, measurements, rules):
-#: the replication's manifest records their hash, so a change elsewhere (the book's plumbing, the CLI,
-#: the real-data or predecessor model families) does not mark the committed replication as stale.
+#: The modules that compute the claim chapters' numbers (data, models, training, measurements, rules): the
+#: replication's manifest records the hash of those that hold the rules and a canary of numbers through the
+#: shared engine (``canary.fingerprint``), so a change elsewhere (the book's plumbing, the CLI, other model
+#: families) or a change of the shared engine that moves no number does not mark the replication as stale.
 CLAIM_ENGINE = ("config", "data", "models", "training", "metrics", "rates", "experiments", "specialization",
                 "attention", "floor", "convergence", "mechanism")
 
 
-def claim_engine_hash() -> str:
-    """``library_hash`` of the modules in ``CLAIM_ENGINE`` (and requirements.txt)."""
-    return library_hash(CLAIM_ENGINE)
+def claim_fingerprint() -> dict:
+    """The replication manifest's staleness keys for the code as it is now (``canary.fingerprint``)."""
+    from .canary import claims_canary, fingerprint
+    return fingerprint(CLAIM_ENGINE, claims_canary)
+
+
+def replication_stale(manifest: dict) -> str | None:
+    """Why the committed replication is stale now (``canary.why_stale``), or None when it is current."""
+    from .canary import claims_canary, why_stale
+    return why_stale(manifest, CLAIM_ENGINE, claims_canary)
 
 
 #: Chapters of the part "Beyond the paper": measured answers to questions neither paper asks (a peer's
@@ -238,7 +246,7 @@ def save_replication(run_dirs: dict[str, str | os.PathLike], sets: dict[str, dic
                      dest: str | os.PathLike = REPLICATION, add: bool = False) -> Path:
     """Copy the verdict files of each replication run (``run_dirs[label]``/verdicts) to
     ``dest``/<label>/verdicts and write ``dest``/manifest.json with the seeds of every set and chapter
-    and the hash of the claim chapters' engine (``claim_engine_hash``)."""
+    and the fingerprint of the claim chapters' engine (``claim_fingerprint``)."""
     dest = Path(dest)
     if add:   # add chapters to the committed sets: same sets, the other chapters' files kept
         loaded = load_replication(dest)
@@ -259,7 +267,7 @@ def save_replication(run_dirs: dict[str, str | os.PathLike], sets: dict[str, dic
             src = Path(run_dirs[label]) / "verdicts" / f"{name}.json"
             if not add or src.exists():
                 shutil.copy(src, d / f"{name}.json")
-    (dest / "manifest.json").write_text(json.dumps({"sets": sets, "library_hash": claim_engine_hash()}, indent=2))
+    (dest / "manifest.json").write_text(json.dumps({"sets": sets, **claim_fingerprint()}, indent=2))
     return dest
 
 

@@ -44,19 +44,20 @@ class PredecessorParams(ChapterParams):
         return pt.setting(1, n, n), list(self.seeds[:3] if self.quick else self.seeds)
 
 
-def load(P: PredecessorParams) -> tuple[pd.DataFrame, dict, bool]:
-    """(table, manifest, stale): stale when the engine modules changed since the table was computed."""
+def load(P: PredecessorParams) -> tuple[pd.DataFrame, dict, str | None]:
+    """(table, manifest, stale): stale is why the table is stale now (``predecessor_table.is_stale``), or None."""
     df, meta = pt.load_table(P.table or pt.TABLE_CSV)
-    return df, meta, meta["library_hash"] != pt.engine_hash()
+    return df, meta, pt.is_stale(meta)
 
 
-def table_status(meta: dict, stale: bool) -> str:
-    """What the committed table is and whether the engine changed since (the staleness flag): the manifest's
-    command, seeds, sizes, torch, device, and its engine hash against ``engine_hash()`` now."""
+def table_status(meta: dict, stale: str | None) -> str:
+    """What the committed table is and whether the engine changed since (the staleness flag, ``stale`` being
+    why, or None): the manifest's command, seeds, sizes, torch, device, and its engine hash."""
     cmd = (f"python -m mot_lib predecessor --jobs {meta.get('jobs')} --threads {meta.get('threads')} "
            f"--chunk {meta.get('chunk')} --attention-settings {' '.join(map(str, meta['attention_settings']))}")
-    flag = ("STALE: the engine modules changed since this table was computed; rerun the command above"
-            if stale else "current: the engine modules are those it was computed with")
+    flag = (f"STALE: {stale}; rerun the command above" if stale else
+            "current: the modules of its rules are those it was computed with, and the engine's canary runs give "
+            "the numbers they gave then")
     return "\n".join([
         f"table: {seed_text(meta['seeds'])}, settings {', '.join(map(str, meta['settings']))}, "
         f"{meta['n_train']:,} training and {meta['n_test']:,} test samples per seed",

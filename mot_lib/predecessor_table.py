@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 
 from . import rates
-from .book import library_hash
 from .config import PredecessorConfig, Setting, check_seeds
 from .data import make_dataset
 from .predecessor import LOSS_FLOOR, train_predecessor
@@ -119,13 +118,40 @@ def per_seed_rows(run: Run, setting_k: int, model: str, loss_name: str, level: f
     })[TABLE_COLUMNS]
 
 
-#: The modules the table is computed with: its manifest records their hash (``book.library_hash(ENGINE_MODULES)``),
-#: and the chapter flags the table as stale when they change.
+#: The modules the table is computed with.  Its manifest records the hash of those that hold its rules and a
+#: canary of numbers through the shared engine (``canary.fingerprint``); the chapter flags the table as stale
+#: when either differs now (``is_stale``).
 ENGINE_MODULES = ("config", "data", "metrics", "models", "predecessor", "predecessor_table", "rates", "training")
 
 
-def engine_hash() -> str:
-    return library_hash(ENGINE_MODULES)
+def canary() -> list[float]:
+    """Tiny float64 runs of every model family in the table (the four baselines, both attention models under
+    both losses) on setting 1 at 200 samples, 2 seeds, 15 steps: test accuracies, final training losses and
+    entropies, and the sum of the absolute final weights of each parameter tensor."""
+    st, seeds = setting(1, 200, 200), [0, 1]
+    data = make_dataset(st, seeds)
+    out = []
+    cfgs = [(m, baseline_config(m, T=15, dtype="float64", record_every=5)) for m in BASELINES]
+    cfgs += [(m, attention_config(m == "MoT", loss, 5, 10, 15, 1e-3, dtype="float64", record_every=5))
+             for loss in LOSSES.values() for m in ATTENTION_MODELS]
+    for model, cfg in cfgs:
+        run = train_predecessor(st, cfg, seeds, data=data, progress=False)
+        rows = per_seed_rows(run, 1, model, "")
+        out += [float(run.params[k].abs().sum()) for k in sorted(run.params)]
+        out += np.nan_to_num(rows[["test_acc", "final_train_loss", "entropy"]].to_numpy(float), nan=-1.0).ravel().tolist()
+    return out
+
+
+def fingerprint() -> dict:
+    """The manifest's staleness keys (``canary.fingerprint``) for the code as it is now."""
+    from .canary import fingerprint as fp
+    return fp(ENGINE_MODULES, canary)
+
+
+def is_stale(meta: dict) -> str | None:
+    """Why the table of manifest ``meta`` is stale now, or None when it is current (``canary.why_stale``)."""
+    from .canary import why_stale
+    return why_stale(meta, ENGINE_MODULES, canary)
 
 
 @dataclass(frozen=True)
@@ -223,7 +249,7 @@ def save_table(df: pd.DataFrame, path=TABLE_CSV, meta: dict | None = None) -> Pa
     """Write the table (CSV) and, beside it, ``<name>.json`` with the library hash and the run's parameters."""
     path = Path(path)
     df[TABLE_COLUMNS].to_csv(path, index=False, float_format="%.6g")
-    info = {"library_hash": engine_hash(), "modules": list(ENGINE_MODULES), **(meta or {})}  # meta may pin the hash
+    info = {**fingerprint(), **(meta or {})}  # meta may pin the fingerprint (the code the run started with)
     path.with_suffix(".json").write_text(json.dumps(info, indent=2))
     return path
 

@@ -97,7 +97,9 @@ def test_replication_roundtrip_compare_and_bad_manifest(tmp_path):
     sets = {"set 1": {"02_x": [5, 6]}, "set 2": {"02_x": [7, 8]}}
     dest = book.save_replication({"set 1": tmp_path / "run1", "set 2": tmp_path / "run2"}, sets, tmp_path / "rep")
     reps, manifest = book.load_replication(dest)
-    assert manifest["sets"] == sets and manifest["library_hash"] == book.claim_engine_hash()
+    assert manifest["sets"] == sets and manifest["library_hash"] == book.claim_fingerprint()["library_hash"]
+    assert book.replication_stale(manifest) is None
+    assert "canary" in book.replication_stale({**manifest, "canary": [x * (1 + 1e-6) for x in manifest["canary"]]})
     assert list(reps) == ["set 1", "set 2"] and reps["set 2"].verdict.tolist() == ["holds", "holds"]
     mine = book.read_verdicts(tmp_path / "run1")
     mine.loc[1, "verdict"] = "holds"

@@ -89,8 +89,14 @@ def test_table_status_flags_a_stale_table():
     meta = {"seeds": SEEDS, "settings": [1, 2], "attention_settings": [1], "n_train": 16000, "n_test": 16000,
             "jobs": 2, "threads": 1, "chunk": 2, "cpus": 2, "device": "cpu", "torch": "2.13.0", "seconds": 9,
             "library_hash": "ab" * 32, "modules": list(pt.ENGINE_MODULES)}
-    assert "STALE" in pc.table_status(meta, True) and "STALE" not in pc.table_status(meta, False)
-    assert "--chunk 2 --attention-settings 1" in pc.table_status(meta, False)
+    assert "STALE: why" in pc.table_status(meta, "why") and "STALE" not in pc.table_status(meta, None)
+    assert "--chunk 2 --attention-settings 1" in pc.table_status(meta, None)
+    # the staleness rule: a changed rule module, or a canary number moved by more than rounding
+    real = pt.load_table()[1]
+    assert pt.is_stale(real) is None
+    assert "rules" in pt.is_stale({**real, "library_hash": "ab" * 32})
+    moved = [x * (1 + 1e-6) if i == 3 else x for i, x in enumerate(real["canary"])]
+    assert "canary" in pt.is_stale({**real, "canary": moved})
 
 
 def test_the_committed_table_is_current_and_complete():

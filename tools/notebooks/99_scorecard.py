@@ -43,10 +43,10 @@ missing = [n for n in claims + beyond if n not in set(verdicts.chapter)]
 if missing:
     print("no verdicts yet from:", ", ".join(missing), "(run those chapters first)")
 rep = mot.book.load_replication()
-reps, stale = {}, False
+reps, stale = {}, None
 if rep is not None:
     reps, manifest = rep
-    stale = manifest["library_hash"] != mot.book.claim_engine_hash()
+    stale = mot.book.replication_stale(manifest)
 """),
 code("""
 Markdown(mot.book.scorecard_markdown(table, reps))
@@ -59,8 +59,7 @@ else:
     print("Replication seed sets (seeds per chapter): "
           + "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in sizes.items()))
     if stale:
-        print("Note: the replication was computed with another version of mot_lib; "
-              "rerun `python -m mot_lib replicate` to refresh it.")
+        print(f"Note: the replication is stale: {stale}; rerun `python -m mot_lib replicate` to refresh it.")
 """, tags=["remove-input"]),
 md(r"""
 ## Beyond the paper: measured answers
