@@ -8,6 +8,7 @@
     python -m mot_lib replicate --sets 2 --draw 1126   # claim chapters on untuned seed sets -> data/replication
     python -m mot_lib agree data/replication /tmp/more   # share of verdicts identical on every seed set
     python -m mot_lib predecessor       # the predecessor MoE table (Chen et al. 2022) -> data/predecessor_table.csv
+    python -m mot_lib sweep all --jobs 16   # chapters 08 and 09's sweeps -> data/fair_comparison*, data/training_schedule*
 
 ``run`` validates every parameter against the chapter's parameter class before
 it starts papermill, then writes the executed notebook and the chapter's
@@ -191,6 +192,53 @@ def cmd_predecessor(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    """The sweeps of the part "Beyond the paper" (mot_lib.sweeps): the fair comparison (tuning, then the verdict
+    seeds at each model's chosen step multiplier) and the training-schedule sweeps, over worker processes."""
+    import time
+
+    import pandas as pd
+    import torch
+
+    from . import fair, schedule, sweeps
+    tables = ["fair", "schedule"] if args.table == "all" else [args.table]
+    modules = {"fair": ("fair",), "schedule": ("schedule",)}
+    prints = {t: sweeps.fingerprint(modules[t]) for t in tables}     # the code the workers import now
+    out = Path(args.out) if args.out else sweeps.DATA
+    t0 = time.time()
+    shrink = sweeps.smoke if args.smoke else (lambda j: j)
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / f"sweep_{args.table}.partial.csv"
+    partial.unlink(missing_ok=True)
+    first = (fair.tuning_jobs() if "fair" in tables else []) + (schedule.jobs() if "schedule" in tables else [])
+    rows, curves = sweeps.run_jobs([shrink(j) for j in first], args.jobs, args.threads, partial)
+    results = {}
+    if "schedule" in tables:
+        results["schedule"] = (rows[rows.part.isin(["schedules", "grid", "scaling", "explore"])],
+                               curves[curves.part.isin(["schedules", "grid", "scaling", "explore"])], {})
+    if "fair" in tables:
+        tuning = rows[rows.part == "tuning"].dropna(axis=1, how="all")
+        chosen = fair.choose_multipliers(tuning)
+        print(chosen.to_string(), flush=True)
+        vrows, vcurves = sweeps.run_jobs([shrink(j) for j in fair.verdict_jobs(chosen)], args.jobs, args.threads,
+                                         partial)
+        results["fair"] = (pd.concat([tuning, vrows], ignore_index=True), vcurves,
+                           {"chosen": chosen.to_dict(orient="records")})
+    secs = round(time.time() - t0)
+    names = {"fair": fair.NAME, "schedule": schedule.NAME}
+    for t, (r, c, extra) in results.items():
+        if sweeps.why_stale(prints[t], modules[t]):
+            print(f"warning: the engine changed while {t} was computed; the manifest keeps the fingerprint of the "
+                  "code the run started with", file=sys.stderr)
+        meta = {**prints[t], "command": f"python -m mot_lib sweep {args.table} --jobs {args.jobs} --threads {args.threads}"
+                + (" --smoke" if args.smoke else ""),
+                "torch": torch.__version__, "cpus": os.cpu_count(), "jobs": args.jobs, "seconds": secs, **extra}
+        path = sweeps.save(names[t], r.dropna(axis=1, how="all"), c.dropna(axis=1, how="all"), meta, out)
+        print(f"written to {path} ({len(r)} rows) in {secs} s")
+    partial.unlink(missing_ok=True)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mot_lib", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -232,6 +280,16 @@ def main(argv=None) -> int:
                          "but float32 rounding depends on the batch, so numbers agree to rounding (an early "
                          "stop may turn on it); the manifest records the chunk")
     pr.add_argument("--out", default=None, help="CSV to write (default: data/predecessor_table.csv)")
+    sw = sub.add_parser("sweep", help="compute the sweeps of the part 'Beyond the paper' (chapters 08, 09); "
+                        "write data/fair_comparison* and data/training_schedule*")
+    sw.add_argument("table", choices=["fair", "schedule", "all"],
+                    help="fair: the fair comparison (about 75 CPU-minutes); schedule: the training schedules "
+                         "(about 20 CPU-minutes); all: both")
+    sw.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    sw.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    sw.add_argument("--out", default=None, help="folder to write (default: data/)")
+    sw.add_argument("--smoke", action="store_true", help="every job at a tiny size (2 seeds, 200 samples, 40 steps): "
+                    "a check that the sweep runs, in about a minute; write it elsewhere with --out")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "list":
@@ -240,7 +298,7 @@ def main(argv=None) -> int:
                 print(name + ": " + ", ".join(f"{f.name}={f.default!r}" for f in fields(cls)))
             return 0
         return {"run": cmd_run, "regime": cmd_regime, "levers": cmd_levers, "replicate": cmd_replicate,
-                "agree": cmd_agree, "predecessor": cmd_predecessor}[args.cmd](args)
+                "agree": cmd_agree, "predecessor": cmd_predecessor, "sweep": cmd_sweep}[args.cmd](args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -131,6 +131,8 @@ def _check_range(name: str, value, lo_open: bool = False):
 
 
 STAGE_OPTIMIZERS = ("ngd", "gd")
+#: the MoT's training schedules (``TrainConfig.schedule``)
+SCHEDULES = ("three_stage", "joint", "I_joint", "joint_III")
 
 
 @dataclass(frozen=True)
@@ -141,8 +143,19 @@ class TrainConfig(_Validated):
     ``stage1_opt`` (normalized GD by default) with attention frozen; Stage II
     (T1..T2) trains the merged key-query matrices W_KQ by GD with W frozen;
     Stage III (T2..T) trains W again with ``stage3_opt``.  The router Theta is
-    trained by GD in every stage.  schedule="joint" trains W, W_KQ and Theta
-    together by GD for T steps (the one-stage control).
+    trained by GD in every stage.  schedule="joint" trains W (``stage1_opt``,
+    eta1), W_KQ (``stage2_opt``, eta2) and Theta together for T steps (the
+    one-stage control).  The two two-stage variants: "I_joint" runs Stage I to
+    T1, then trains W and W_KQ jointly to T (II+III joint); "joint_III" trains
+    them jointly to T2 (I+II joint), then runs Stage III to T.
+
+    J: neurons per expert.  J=1 is the paper's expert (one vector, output sign
+    +1); with J >= 2 the expert's FFN is sum_j s_j sigma(<W^(m,j), x_k>) with
+    fixed output signs s_j, +1 for the first ceil(J/2) neurons and -1 for the
+    rest (as in the predecessor MoE theory).
+    shared_attention: one key-query matrix W_KQ shared by all experts (the
+    standard MoE transformer: attention, then FFN experts routed by the gate);
+    needs attention=True.  Stage II trains the shared matrix.
 
     attention=False fixes W_KQ at 0: each expert mean-pools its per-token FFN
     outputs (the attention-free MoE of Lemma 1).
@@ -151,6 +164,8 @@ class TrainConfig(_Validated):
     "mean" divides by L.
     """
     M: int = 16
+    J: int = 1
+    shared_attention: bool = False
     sigma0: float = 0.1
     T1: int = 200
     T2: int = 300
@@ -173,10 +188,18 @@ class TrainConfig(_Validated):
         _check("M", self.M, kind=int, lo=1, hi=512)
         _check("sigma0", self.sigma0, lo=0.0, hi=10.0, lo_open=True)
         _check("T", self.T, kind=int, lo=1, hi=1_000_000)
-        _check("schedule", self.schedule, choices=("three_stage", "joint"))
+        _check("J", self.J, kind=int, lo=1, hi=1024)
+        _check("shared_attention", self.shared_attention, kind=bool)
+        _check("schedule", self.schedule, choices=SCHEDULES)
         if self.schedule == "three_stage":
             _check("T1", self.T1, kind=int, lo=0, hi=self.T)
             _check("T2", self.T2, kind=int, lo=self.T1, hi=self.T)
+        elif self.schedule == "I_joint":
+            _check("T1", self.T1, kind=int, lo=0, hi=self.T)
+            _check("T2", self.T2, kind=int, lo=0, hi=1_000_000)
+        elif self.schedule == "joint_III":
+            _check("T1", self.T1, kind=int, lo=0, hi=1_000_000)
+            _check("T2", self.T2, kind=int, lo=0, hi=self.T)
         else:
             _check("T1", self.T1, kind=int, lo=0, hi=1_000_000)
             _check("T2", self.T2, kind=int, lo=0, hi=1_000_000)
@@ -188,6 +211,9 @@ class TrainConfig(_Validated):
         _check("eta_router", self.eta_router, lo=0.0, hi=1e4)
         _check("lam", self.lam, lo=0.0, hi=1e4)
         _check("attention", self.attention, kind=bool)
+        if self.shared_attention and not self.attention:
+            raise ValueError("shared_attention=True is not allowed with attention=False; a shared key-query "
+                             "matrix needs attention=True")
         _check("activation", self.activation, choices=("cubic", "linear", "relu"))
         _check("query_pool", self.query_pool, choices=("sum", "mean"))
         _check("record_every", self.record_every, kind=int, lo=1, hi=1_000_000)

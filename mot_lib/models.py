@@ -36,13 +36,33 @@ def logistic_loss(margin: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- MoT
-def init_mot(S: int, M: int, d: int, sigma0: float, gens: list[torch.Generator]) -> dict:
-    """W_0, W_KQ,0 ~ N(0, sigma0^2/d) entrywise; theta_0 = 0 (paper's init), per seed."""
+def init_mot(S: int, M: int, d: int, sigma0: float, gens: list[torch.Generator], J: int = 1,
+             shared_attention: bool = False) -> dict:
+    """W_0, W_KQ,0 ~ N(0, sigma0^2/d) entrywise; theta_0 = 0 (paper's init), per seed.
+
+    W is (S,M,d) for one neuron per expert (J = 1), (S,M,J,d) for J >= 2; W_KQ is (S,M,d,d), or (S,1,d,d)
+    when one matrix is shared by all experts.  Each seed draws W, then W_KQ, from its own generator."""
     std = sigma0 / d ** 0.5
-    W = torch.stack([torch.randn(M, d, generator=g, dtype=DTYPE) for g in gens]) * std
-    WKQ = torch.stack([torch.randn(M, d, d, generator=g, dtype=DTYPE) for g in gens]) * std
+    shape = (M, d) if J == 1 else (M, J, d)
+    W = torch.stack([torch.randn(*shape, generator=g, dtype=DTYPE) for g in gens]) * std
+    K = 1 if shared_attention else M
+    WKQ = torch.stack([torch.randn(K, d, d, generator=g, dtype=DTYPE) for g in gens]) * std
     theta = torch.zeros(S, M, d, dtype=DTYPE)
     return {"W": W, "WKQ": WKQ, "theta": theta}
+
+
+def output_signs(J: int, dtype=DTYPE) -> torch.Tensor:
+    """s_j of a J-neuron expert: +1 for the first ceil(J/2) neurons, -1 for the rest (J = 1: +1)."""
+    return torch.cat([torch.ones((J + 1) // 2, dtype=dtype), -torch.ones(J // 2, dtype=dtype)])
+
+
+def effective_W(W: torch.Tensor) -> torch.Tensor:
+    """One vector per expert (S,M,d) for the measurements (alignment, specialty, gap): W itself for J = 1,
+    sum_j s_j W^(m,j) for a J-neuron expert (W of shape (S,M,J,d)); with an odd activation
+    s_j sigma(<w, x>) = sigma(<s_j w, x>), so every neuron that serves class n has s_j w_j along +v_n."""
+    if W.dim() == 3:
+        return W
+    return torch.einsum("smjd,j->smd", W, output_signs(W.shape[2], W.dtype))
 
 
 def router_scores(Xsum: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -106,6 +126,13 @@ def token_weights(X: torch.Tensor, WKQ_sel: torch.Tensor, query_pool: str = "sum
     return _pool(row_softmax(scores), query_pool)
 
 
+def shared_token_weights(X: torch.Tensor, WKQ: torch.Tensor, query_pool: str = "sum") -> torch.Tensor:
+    """a (S,n,L) for one key-query matrix per seed, WKQ (S,d,d), shared by every sample (one large matmul)."""
+    S, n, L, d = X.shape
+    XW = torch.bmm(X.reshape(S, n * L, d), WKQ).view(S, n, L, d)
+    return _pool(row_softmax(torch.matmul(XW, X.transpose(-1, -2))), query_pool)
+
+
 @torch.no_grad()
 def token_weights_all(X: torch.Tensor, WKQ: torch.Tensor, query_pool: str = "sum") -> torch.Tensor:
     """a (S,M,n,L) for every expert; a loop over experts bounds memory.  Used while W_KQ is frozen."""
@@ -136,14 +163,18 @@ def gather_experts(P: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 
 def expert_output(X: torch.Tensor, W: torch.Tensor, idx: torch.Tensor, a: torch.Tensor, sigma) -> torch.Tensor:
-    """f (S,n) = sum_k a_k sigma(<W^(m*), x_k>) for the routed expert m* = idx.
+    """f (S,n) = sum_k a_k sigma(<W^(m*), x_k>) for the routed expert m* = idx (J = 1, W (S,M,d)), or
+    sum_k a_k sum_j s_j sigma(<W^(m*,j), x_k>) for J-neuron experts (W (S,M,J,d), ``output_signs``).
 
     The routed expert's vector is gathered per sample and applied with one
     batched matmul (measured 3x faster on CPU, forward + backward, than computing
     all M experts in one large matmul and gathering the routed column).
     """
-    z = torch.matmul(X, gather_experts(W, idx)[..., None])[..., 0]
-    return (a * sigma(z)).sum(-1)
+    if W.dim() == 3:
+        z = torch.matmul(X, gather_experts(W, idx)[..., None])[..., 0]
+        return (a * sigma(z)).sum(-1)
+    z = torch.matmul(X, gather_experts(W, idx).transpose(-1, -2))               # (S,n,L,J)
+    return (a * (sigma(z) @ output_signs(W.shape[2], W.dtype))).sum(-1)
 
 
 def gate_prob(h: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

@@ -16,9 +16,9 @@ import torch
 from . import metrics as mt
 from .config import Setting, SingleConfig, TrainConfig, check_seeds
 from .data import Dataset, Split, make_dataset, seed_streams
-from .models import (activation, attention_scores, gather_experts, init_mot, init_single, logistic_loss,
-                     gate_prob, mot_forward, route, router_scores, single_forward, token_weights, token_weights_all,
-                     uniform_weights)
+from .models import (activation, attention_scores, effective_W, gather_experts, init_mot, init_single,
+                     logistic_loss, gate_prob, mot_forward, route, router_scores, shared_token_weights, single_forward,
+                     token_weights, token_weights_all, uniform_weights)
 
 HISTORY_COLUMNS = ["step", "seed", "stage", "quantity", "expert", "i", "j", "value"]
 
@@ -130,10 +130,19 @@ def _check_finite(step: int, stage: str, loss: torch.Tensor, seeds, params: dict
 
 
 def stage_of(t: int, cfg: TrainConfig) -> str:
-    """Stage label of update t (1-based): "I", "II", "III", or "joint"."""
+    """Stage label of update t (1-based): "I", "II", "III", or "joint" (W and W_KQ trained together)."""
     if cfg.schedule == "joint":
         return "joint"
+    if cfg.schedule == "I_joint":
+        return "I" if t <= cfg.T1 else "joint"
+    if cfg.schedule == "joint_III":
+        return "joint" if t <= cfg.T2 else "III"
     return "I" if t <= cfg.T1 else ("II" if t <= cfg.T2 else "III")
+
+
+def stage_ends(cfg: TrainConfig) -> tuple:
+    """The steps after which the schedule changes stage (recorded whatever ``record_every`` is)."""
+    return {"three_stage": (cfg.T1, cfg.T2), "I_joint": (cfg.T1,), "joint_III": (cfg.T2,)}.get(cfg.schedule, ())
 
 
 def _step(p: torch.Tensor, g: torch.Tensor, eta: float, opt: str):
@@ -147,9 +156,12 @@ def _step(p: torch.Tensor, g: torch.Tensor, eta: float, opt: str):
 
 
 def _weights(cfg: TrainConfig, X, WKQ, idx, cache):
-    """Token weights a (S,n,L) for the routed experts: uniform, cached (W_KQ frozen) or live."""
+    """Token weights a (S,n,L) for the routed experts: uniform, cached (W_KQ frozen) or live.  A shared
+    key-query matrix (W_KQ of shape (S,1,d,d)) gives every sample the same matrix, whichever expert it meets."""
     if not cfg.attention:
         return uniform_weights(X, cfg.query_pool)
+    if cfg.shared_attention:
+        return cache[:, 0] if cache is not None else shared_token_weights(X, WKQ[:, 0], cfg.query_pool)
     if cache is not None:  # cache (S,M,n,L): row (s, idx[s,i], i)
         S, M, n, L = cache.shape
         rows = ((torch.arange(S)[:, None] * M + idx) * n + torch.arange(n)).reshape(-1)
@@ -170,6 +182,7 @@ def eval_routing(run: Run, split: Split):
 def _mot_record(rec: _Recorder, step: int, stage: str, cfg: TrainConfig, p: dict, data: Dataset, sigma,
                 caches: dict):
     N, M = data.setting.N, cfg.M
+    W = effective_W(p["W"])      # one vector per expert (J-neuron experts: sum_j s_j W^(m,j))
     with torch.no_grad():
         for name, sp in (("train", data.train), ("test", data.test)):
             idx = route(router_scores(sp.xsum, p["theta"]))
@@ -178,7 +191,7 @@ def _mot_record(rec: _Recorder, step: int, stage: str, cfg: TrainConfig, p: dict
             rec.add(step, stage, f"{name}_loss", logistic_loss(sp.y * F).mean(-1))
             rec.add(step, stage, f"{name}_acc", (torch.sign(F) == sp.y).to(torch.float64).mean(-1))
         # routing and attention measured on the fresh test sample (no exploration)
-        spec = mt.specialty(p["W"], data.V)
+        spec = mt.specialty(W, data.V)
         D = mt.dispatch_matrix(idx, sp.cls, N, M)
         rec.add(step, stage, "routing_acc", mt.routing_accuracy(idx, sp.cls, spec))
         rec.add(step, stage, "experts_used", mt.experts_used(idx, M))
@@ -189,8 +202,8 @@ def _mot_record(rec: _Recorder, step: int, stage: str, cfg: TrainConfig, p: dict
         rec.add(step, stage, "label_weight",  # attention weight the label token receives, mean over samples
                 torch.gather(a, 2, sp.label_pos[..., None])[..., 0].mean(-1))
         rec.add(step, stage, "dispatch", D, ("i", "expert"))
-        rec.add(step, stage, "align", mt.alignments(p["W"], data.V), ("expert", "i"))
-        rec.add(step, stage, "gap", mt.specialization_gap(p["W"], data.V), ("expert",))
+        rec.add(step, stage, "align", mt.alignments(W, data.V), ("expert", "i"))
+        rec.add(step, stage, "gap", mt.specialization_gap(W, data.V), ("expert",))
         rec.add(step, stage, "specialty", spec, ("expert",))
         rec.add(step, stage, "attn", attention_scores(p["WKQ"], data.signals), ("expert", "i", "j"))
 
@@ -205,7 +218,7 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
     seeds, data = prepare(setting, cfg, TrainConfig, "train_mot", seeds, data)
     streams = [seed_streams(s) for s in seeds]
     S, d = len(seeds), setting.d
-    p = init_mot(S, cfg.M, d, cfg.sigma0, [g[1] for g in streams])
+    p = init_mot(S, cfg.M, d, cfg.sigma0, [g[1] for g in streams], cfg.J, cfg.shared_attention)
     if not cfg.attention:
         p["WKQ"].zero_()
     explore = [g[2] for g in streams]
@@ -240,7 +253,8 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
         p["W"].requires_grad_(train_W)
         p["WKQ"].requires_grad_(train_KQ)
         p["theta"].requires_grad_(cfg.eta_router > 0)
-        idx = route(router_scores(data.train.xsum, p["theta"]).detach(), cfg.lam, explore)
+        h = router_scores(data.train.xsum, p["theta"]).detach()
+        idx = route(h, cfg.lam, explore)
         a = _weights(cfg, X, p["WKQ"], idx, caches.get("train"))
         F, _, _ = mot_forward(p, X, data.train.xsum, idx, a, sigma)
         per_seed = logistic_loss(y * F).mean(-1)
@@ -260,9 +274,10 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
         _check_finite(t, f"stage {stage}", per_seed.detach(), seeds, p)
         if t in snapshot_at:
             snapshots[t] = {k: v.detach().clone() for k, v in p.items()}
-        boundary = cfg.schedule == "three_stage" and t in (cfg.T1, cfg.T2)
-        if t % cfg.record_every == 0 or t == cfg.T or boundary:
+        if t % cfg.record_every == 0 or t == cfg.T or t in stage_ends(cfg):
             _mot_record(rec, t, stage, cfg, p, data, sigma, caches)
+            # the share of this step's training samples whose explored choice is the gate's own top choice
+            rec.add(t, stage, "explore_agree", (idx == h.argmax(-1)).to(torch.float64).mean(-1))
         if bar is not None:
             bar.update(1)
     if bar is not None:
