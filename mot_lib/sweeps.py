@@ -166,7 +166,8 @@ def run_jobs(jobs: list[Job], workers: int = 1, threads: int = 1,
         for a in args:
             keep(*_indexed(a))
     rows = pd.concat([r for r, _ in back], ignore_index=True)
-    curves = pd.concat([c for _, c in back if len(c)], ignore_index=True)
+    kept = [c for _, c in back if len(c)]
+    curves = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(columns=["step", "seed", "value", "quantity"])
     return rows, curves
 
 
