@@ -34,6 +34,8 @@ CHAPTER_MODULES = {
     "05_theorem1": "mot_lib.convergence",
     "06_mechanism": "mot_lib.mechanism",
     "07_real_data": "mot_lib.realdata",
+    "08_fair_comparison": "mot_lib.fair_chapter",
+    "09_training_schedule": "mot_lib.schedule_chapter",
     "10_predecessor": "mot_lib.predecessor_chapter",
     "99_scorecard": "mot_lib.book",
 }
@@ -196,7 +198,7 @@ def replication_stale(manifest: dict) -> str | None:
 #: which the scorecard lists in a section of their own; they are not rerun by ``python -m mot_lib replicate``,
 #: not counted by ``agree`` and not in the scorecard's summary of the paper's claims.  A new chapter of that part
 #: joins by name.
-BEYOND = ("10_predecessor",)
+BEYOND = ("08_fair_comparison", "09_training_schedule", "10_predecessor")
 
 
 def verdict_chapters() -> list[str]:
