@@ -43,14 +43,14 @@ multiplies the output); and the published entropy is $\sum_m \frac{n_m}{n}H(\tex
 **training** samples of the last forward pass (the load-weighted entropy of the clusters each expert
 receives), not this book's `dispatch_entropy`.
 
-This chapter opens the part *Beyond the paper*: its verdicts are measured answers to questions neither
+This chapter belongs to the part *Beyond the paper*: its verdicts are measured answers to questions neither
 paper states, not claims of the MoT paper, and the {doc}`scorecard <99_scorecard>` lists them apart.
 
 The full table (four settings, four baselines, the MoT comparison, 20 seeds, 16,000 samples) takes far
 longer than a chapter may, so `python -m mot_lib predecessor` computes it and commits
-`data/predecessor_table.csv` with a manifest holding the hash of the engine modules it ran with; this
-chapter reads it and says whether the engine has changed since (the line *engine hash* below). A live run of
-setting 1 at a smaller size shows the same engine running.
+`data/predecessor_table.csv` with a manifest holding the hash of the modules with its rules and a canary (a few
+numbers from tiny runs of every model in the table); this chapter reads it and says whether either has changed
+since (the line *engine hash* below). A live run of setting 1 at a smaller size shows the same engine running.
 """),
 code("""
 import numpy as np
