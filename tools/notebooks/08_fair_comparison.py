@@ -95,7 +95,7 @@ Per capacity level: each model's total and active parameters, its FLOPs per trai
 multiplier the tuning chose. "both": one size that is the largest under both counts.
 """),
 code("""
-S[["level", "model", "match", "params total", "params active", "MFLOP per step", "step x"]].style.hide(axis="index") \\
+S[["level", "model", "match", "params total", "params active", "MFLOP per step", "step x"]].style.set_uuid("sizes").hide(axis="index") \\
     .format({"MFLOP per step": "{:.1f}", "step x": "{:g}", "params total": "{:,}", "params active": "{:,}"})
 """),
 md(r"""
@@ -105,7 +105,7 @@ grid (0.5 or 2), a wider sweep could give that model a better step; the sentence
 """),
 code("""
 tm = fc.tuning_medians(rows)
-display(tm.style.format("{:.2e}"))
+display(tm.style.set_uuid("tuning").format("{:.2e}"))
 edge = fc.chosen_table(meta)
 edge = edge[edge["mult"].isin([min(fair.MULTS), max(fair.MULTS)])]
 print(f"{len(edge)} of {len(fc.chosen_table(meta))} models chose a multiplier at the grid's edge: "
@@ -123,7 +123,7 @@ iterations.
 code("""
 cols = ["level", "model", "match"] + [f"steps to {e:g}" for e in sweeps.EPS_GRID] + [f"never {e:g}" for e in sweeps.EPS_GRID] \\
     + ["steps to eps [interval]", "GFLOP to eps", "final test loss", "final test error"] + [f"loss at {b}" for b in sweeps.BUDGETS]
-S[cols].style.hide(axis="index").format({**{f"steps to {e:g}": "{:.0f}" for e in sweeps.EPS_GRID},
+S[cols].style.set_uuid("to-eps").hide(axis="index").format({**{f"steps to {e:g}": "{:.0f}" for e in sweeps.EPS_GRID},
     "GFLOP to eps": "{:.2f}", "final test loss": "{:.2e}", "final test error": "{:.3f}",
     **{f"loss at {b}": "{:.2e}" for b in sweeps.BUDGETS}})
 """),
