@@ -108,15 +108,35 @@ def table_status(rows: pd.DataFrame, meta: dict, stale: str | None) -> str:
         g = part(rows, name)
         n = g.groupby(LABELS[1:]).seed.size()
         parts.append(f"{name} ({len(n)} configurations, {seeds_text(n)})")
-    return "\n".join([f"table: data/{schedule.NAME}.csv, {len(rows)} runs (configuration x seed): " + "; ".join(parts)]
-                     + [sweeps.status(meta, stale)])
+    cpu = ""
+    if isinstance(meta.get("seconds"), (int, float)) and isinstance(meta.get("jobs"), int):
+        cpu = f" (about {meta['seconds'] * meta['jobs'] / 60:.0f} CPU-minutes: {meta['seconds']} s on {meta['jobs']} worker processes)"
+    return "\n".join([f"table: data/{schedule.NAME}.csv, {len(rows)} runs (configuration x seed){cpu}: "
+                       + "; ".join(parts)] + [sweeps.status(meta, stale)])
+
+
+def defaults_markdown() -> str:
+    """The book's default schedule and step sizes (``schedule.BASE``, the TrainConfig defaults)."""
+    b = BASE
+    return (f"The book's defaults, used wherever the sweep does not vary them: T1 = {b.T1}, T2 = {b.T2}, T = {b.T}; "
+            f"M = {b.M} experts; $\\eta_1$ = {b.eta1:g} (`eta1`), $\\eta_2$ = {b.eta2:g} (`eta2`), $\\eta_3$ = {b.eta3:g} "
+            f"(`eta3`), $\\eta_r$ = {b.eta_router:g} (`eta_router`), $\\lambda$ = {b.lam:g} (`lam`), "
+            f"$\\sigma_0$ = {b.sigma0:g} (`sigma0`); the test loss is recorded every {b.record_every} steps.")
+
+
+def _st(x: float, T: int) -> str:
+    """A step count for a table: '220', '> T' beyond the run, '' when unknown."""
+    return "" if math.isnan(x) else (f"{x:.0f}" if np.isfinite(x) else f"> {T}")
 
 
 def _iv(e: rates.Estimate, T: int) -> str:
     """'220 [220, 230]' with '> T' for a step count beyond the run."""
-    def s(x):
-        return "" if isinstance(x, float) and math.isnan(x) else (f"{x:.0f}" if np.isfinite(x) else f"> {T}")
-    return f"{s(e.value)} [{s(e.lo)}, {s(e.hi)}]"
+    return f"{_st(e.value, T)} {_ivs(e, T)}"
+
+
+def _ivs(e: rates.Estimate, T: int) -> str:
+    """The interval alone: '[220, 230]'."""
+    return f"[{_st(e.lo, T)}, {_st(e.hi, T)}]"
 
 
 # ---------------------------------------------------------------------- 1. three stages against one and two
@@ -187,7 +207,7 @@ def schedules_markdown(rows: pd.DataFrame, curves: pd.DataFrame, eps: float, lev
     T, T1, T2 = (int(summ.loc["three_stage", k]) for k in ("T", "T1", "T2"))
     three = summ.loc["three_stage"]
     lines = [f"* **Three stages** reach test loss {eps:g} at a median of {beyond.steps_text(three.steps.value)} "
-             f"iterations ({100 * level:g}% interval {_iv(three.steps, T).split(' ', 1)[1]}); "
+             f"iterations ({100 * level:g}% interval {_ivs(three.steps, T)}); "
              f"{three.never} of its {three.seeds} seeds never do within the {T} iterations."]
     for other in ("joint", "I_joint", "joint_III"):
         if other not in summ.index:
@@ -195,7 +215,7 @@ def schedules_markdown(rows: pd.DataFrame, curves: pd.DataFrame, eps: float, lev
         o = summ.loc[other]
         c = compare_pairs(steps["three_stage"], steps[other])
         line = (f"* **{SCHEDULE_NAMES[other]}**: median {beyond.steps_text(o.steps.value)} "
-                f"(interval {_iv(o.steps, T).split(' ', 1)[1]}), {o.never} of {o.seeds} seeds never within {T}; "
+                f"(interval {_ivs(o.steps, T)}), {o.never} of {o.seeds} seeds never within {T}; "
                 f"per seed, three stages are earlier on {c['faster']}, at the same recorded step (or neither reaches "
                 f"it) on {c['equal']} and later on {c['slower']} of {c['n']}.")
         until = {"I_joint": T1, "joint_III": T2}.get(other)
@@ -315,8 +335,23 @@ def grid_markdown(rows: pd.DataFrame, eps: float, level: float = 0.95) -> str:
         lines.append(
             f"* \"Works\" means the run *ends* at test loss ≤ {eps:g}. {len(left)} runs reach it during the run and "
             f"end above it (" + "; ".join(f"T1 = {a}, T2 − T1 = {b}: {k}" for (a, b), k in cells.items())
-            + "): Stage II brings the loss below eps and Stage III's GD lets it rise again.")
+            + ")" + (": they reach it within Stage II (by T2) and rise above it again in Stage III."
+                     if bool((left[col] <= left.T2).all()) else "."))
     return "\n".join(lines)
+
+
+def label_weight_markdown(rows: pd.DataFrame) -> str:
+    """What the label token's attention weight at T2 means (query sum pooling: uniform attention gives every
+    token weight 1, attention of every query on the label token alone gives L) and what the grid measures."""
+    L = Setting().L
+    lw = grid_table(rows, "label_weight_T2")
+    t1 = BASE.T1 if BASE.T1 in lw.index else lw.index.max()
+    row = lw.loc[t1]
+    return (f"The label token's attention weight is summed over the {L} queries (the book's query sum pooling): "
+            f"uniform attention gives every token weight 1, and every query attending to the label token alone gives "
+            f"{L}. At T1 = {t1} its median at T2 is "
+            + ", ".join(f"{v:.2f} after {gap} steps of Stage II" for gap, v in row.items())
+            + f"; over the whole grid it ranges from {lw.min().min():.2f} to {lw.max().max():.2f}.")
 
 
 def scaling_rows(rows: pd.DataFrame) -> pd.DataFrame:
@@ -450,11 +485,12 @@ def explore_curves(curves: pd.DataFrame, quantity: str, lam: float = BASE.lam,
 
 
 def _rng(vals) -> str:
+    """'12.5' for one value, '85 to 130' for several."""
     vals = sorted(set(float(v) for v in vals))
-    return f"{vals[0]:.0f}" if len(vals) == 1 else f"{vals[0]:.0f} to {vals[-1]:.0f}"
+    return f"{vals[0]:g}" if len(vals) == 1 else f"{vals[0]:g} to {vals[-1]:g}"
 
 
-def explore_markdown(rows: pd.DataFrame, level: float = 0.95) -> str:
+def explore_markdown(rows: pd.DataFrame, curves: pd.DataFrame, level: float = 0.95) -> str:
     """Who commits first, in sentences computed from the exploration sweep."""
     T = explore_T(rows)
     ts, ta = explore_table(rows, "t_spec", level), explore_table(rows, "t_agree", level)
@@ -473,27 +509,29 @@ def explore_markdown(rows: pd.DataFrame, level: float = 0.95) -> str:
     if pos:
         v = ts.loc[pos].to_numpy().ravel()
         kk, nn = int(k.loc[pos].to_numpy().sum()), int(n.loc[pos].to_numpy().sum())
+        tsp = g[g.lam > 0].t_spec.dropna()
         lines.append(f"* **With exploration** (lam > 0) the experts specialize on {kk} of {nn} seeds, at a median "
-                     f"t_spec of {_rng(v[np.isfinite(v)])} steps over the cells.")
+                     f"t_spec of {_rng(v[np.isfinite(v)])} steps over the cells (per seed {_rng(tsp)}).")
         fin = [(lam, er, ta.loc[lam, er]) for lam in pos for er in ta.columns if np.isfinite(ta.loc[lam, er])]
         inf = [(lam, er) for lam in pos for er in ta.columns if not np.isfinite(ta.loc[lam, er])]
         text = "* The gate commits (its choice without exploration agrees with its explored choice on " \
-               f"{100 * sweeps.AGREE_MIN:g}% of the training samples) much later"
+               f"{100 * sweeps.AGREE_MIN:g}% of the training samples) later"
         if fin:
             text += ": median t_agree " + ", ".join(f"{t:.0f} at lam = {lam:g}, eta_router = {er:g}" for lam, er, t in fin)
         if inf:
-            text += ("; and on most seeds never within the run in the other cells ("
+            text += ("; in the other cells the median is beyond the run (at least half the seeds never commit) ("
                      + ", ".join(f"lam = {lam:g}, eta_router = {er:g}" for lam, er in inf) + ")")
         lines.append(text + ".")
         d = g[(g.lam == BASE.lam) & (g.eta_router == BASE.eta_router)]
         if len(d):
             never = int(np.isnan(d.t_agree).sum())
+            agree = explore_curves(curves, "explore_agree").iloc[-1]
             lines.append(
                 f"* At the book's default (lam = {BASE.lam:g}, eta_router = {BASE.eta_router:g}, {len(d)} seeds): median "
-                f"t_spec {beyond.censored_median_ci(d.t_spec.to_numpy(), level).value:.0f} steps; the gate never "
-                f"commits within {T} steps on {never} of {len(d)} seeds. The exploration draw r ~ U[0, lam] is as "
-                f"large as the gate's margins between experts, so the explored choice keeps differing from the "
-                f"gate's own.")
+                f"t_spec {beyond.censored_median_ci(d.t_spec.to_numpy(), level).value:g} steps (per seed "
+                f"{_rng(d.t_spec.dropna())}); the gate never commits within {T} steps on {never} of {len(d)} seeds: "
+                f"at step {T} the explored choice is the gate's own on a median {agree.median():.2f} of the training "
+                f"samples (range {agree.min():.2f} to {agree.max():.2f} over seeds).")
     return "\n".join(lines)
 
 
@@ -619,7 +657,7 @@ def answers_markdown(rows: pd.DataFrame, verdicts: list[dict], P: ScheduleParams
     second = (f"**How sensitive is it to T1 and T2?** On the grid T1 in {{{', '.join(map(str, reached.index))}}} and "
               f"T2 − T1 in {{{', '.join(map(str, reached.columns))}}} (T = {int(grid_rows(rows)['T'].iloc[0])}), more "
               f"than half of the {n} seeds end at test loss ≤ {P.eps:g} only at "
-              + (", ".join(f"(T1, T2 − T1) = ({a}, {c})" for a, c in ok) if ok else "no cell")
+              + ("(T1, T2 − T1) = " + ", ".join(f"({a}, {c})" for a, c in ok) if ok else "no cell")
               + f"; per seed, the smallest working T1 has median {_grid_iv(b.loc[q1, 'median'])} and the smallest "
               f"working Stage II {_grid_iv(b.loc[q2, 'median'])}.")
     tab = scaling_table(rows, P.eps, P.level)
@@ -627,10 +665,9 @@ def answers_markdown(rows: pd.DataFrame, verdicts: list[dict], P: ScheduleParams
     known = [c for c in checks if c["agrees"] is not None]
     lead = ("Yes" if known and all(c["agrees"] for c in known) else
             "No" if known and not any(c["agrees"] for c in known) else "In part" if known else "Untested")
-    third = (f"**Do Proposition 1's boundaries work?** {lead}: with T1 ∝ M anchored at M = {BASE.M}, "
-             + "; ".join(_check_text(c) for c in checks)
-             + f" ({verdicts[5]['measured'] * 100:.0f}% of seeds reach {P.eps:g} at M = {BASE.M // 2}, "
-             f"T1 = {BASE.T1 // 2}).")
+    ref = tab.set_index("M").loc[BASE.M, "median"].value
+    third = (f"**Do Proposition 1's boundaries work?** {lead}. T1 ∝ M, anchored at the default M = {BASE.M} (median "
+             f"smallest working T1: {beyond.steps_text(ref)}), gives " + "; ".join(_check_text(c) for c in checks) + ".")
     T_ex = explore_T(rows)
     g = _cell(rows, "explore", lam=BASE.lam, eta_router=BASE.eta_router)
     ts = explore_table(rows, "t_spec", P.level)
