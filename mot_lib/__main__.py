@@ -17,6 +17,7 @@ verdicts (<out>/verdicts/<chapter>.json) under --out.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -201,6 +202,10 @@ def cmd_sweep(args) -> int:
     import torch
 
     from . import fair, schedule, sweeps
+    if (args.tuning_only or args.tuning) and args.table != "fair":
+        raise ValueError("--tuning-only and --tuning split the fair comparison in two; use them with `sweep fair`")
+    if args.tuning_only and args.tuning:
+        raise ValueError("--tuning-only writes the tuning rows and --tuning reads them: give one of them")
     tables = ["fair", "schedule"] if args.table == "all" else [args.table]
     modules = {"fair": ("fair",), "schedule": ("schedule",)}
     prints = {t: sweeps.fingerprint(modules[t]) for t in tables}     # the code the workers import now
@@ -210,8 +215,27 @@ def cmd_sweep(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     partial = out / f"sweep_{args.table}.partial.csv"
     partial.unlink(missing_ok=True)
-    first = (fair.tuning_jobs() if "fair" in tables else []) + (schedule.jobs() if "schedule" in tables else [])
-    rows, curves = sweeps.run_jobs([shrink(j) for j in first], args.jobs, args.threads, partial)
+    machine = {"torch": torch.__version__, "cpus": os.cpu_count(), "jobs": args.jobs}
+    tuning_meta = {}
+    if args.tuning:                      # the tuning phase was run elsewhere (--tuning-only): read its rows
+        tpath = Path(args.tuning)
+        if not tpath.exists() or not tpath.with_suffix(".json").exists():
+            raise ValueError(f"--tuning {tpath}: the file (or its .json) is missing; write it with --tuning-only")
+        tuning_meta = json.loads(tpath.with_suffix(".json").read_text())
+        if sweeps.why_stale(tuning_meta, modules["fair"]):
+            raise ValueError(f"--tuning {tpath}: computed with another engine ({sweeps.why_stale(tuning_meta, modules['fair'])})")
+        rows, curves = pd.read_csv(tpath), pd.DataFrame(columns=["part", "step", "seed", "value", "quantity"])
+    else:
+        first = (fair.tuning_jobs() if "fair" in tables else []) + (schedule.jobs() if "schedule" in tables else [])
+        rows, curves = sweeps.run_jobs([shrink(j) for j in first], args.jobs, args.threads, partial)
+    if args.tuning_only:
+        tpath = out / f"{fair.NAME}_tuning.csv"
+        rows.dropna(axis=1, how="all").to_csv(tpath, index=False, float_format="%.8g")
+        tpath.with_suffix(".json").write_text(json.dumps({**prints["fair"], **machine, "seconds": round(time.time() - t0),
+            "command": f"python -m mot_lib sweep fair --tuning-only --jobs {args.jobs} --threads {args.threads}"}, indent=2))
+        print(f"tuning rows written to {tpath}; run the verdict seeds with `sweep fair --tuning {tpath}`")
+        partial.unlink(missing_ok=True)
+        return 0
     results = {}
     if "schedule" in tables:
         results["schedule"] = (rows[rows.part.isin(["schedules", "grid", "scaling", "explore"])],
@@ -222,8 +246,10 @@ def cmd_sweep(args) -> int:
         print(chosen.to_string(), flush=True)
         vrows, vcurves = sweeps.run_jobs([shrink(j) for j in fair.verdict_jobs(chosen)], args.jobs, args.threads,
                                          partial)
-        results["fair"] = (pd.concat([tuning, vrows], ignore_index=True), vcurves,
-                           {"chosen": chosen.to_dict(orient="records")})
+        extra = {"chosen": chosen.to_dict(orient="records")}
+        if tuning_meta:
+            extra["tuning"] = {k: tuning_meta.get(k) for k in ("command", "torch", "cpus", "jobs", "seconds")}
+        results["fair"] = (pd.concat([tuning, vrows], ignore_index=True), vcurves, extra)
     secs = round(time.time() - t0)
     names = {"fair": fair.NAME, "schedule": schedule.NAME}
     for t, (r, c, extra) in results.items():
@@ -231,8 +257,8 @@ def cmd_sweep(args) -> int:
             print(f"warning: the engine changed while {t} was computed; the manifest keeps the fingerprint of the "
                   "code the run started with", file=sys.stderr)
         meta = {**prints[t], "command": f"python -m mot_lib sweep {args.table} --jobs {args.jobs} --threads {args.threads}"
-                + (" --smoke" if args.smoke else ""),
-                "torch": torch.__version__, "cpus": os.cpu_count(), "jobs": args.jobs, "seconds": secs, **extra}
+                + (" --smoke" if args.smoke else "") + (f" --tuning {Path(args.tuning).name}" if args.tuning else ""),
+                **machine, "seconds": secs, **extra}
         path = sweeps.save(names[t], r.dropna(axis=1, how="all"), c.dropna(axis=1, how="all"), meta, out)
         print(f"written to {path} ({len(r)} rows) in {secs} s")
     partial.unlink(missing_ok=True)
@@ -288,6 +314,10 @@ def main(argv=None) -> int:
     sw.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     sw.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     sw.add_argument("--out", default=None, help="folder to write (default: data/)")
+    sw.add_argument("--tuning-only", action="store_true", help="fair only: run the tuning seeds and write "
+                    "<out>/fair_comparison_tuning.csv (and .json), for the verdict seeds to run elsewhere")
+    sw.add_argument("--tuning", default=None, metavar="CSV", help="fair only: read the tuning rows written by "
+                    "--tuning-only (same engine) and run the verdict seeds")
     sw.add_argument("--smoke", action="store_true", help="every job at a tiny size (2 seeds, 200 samples, 40 steps): "
                     "a check that the sweep runs, in about a minute; write it elsewhere with --out")
     args = ap.parse_args(argv)
