@@ -309,7 +309,7 @@ def main(argv=None) -> int:
     sw = sub.add_parser("sweep", help="compute the sweeps of the part 'Beyond the paper' (chapters 08, 09); "
                         "write data/fair_comparison* and data/training_schedule*")
     sw.add_argument("table", choices=["fair", "schedule", "all"],
-                    help="fair: the fair comparison (about 75 CPU-minutes); schedule: the training schedules "
+                    help="fair: the fair comparison (about 100 CPU-minutes); schedule: the training schedules "
                          "(about 20 CPU-minutes); all: both")
     sw.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     sw.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")

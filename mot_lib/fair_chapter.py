@@ -213,7 +213,7 @@ def answers_markdown(rows: pd.DataFrame, meta: dict, P: FairParams, rows_out: li
     lines.append("* Seeds on which the MoT reaches the level within 500 iterations: "
                  + ", ".join(f"{reach(lev, 'MoT')[0]} of {reach(lev, 'MoT')[1]} at {lev} experts"
                              for lev in sorted(s.level.unique()))
-                 + "; the attention-free MoE (Lemma 1's floor): "
+                 + "; the attention-free MoE (the model of Lemma 1): "
                  + ", ".join(f"{reach(lev, 'attention-free MoE')[0]} of {reach(lev, 'attention-free MoE')[1]}"
                              for lev in sorted(s.level.unique())) + ".")
     return "\n".join(lines) + "\n"
