@@ -175,10 +175,58 @@ def cifar_folder(data_dir, which: str) -> Path:
     return d
 
 
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle names a global that the official CIFAR files do not hold (raised before it is called)."""
+
+
+def _numeric_dtype(*args):
+    """numpy.dtype, restricted to numbers (bool, int, unsigned, float, complex): no object or structured arrays."""
+    dt = np.dtype(*args)
+    if dt.kind not in "biufc":
+        raise UnsafePickleError(f"numpy.dtype {dt.str!r} (only arrays of numbers are allowed)")
+    return dt
+
+
+def _latin1(text, encoding="utf-8"):
+    """_codecs.encode as Python 3 writes bytes at protocol 2 (``encode(str, 'latin1')``), and nothing else."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafePickleError(f"_codecs.encode with {type(text).__name__}, {encoding!r} (only str, 'latin1')")
+    return text.encode("latin1")
+
+
+#: The only globals a CIFAR pickle may name, as numpy 1.x (``numpy.core``) and 2.x (``numpy._core``) write
+#: them: an array is ``_reconstruct(ndarray, ...)`` then its state (protocol <= 4) or ``_frombuffer`` (protocol
+#: 5), its dtype ``numpy.dtype``, a numpy scalar ``scalar``; Python 3 writes bytes at protocol 2 as
+#: ``_codecs.encode``.  The callables are taken from numpy itself, never imported by the name in the file.
+_SAFE_GLOBALS = {
+    **{(m, "_reconstruct"): np.empty(0).__reduce__()[0] for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    **{(m, "scalar"): np.float64(0).__reduce__()[0] for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    **{(m, "_frombuffer"): np.empty(1).__reduce_ex__(5)[0] for m in ("numpy.core.numeric", "numpy._core.numeric")},
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): _numeric_dtype,
+    ("_codecs", "encode"): _latin1,
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Loads only what the official CIFAR-10/100 python files hold (dicts, lists, tuples, str, bytes, ints,
+    floats and numpy arrays of numbers).  Unpickling calls whatever global a file names, so any other global
+    is refused in ``find_class``, before it can be called."""
+
+    def find_class(self, module, name):
+        f = _SAFE_GLOBALS.get((module, name))
+        if f is None:
+            raise UnsafePickleError(f"global {module}.{name}")
+        return f
+
+
 def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="bytes")
+            obj = _CifarUnpickler(f, encoding="bytes").load()
+    except UnsafePickleError as e:
+        raise ValueError(f"{path}: refused to unpickle {e}: a CIFAR file may hold only dicts, lists, strings, "
+                         "bytes, numbers and numpy arrays of numbers (nothing in it was run)") from None
     except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, ImportError, IndexError,
             KeyError, OverflowError, MemoryError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not a readable python pickle (truncated or corrupt?): {type(e).__name__}: {e}") \
@@ -218,7 +266,9 @@ def _cifar_batch(path: Path, label_key: str, C: int):
 def load_cifar(data_dir, which: str):
     """CIFAR-10 or CIFAR-100 (fine labels) from the official python pickles: (train images (n, 32, 32, 3)
     uint8, train labels, test images, test labels, class names).  Every file is checked; a bad one
-    raises a ValueError naming it (and the key) before anything is trained."""
+    raises a ValueError naming it (and the key) before anything is trained.  The pickles are read by a
+    restricted unpickler (``_CifarUnpickler``): a file that names any global the official files do not hold
+    is refused before that global is called."""
     spec = CIFAR[which]
     d = cifar_folder(data_dir, which)
     meta_path = d / spec["meta"]

@@ -126,6 +126,107 @@ def test_bad_cifar_files_raise_naming_the_file(tmp_path, how):
         rd.load_cifar(d, "cifar10")
 
 
+# ----------------------------------------------------------------------------- safe pickles
+class _Shell:
+    """Unpickling this runs a shell command (the attack a CIFAR folder from elsewhere could carry)."""
+    def __init__(self, cmd):
+        self.cmd = cmd
+
+    def __reduce__(self):
+        import os
+        return (os.system, (self.cmd,))
+
+
+class _Exec:
+    def __init__(self, code):
+        self.code = code
+
+    def __reduce__(self):
+        return (exec, (self.code,))
+
+
+@pytest.mark.parametrize("file,payload,forbidden", [
+    ("batches.meta", "shell", r"global posix\.system"),
+    ("data_batch_3", "exec", r"global (builtins|__builtin__)\.exec"),
+    ("test_batch", "shell_in_list", r"global posix\.system"),
+])
+def test_a_malicious_pickle_is_refused_before_it_runs(tmp_path, file, payload, forbidden):
+    """The loader names the file and the global and runs nothing: the marker file is never created."""
+    d, _ = write_cifar(tmp_path / "data", "cifar10", n=4, n_test=3)
+    marker = tmp_path / "pwned"
+    if payload == "exec":
+        obj = {b"data": _Exec(f"open({str(marker)!r}, 'w').write('x')"), b"labels": [0, 1, 2, 3]}
+    elif payload == "shell":
+        obj = {b"label_names": [f"c{i}".encode() for i in range(10)], b"x": _Shell(f"touch {marker}")}
+    else:
+        obj = {b"data": np.zeros((3, 3072), np.uint8), b"labels": [0, 1, _Shell(f"touch {marker}")]}
+    for proto in (2, 4):
+        with open(d / file, "wb") as fh:
+            pickle.dump(obj, fh, protocol=proto)
+        with pytest.raises(ValueError, match=rf"{file}: refused to unpickle {forbidden}.*nothing in it was run"):
+            rd.load_cifar(d, "cifar10")
+        assert not marker.exists()
+
+
+def test_only_arrays_of_numbers_unpickle(tmp_path):
+    """numpy arrays are allowed, but not object arrays (whose items could be anything)."""
+    d, _ = write_cifar(tmp_path, "cifar10", n=4, n_test=3)
+    rewrite(d / "data_batch_2", labels=np.array([0, 1, "x", 3], dtype=object))
+    with pytest.raises(ValueError, match=r"data_batch_2: refused to unpickle numpy\.dtype '\|O'"):
+        rd.load_cifar(d, "cifar10")
+
+
+def _py2_pickle(d):
+    """A dict pickled as Python 2's cPickle wrote the official CIFAR files (protocol 2, str as
+    SHORT_BINSTRING/BINSTRING, arrays as numpy.core.multiarray._reconstruct with a numpy.dtype state)."""
+    import struct
+
+    def s_(b):
+        return (b"U" + bytes([len(b)]) + b) if len(b) < 256 else (b"T" + struct.pack("<i", len(b)) + b)
+
+    def i_(v):
+        return b"K" + bytes([v]) if v < 256 else (b"M" + struct.pack("<H", v) if v < 65536 else b"J" + struct.pack("<i", v))
+
+    def obj(v):
+        if isinstance(v, bytes):
+            return s_(v)
+        if isinstance(v, int):
+            return i_(v)
+        if isinstance(v, list):
+            return b"](" + b"".join(obj(x) for x in v) + b"e"
+        assert isinstance(v, np.ndarray) and v.dtype == np.uint8 and v.ndim == 2
+        return (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + i_(0) + b"\x85" + s_(b"b") + b"\x87R"
+                + b"(" + i_(1) + i_(v.shape[0]) + i_(v.shape[1]) + b"\x86"
+                + b"cnumpy\ndtype\n" + s_(b"u1") + i_(0) + i_(1) + b"\x87R"
+                + b"(" + i_(3) + s_(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xff" + i_(0) + b"tb"
+                + b"\x89" + s_(v.tobytes()) + b"tb")
+    return b"\x80\x02}(" + b"".join(obj(k) + obj(v) for k, v in d.items()) + b"u."
+
+
+@pytest.mark.parametrize("how", ["py2", 2, 3, 4, 5, "numpy_ints"])
+def test_legitimate_cifar_pickles_still_load(tmp_path, how):
+    """The official files (Python 2, numpy.core), and the same data re-saved by Python 3 at every protocol
+    (numpy._core, _frombuffer at protocol 5, _codecs.encode for bytes at protocol 2), or with numpy integer
+    labels, load unchanged."""
+    d, written = write_cifar(tmp_path, "cifar10", n=4, n_test=3)
+    spec = rd.CIFAR["cifar10"]
+    for f in spec["train"] + [spec["test"], spec["meta"]]:
+        with open(d / f, "rb") as fh:
+            obj = pickle.load(fh, encoding="bytes")
+        obj[b"filenames"] = [b"a.png"] * len(obj.get(b"labels", []))
+        if how == "py2":
+            (d / f).write_bytes(_py2_pickle(obj))
+        else:
+            if how == "numpy_ints" and b"labels" in obj:
+                obj[b"labels"] = [np.int64(x) for x in obj[b"labels"]]
+            with open(d / f, "wb") as fh:
+                pickle.dump(obj, fh, protocol=2 if how == "numpy_ints" else how)
+    xtr, ytr, xte, yte, names = rd.load_cifar(d, "cifar10")
+    assert ytr.tolist() == sum((written[f"data_batch_{i}"][1] for i in range(1, 6)), [])
+    assert np.array_equal(xtr[:4].transpose(0, 3, 1, 2).reshape(4, 3072), written["data_batch_1"][0])
+    assert yte.tolist() == written["test_batch"][1] and names[9] == "c9"
+
+
 def test_missing_cifar_folder_and_parameters(tmp_path):
     with pytest.raises(ValueError, match="no such folder"):
         rd.load_cifar(tmp_path / "nowhere", "cifar10")
