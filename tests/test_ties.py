@@ -11,6 +11,7 @@ from mot_lib import beyond, floor, rates
 from mot_lib import mechanism as mech
 from mot_lib import predecessor_chapter as pc
 from mot_lib import predecessor_table as pt
+from mot_lib import realdata as rd
 
 
 def test_share_rows_of_chapters_08_and_09_need_more_than_the_share():
@@ -65,3 +66,27 @@ def test_predecessor_attention_rows_tie():
                        for m in pt.ATTENTION_MODELS for s, a in enumerate(acc)])
     r, = pc.attention_rows(df, pc.PredecessorParams())
     assert r["interval"] == [0.0, 0.0] and r["verdict"] == "does not hold"
+
+
+def _run(model, errors):
+    return rd.RealRun(model, list(range(len(errors))), pd.DataFrame(
+        [dict(seed=s, epoch=1, test_acc=1 - e, test_loss=1.0) for s, e in enumerate(errors)]), 0, {})
+
+
+@pytest.mark.parametrize("base", ["single ViT", "attention-free MoE"])
+def test_real_data_tie_is_not_below(base):
+    """Chapter 07: the issue's one-class run measured 'MoT below the single ViT' as 0 [0, 0] against > 0 and
+    showed holds.  The same errors on every seed now do not hold."""
+    runs = {"MoT": _run("MoT", [0.2, 0.3, 0.25]), base: _run(base, [0.2, 0.3, 0.25])}
+    row = rd.verdict_rows(runs, 0.9, 0.5)[0]
+    assert base in row["claim"] and row["interval"] == [0.0, 0.0] and row["verdict"] == "does not hold"
+
+
+def test_real_data_share_and_expert_count_ties():
+    """Chapter 07: 'fewer epochs' needs a share above share_pass; 'uses more experts' a paired difference > 0."""
+    runs = {"MoT": _run("MoT", [0.1] * 12), "single ViT": _run("single ViT", [0.5] * 12)}
+    lo = rates.wilson(12, 12)[0]
+    assert rd.verdict_rows(runs, 0.8, lo)[1]["verdict"] == "inconclusive"
+    assert rd.verdict_rows(runs, 0.8, 0.5)[1]["verdict"] == "holds"
+    row = rd.used_verdict_row([2, 3, 2, 4], [2, 3, 2, 4])
+    assert row["interval"] == [0.0, 0.0] and row["verdict"] == "does not hold"
