@@ -28,7 +28,7 @@ def share_row(claim: str, bound: str, passed, level: float, seed_share: float, w
     est = rates.share(passed, level)
     test = (f"share of seeds where {what} ({int(passed.sum())} of {len(passed)}), Wilson {100 * level:g}%, "
             f"against more than {seed_share:g}")
-    return rates.population_row(claim, bound, est, (seed_share, 1.0), test, len(passed))
+    return rates.population_row(claim, bound, est, rates.above(seed_share, 1.0), test, len(passed))
 
 
 def censored_median_ci(values, level: float = 0.95) -> rates.Estimate:

@@ -189,28 +189,30 @@ def verdict_rows(runs: dict[str, Run], regime: str, P: FloorParams) -> list[dict
     percent on one or two, and a t interval on such data swings with whether those seeds are drawn.
     """
     mot, moe = (per_seed_summary(runs[k], P.tail) for k in MODELS)
-    tiny = np.finfo(float).tiny
     n = len(mot)
     share = "share of seeds passing, Wilson 95%"
     most = f"a share above {P.seed_share:g}"
     return [
         rates.population_row(f"[{regime}] MoT final test loss below the attention-free MoE's",
                              "ratio MoE / MoT above 1", log_ratio_estimate(moe.final_loss, mot.final_loss),
-                             (1 + tiny, np.inf), "geometric mean over seeds of the per-seed ratio, Student t 95% (log scale)", n),
+                             rates.above(1.0), "geometric mean over seeds of the per-seed ratio, Student t 95% (log scale)",
+                             n),
         rates.population_row(f"[{regime}] attention-free MoE test loss plateaus (a floor)",
                              f"seeds whose tail slope of log loss against log $t$ lies in "
                              f"$[-{P.flat_tol:g}, {P.flat_tol:g}]$: {most}",
-                             rates.share((moe.tail_slope.abs() <= P.flat_tol).to_numpy(float)), (P.seed_share, 1.0),
+                             rates.share((moe.tail_slope.abs() <= P.flat_tol).to_numpy(float)),
+                             rates.above(P.seed_share, 1.0),
                              share, n),
         rates.population_row(f"[{regime}] attention-free MoE has a nonzero test-error floor",
                              f"seeds whose tail test error is at least {P.min_floor_err:g}: {most}",
-                             rates.share((moe.tail_err >= P.min_floor_err).to_numpy(float)), (P.seed_share, 1.0),
+                             rates.share((moe.tail_err >= P.min_floor_err).to_numpy(float)),
+                             rates.above(P.seed_share, 1.0),
                              share, n),
         rates.population_row(f"[{regime}] MoT final test error below the attention-free floor",
                              f"seeds whose MoT final error is at least {P.min_floor_err:g} below the MoE's tail "
                              f"error: {most}",
                              rates.share((moe.tail_err - mot.final_err >= P.min_floor_err).to_numpy(float)),
-                             (P.seed_share, 1.0), share, n),
+                             rates.above(P.seed_share, 1.0), share, n),
     ]
 
 

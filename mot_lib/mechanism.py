@@ -502,5 +502,5 @@ def curvature_rows(seedwise: pd.DataFrame, rel_tol: float, seed_share: float = 0
         "single transformer's smallest eigenvalue is below the experts' (signal span)",
         "seeds whose single $\\lambda_{\\min}/\\lambda_{\\max}$ is below their experts' worst: "
         f"a share above {seed_share:g}",
-        rates.share((d < 0).astype(float)), (seed_share, 1.0), SHARE_TEST, len(d)))
+        rates.share((d < 0).astype(float)), rates.above(seed_share, 1.0), SHARE_TEST, len(d)))
     return rows

@@ -308,7 +308,7 @@ def attention_rows(df: pd.DataFrame, P: PredecessorParams) -> list[dict]:
         e = _est(g.test_acc, P.level)
         rows.append(rates.population_row(
             f"setting {k}, {loss}: MoT experts' test accuracy above the attention-free MoE's",
-            "paired difference (points) > 0", e, (1e-9, np.inf),
+            "paired difference (points) > 0", e, rates.above(0.0),
             f"mean paired difference over seeds, Student t {100 * P.level:g}%", int(np.isfinite(g.test_acc).sum())))
     return rows
 

@@ -61,15 +61,56 @@ class Estimate:
         return f"{self.value:.3g} [{self.lo:.3g}, {self.hi:.3g}]"
 
 
+class Accept(tuple):
+    """An accepted range ``(lo, hi)`` whose edges may be open.  It is a 2-tuple, so code that unpacks
+    ``lo, hi = accept`` keeps working; a plain tuple is a closed range.  A strict comparison ("below",
+    "fewer", "more than", "> 0") declares its edge open, so that an interval touching equality (a tie)
+    does not count as inside: ``above(0.0)`` is (0, inf), ``above(0.5, 1.0)`` is (0.5, 1] (a share that
+    must exceed a half and may reach 1 exactly), ``below(0.0)`` is (-inf, 0)."""
+
+    def __new__(cls, lo: float, hi: float, lo_open: bool = False, hi_open: bool = False):
+        self = super().__new__(cls, (float(lo), float(hi)))
+        self.lo_open, self.hi_open = bool(lo_open), bool(hi_open)
+        return self
+
+    def __repr__(self):
+        return f"{'(' if self.lo_open else '['}{self[0]:g}, {self[1]:g}{')' if self.hi_open else ']'}"
+
+    def __reduce__(self):
+        return (Accept, (self[0], self[1], self.lo_open, self.hi_open))
+
+
+def above(x: float, hi: float = math.inf) -> Accept:
+    """The accepted range of a strict "greater than x" claim: (x, hi], x itself excluded."""
+    return Accept(x, hi, lo_open=True)
+
+
+def below(x: float, lo: float = -math.inf) -> Accept:
+    """The accepted range of a strict "less than x" claim: [lo, x), x itself excluded."""
+    return Accept(lo, x, hi_open=True)
+
+
+def _edges(accept) -> tuple[float, float, bool, bool]:
+    lo, hi = accept
+    return lo, hi, bool(getattr(accept, "lo_open", False)), bool(getattr(accept, "hi_open", False))
+
+
+def _inside(x: float, accept) -> bool:
+    lo, hi, lo_open, hi_open = _edges(accept)
+    return (x > lo if lo_open else x >= lo) and (x < hi if hi_open else x <= hi)
+
+
 def verdict(est: Estimate, accept: tuple[float, float]) -> str:
     """holds if the interval lies inside ``accept`` = (lo, hi), does not hold if it is
-    disjoint from it, inconclusive otherwise (or if the interval is undefined)."""
-    lo, hi = accept
+    disjoint from it, inconclusive otherwise (or if the interval is undefined).  A plain tuple is a
+    closed range; an ``Accept`` with an open edge (``above``, ``below``) excludes that edge, so an
+    interval that reaches it (e.g. a paired difference of exactly 0 against "> 0") is not inside."""
+    lo, hi, lo_open, hi_open = _edges(accept)
     if not (np.isfinite(est.lo) and np.isfinite(est.hi)):
         return "inconclusive"
-    if est.lo >= lo and est.hi <= hi:
+    if _inside(est.lo, accept) and _inside(est.hi, accept):
         return "holds"
-    if est.hi < lo or est.lo > hi:
+    if (est.hi <= lo if lo_open else est.hi < lo) or (est.lo >= hi if hi_open else est.lo > hi):
         return "does not hold"
     return "inconclusive"
 
@@ -176,9 +217,9 @@ def leaning(est: Estimate, accept: tuple[float, float], n: int, more: str = "") 
         return ""
     if not (np.isfinite(est.lo) and np.isfinite(est.hi)):
         return "no interval (too few finite per-seed values)" + (f"; {more}" if more else "")
-    lo, hi = accept
-    inside = (lo <= est.value <= hi) if np.isfinite(est.value) else False
-    edge = lo if (np.isfinite(lo) and est.lo < lo) else hi
+    lo, hi, lo_open, _ = _edges(accept)
+    inside = _inside(est.value, accept) if np.isfinite(est.value) else False
+    edge = lo if (np.isfinite(lo) and (est.lo <= lo if lo_open else est.lo < lo)) else hi
     side = "inside" if inside else "outside"
     k = seeds_to_settle(est, accept, n)
     need = f"about {k} seeds would settle it" if k else "more seeds would not settle it: the estimate sits on the edge"

@@ -78,6 +78,15 @@ CIFAR = {
 }
 
 
+#: A run is rejected before training unless each split holds at least two classes and every class of the
+#: test split has at least this many training samples (``check_classes`` says why).
+MIN_TRAIN_PER_CLASS = 2
+#: The chapter's rule for a model that learned nothing, fixed before looking: its median final test error over
+#: seeds is not below the trivial error (the lower of chance, 1 - 1/classes, and always answering the training
+#: split's most frequent class) by at least this much; the verdict rows that compare it are then inconclusive.
+CHANCE_MARGIN = 0.05
+
+
 # ============================================================================ device
 def resolve_device(device: str = "auto") -> torch.device:
     """"auto": CUDA when ``torch.cuda.is_available()``, else CPU; "cuda" without a GPU raises."""
@@ -175,10 +184,58 @@ def cifar_folder(data_dir, which: str) -> Path:
     return d
 
 
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle names a global that the official CIFAR files do not hold (raised before it is called)."""
+
+
+def _numeric_dtype(*args):
+    """numpy.dtype, restricted to numbers (bool, int, unsigned, float, complex): no object or structured arrays."""
+    dt = np.dtype(*args)
+    if dt.kind not in "biufc":
+        raise UnsafePickleError(f"numpy.dtype {dt.str!r} (only arrays of numbers are allowed)")
+    return dt
+
+
+def _latin1(text, encoding="utf-8"):
+    """_codecs.encode as Python 3 writes bytes at protocol 2 (``encode(str, 'latin1')``), and nothing else."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafePickleError(f"_codecs.encode with {type(text).__name__}, {encoding!r} (only str, 'latin1')")
+    return text.encode("latin1")
+
+
+#: The only globals a CIFAR pickle may name, as numpy 1.x (``numpy.core``) and 2.x (``numpy._core``) write
+#: them: an array is ``_reconstruct(ndarray, ...)`` then its state (protocol <= 4) or ``_frombuffer`` (protocol
+#: 5), its dtype ``numpy.dtype``, a numpy scalar ``scalar``; Python 3 writes bytes at protocol 2 as
+#: ``_codecs.encode``.  The callables are taken from numpy itself, never imported by the name in the file.
+_SAFE_GLOBALS = {
+    **{(m, "_reconstruct"): np.empty(0).__reduce__()[0] for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    **{(m, "scalar"): np.float64(0).__reduce__()[0] for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    **{(m, "_frombuffer"): np.empty(1).__reduce_ex__(5)[0] for m in ("numpy.core.numeric", "numpy._core.numeric")},
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): _numeric_dtype,
+    ("_codecs", "encode"): _latin1,
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Loads only what the official CIFAR-10/100 python files hold (dicts, lists, tuples, str, bytes, ints,
+    floats and numpy arrays of numbers).  Unpickling calls whatever global a file names, so any other global
+    is refused in ``find_class``, before it can be called."""
+
+    def find_class(self, module, name):
+        f = _SAFE_GLOBALS.get((module, name))
+        if f is None:
+            raise UnsafePickleError(f"global {module}.{name}")
+        return f
+
+
 def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="bytes")
+            obj = _CifarUnpickler(f, encoding="bytes").load()
+    except UnsafePickleError as e:
+        raise ValueError(f"{path}: refused to unpickle {e}: a CIFAR file may hold only dicts, lists, strings, "
+                         "bytes, numbers and numpy arrays of numbers (nothing in it was run)") from None
     except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, ImportError, IndexError,
             KeyError, OverflowError, MemoryError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not a readable python pickle (truncated or corrupt?): {type(e).__name__}: {e}") \
@@ -218,7 +275,9 @@ def _cifar_batch(path: Path, label_key: str, C: int):
 def load_cifar(data_dir, which: str):
     """CIFAR-10 or CIFAR-100 (fine labels) from the official python pickles: (train images (n, 32, 32, 3)
     uint8, train labels, test images, test labels, class names).  Every file is checked; a bad one
-    raises a ValueError naming it (and the key) before anything is trained."""
+    raises a ValueError naming it (and the key) before anything is trained.  The pickles are read by a
+    restricted unpickler (``_CifarUnpickler``): a file that names any global the official files do not hold
+    is refused before that global is called."""
     spec = CIFAR[which]
     d = cifar_folder(data_dir, which)
     meta_path = d / spec["meta"]
@@ -320,6 +379,46 @@ def load_text(text_csv, text_test_csv=None, data_seed: int = 0, test_share: floa
     return train, test, ytr, yte, names
 
 
+def check_classes(ytr, yte, names, where: str, max_train: int | None = None) -> None:
+    """Reject, before training, a data set the chapter's statistics cannot use (one line naming ``where``,
+    the file or parameter the data came from):
+
+    * fewer than 2 classes in the training split: every model can only learn one constant answer, so their
+      test errors tie by construction and a comparison between them says nothing;
+    * fewer than 2 classes in the test split: answering that one class scores 0 error, so the test error
+      cannot tell a model that learned from one that did not (the chapter's learned-nothing rule compares
+      with exactly that trivial answer);
+    * a class of the test split with fewer than ``MIN_TRAIN_PER_CLASS`` = 2 training samples: the models saw
+      it at most once, as one point to store rather than a class with a spread to learn, so its test samples
+      measure memory, not learning; 2 is the smallest count at which a class has any spread.
+    The verdicts themselves are over seeds, so no larger per-class count follows from their intervals."""
+    ytr, yte = np.asarray(ytr), np.asarray(yte)
+    hint = (f" (max_train={max_train} keeps the first {len(ytr)} training samples; raise it or leave it None)"
+            if max_train is not None else "")
+    name = lambda c: repr(names[c]) if c < len(names) else repr(c)  # noqa: E731
+    for split, y in (("training", ytr), ("test", yte)):
+        cls = np.unique(y)
+        if cls.size < 2:
+            held = ", ".join(name(c) for c in cls) or "none"
+            raise ValueError(f"{where}: the {split} split holds {cls.size} class ({held}) in {len(y)} sample(s); "
+                             f"a run needs at least 2 classes in each split{hint}")
+    counts = np.bincount(ytr, minlength=int(max(ytr.max(), yte.max())) + 1)
+    few = [int(c) for c in np.unique(yte) if counts[c] < MIN_TRAIN_PER_CLASS]
+    if few:
+        c = few[0]
+        raise ValueError(f"{where}: class {name(c)} of the test split has {counts[c]} training sample(s)"
+                         f"{f' ({len(few)} such classes)' if len(few) > 1 else ''}; every class of the test split "
+                         f"needs at least {MIN_TRAIN_PER_CLASS} training samples{hint}")
+
+
+def trivial_error(ytr, yte, n_classes: int) -> float:
+    """The test error of learning nothing: the lower of chance (1 - 1/n_classes) and always answering the
+    training split's most frequent class."""
+    ytr, yte = np.asarray(ytr), np.asarray(yte)
+    major = int(np.bincount(ytr).argmax())
+    return float(min(1 - 1 / n_classes, np.mean(yte != major)))
+
+
 # ============================================================================ the prepared data set
 @dataclass
 class RealData:
@@ -389,6 +488,8 @@ def prepare(dataset: str = "digits", *, noise_share: float = 0.0, patch: int | N
             xtr, xte = xtr.astype(np.float32) / 255.0, xte.astype(np.float32) / 255.0
         if max_train is not None:
             xtr, ytr = xtr[:max_train], ytr[:max_train]
+        check_classes(ytr, yte, names, f"data_dir={str(data_dir)!r}" if dataset in CIFAR else "dataset='digits'",
+                      max_train)
         patch = PRESETS[dataset]["patch"] if patch is None else patch
         mean_img, std_img = xtr.mean(0, keepdims=True), xtr.std(0, keepdims=True)
         mean, std = patchify(mean_img, patch)[0], patchify(std_img, patch)[0]
@@ -399,6 +500,8 @@ def prepare(dataset: str = "digits", *, noise_share: float = 0.0, patch: int | N
         train, test, ytr, yte, names = load_text(text_csv, text_test_csv, data_seed)
         if max_train is not None:
             train, ytr = train[:max_train], ytr[:max_train]
+        check_classes(ytr, yte, names, f"text_csv={str(text_csv)!r}"
+                      + (f" with text_test_csv={str(text_test_csv)!r}" if text_test_csv is not None else ""), max_train)
         vocab = build_vocab([r[2] for r in train], max_vocab)
         ids_tr, ids_te = encode([r[2] for r in train], vocab, seq_len), encode([r[2] for r in test], vocab, seq_len)
         table = rng.standard_normal((len(vocab), text_dim)).astype(np.float32)
@@ -620,6 +723,7 @@ class RealRun:
     params: int
     size: dict
     dispatch: np.ndarray | None = None
+    trivial_error: float = math.nan   # the test error of learning nothing on its data (``trivial_error``)
 
     def wide(self, quantity: str) -> pd.DataFrame:
         """index epoch, one column per seed."""
@@ -740,7 +844,8 @@ def train(model: str, data: RealData, seeds, cfg: ModelConfig, device="cpu", sch
         dispatch = np.zeros((S, data.n_classes, size["M"]), np.int64)
         for i in range(S):
             np.add.at(dispatch[i], (y, choice[i]), 1)
-    return RealRun(model, seeds, pd.DataFrame(rows), size["params"], size, dispatch)
+    return RealRun(model, seeds, pd.DataFrame(rows), size["params"], size, dispatch,
+                   trivial_error(data.y_train.cpu().numpy(), data.y_test.cpu().numpy(), data.n_classes))
 
 
 def train_all(data: RealData, seeds, cfg: ModelConfig, device="cpu", models=MODELS) -> dict[str, RealRun]:
@@ -780,42 +885,66 @@ def summary_table(runs: dict[str, RealRun], target: float) -> pd.DataFrame:
     return pd.DataFrame(out).set_index("model")
 
 
-def verdict_rows(runs: dict[str, RealRun], target: float, share_pass: float, label: str = "") -> list[dict]:
+def learned_nothing(run: RealRun, margin: float = CHANCE_MARGIN) -> str:
+    """Why ``run`` learned nothing (its median final test error over seeds is not below its data's trivial
+    error by ``margin``), or "" if it learned something or its trivial error is unknown."""
+    if not np.isfinite(run.trivial_error):
+        return ""
+    err = float(np.median(1 - run.final("test_acc")))
+    if err > run.trivial_error - margin:
+        return (f"the {run.model} learned nothing: its median final test error {err:.3g} is not below the trivial "
+                f"error {run.trivial_error:.3g} (chance or the most frequent class) by chance_margin={margin:g}")
+    return ""
+
+
+def verdict_rows(runs: dict[str, RealRun], target: float, share_pass: float, label: str = "",
+                 chance_margin: float = CHANCE_MARGIN) -> list[dict]:
     """The chapter's population verdicts (see the chapter for the rules):
 
     1-2. MoT's final test error below the single ViT's / the attention-free MoE's: mean over seeds of the
-         paired difference (baseline error - MoT error), Student-t 95%; holds if the interval lies above 0.
+         paired difference (baseline error - MoT error), Student-t 95%; holds if the interval lies above 0
+         (0 itself excluded: a tie is not a win).
     3.   MoT reaches ``target`` test accuracy in fewer epochs than the single ViT: share of seeds where it
          does (a seed where the MoT never reaches it fails), Wilson 95%; holds if the interval lies above
-         ``share_pass``, does not hold if below.
+         ``share_pass`` (excluded; 1 included), does not hold if below.
+    A row is inconclusive, with the reason in its note, when a model it compares learned nothing
+    (``learned_nothing`` with ``chance_margin``, a rule fixed before looking: 0.05, five points of error).
     """
     tag = f" ({label})" if label else ""
     err = {k: (1 - r.final("test_acc")).to_numpy() for k, r in runs.items()}
     n = len(err["MoT"])
     rows = []
+
+    def add(row, models):
+        why = [w for w in (learned_nothing(runs[m], chance_margin) for m in models) if w]
+        if why:
+            row.update(verdict="inconclusive", note="; ".join(why + ([row["note"]] if row.get("note") else [])))
+        rows.append(row)
+
     for base in ("single ViT", "attention-free MoE"):
         if base not in err:
             continue
         d = err[base] - err["MoT"]
-        rows.append(rates.population_row(
+        add(rates.population_row(
             f"MoT's final test error is below the {base}'s{tag}", "mean paired difference > 0",
-            rates.mean_t(d), (0.0, math.inf), "mean over seeds of (baseline error - MoT error), Student t 95%", n))
+            rates.mean_t(d), rates.above(0.0), "mean over seeds of (baseline error - MoT error), Student t 95%", n),
+            ("MoT", base))
     if "single ViT" in runs:
         em, es = epochs_to_target(runs["MoT"], target), epochs_to_target(runs["single ViT"], target)
         passed = [bool(np.isfinite(a) and (not np.isfinite(b) or a < b)) for a, b in zip(em, es)]
-        rows.append(rates.population_row(
+        add(rates.population_row(
             f"MoT reaches test accuracy {target:g} in fewer epochs than the single ViT{tag}",
-            f"share of seeds > {share_pass:g}", rates.share(passed), (share_pass, 1.0),
-            "share of seeds where it does, Wilson 95%", n))
+            f"share of seeds > {share_pass:g}", rates.share(passed), rates.above(share_pass, 1.0),
+            "share of seeds where it does, Wilson 95%", n), ("MoT", "single ViT"))
     return rows
 
 
 def used_verdict_row(used10: np.ndarray, used100: np.ndarray) -> dict:
     """The gate uses more experts on CIFAR-100 than on CIFAR-10: mean paired (by seed) difference in
-    experts used, Student-t 95%; holds if the interval lies above 0."""
+    experts used, Student-t 95%; holds if the interval lies above 0 (0 excluded: the same count is not more)."""
     d = np.asarray(used100, float) - np.asarray(used10, float)
     return rates.population_row("the gate uses more experts on CIFAR-100 than on CIFAR-10",
-                                "mean paired difference > 0", rates.mean_t(d), (0.0, math.inf),
+                                "mean paired difference > 0", rates.mean_t(d), rates.above(0.0),
                                 "mean over seeds of (experts used on CIFAR-100 - on CIFAR-10), Student t 95%", len(d))
 
 

@@ -110,3 +110,35 @@ def test_population_row_explains_an_inconclusive_verdict():
     assert ok["verdict"] == "holds" and ok["note"] == ""
     bad = rates.population_row("c", "b", rates.mean_t([-3, -2.5, -2.8, -3.1]), (0.0, np.inf), "t", 4)
     assert bad["verdict"] == "does not hold"
+
+
+# ---------------------------------------------------------------------- strict comparisons: a tie is not a win
+def test_an_open_edge_excludes_a_tie():
+    tie = rates.Estimate(0.0, 0.0, 0.0)
+    assert rates.verdict(tie, (0.0, math.inf)) == "holds"                  # a closed range keeps its old meaning
+    assert rates.verdict(tie, rates.above(0.0)) == "does not hold"         # "> 0": a tie lies outside (0, inf)
+    assert rates.verdict(tie, rates.below(0.0)) == "does not hold"
+    touch = rates.Estimate(0.01, 0.0, 0.02)                                 # reaches 0 exactly
+    assert rates.verdict(touch, (0.0, math.inf)) == "holds"
+    row = rates.population_row("c", "> 0", touch, rates.above(0.0), "t", 10)
+    assert row["verdict"] == "inconclusive" and "leans holds" in row["note"] and "edge 0" in row["note"]
+    assert rates.verdict(rates.Estimate(-0.01, -0.02, 0.0), rates.above(0.0)) == "does not hold"
+    assert rates.verdict(rates.Estimate(0.01, 1e-12, 0.02), rates.above(0.0)) == "holds"
+    # a share in (0.5, 1]: 20 of 20 reaches 1 exactly and holds; a lower bound exactly at 0.5 does not
+    assert rates.verdict(rates.share([1] * 20), rates.above(0.5, 1.0)) == "holds"
+    lo = rates.wilson(20, 20)[0]
+    assert rates.verdict(rates.share([1] * 20), rates.above(lo, 1.0)) == "inconclusive"
+    assert rates.verdict(rates.share([1] * 20), (lo, 1.0)) == "holds"
+    on_edge = rates.population_row("c", "b", rates.Estimate(0.0, -0.01, 0.01), rates.above(0.0), "t", 10)
+    assert on_edge["verdict"] == "inconclusive" and "leans does not hold" in on_edge["note"]
+
+
+def test_accept_is_a_two_tuple_that_survives_copies():
+    import copy
+    import pickle
+    a = rates.above(0.5, 1.0)
+    lo, hi = a
+    assert (lo, hi) == (0.5, 1.0) and len(a) == 2 and repr(a) == "(0.5, 1]" and repr(rates.below(0.0)) == "[-inf, 0)"
+    for b in (copy.deepcopy(a), pickle.loads(pickle.dumps(a))):
+        assert b == a and b.lo_open and not b.hi_open
+    assert rates.seeds_to_settle(rates.Estimate(0.7, 0.45, 0.95), a, 10) == 16    # 10 (0.25 / 0.2)^2, up

@@ -253,6 +253,14 @@ Each row is a statement about the population of seeds, decided by a rule fixed b
   Student-t 95% interval; holds if it lies above 0. The presets make this possible: M=12 experts on
   CIFAR-100 against M=5 on CIFAR-10 (the paper's), and "used" counts experts with at least half an
   even share, so up to 12 against up to 5.
+* *A tie is not a win; a model that learned nothing decides nothing.* "Above 0" and "above 0.5" exclude
+  the value itself: an interval that reaches it is not inside the accepted range (a paired difference of
+  exactly 0 on every seed does not hold). A row is inconclusive, with the reason in its note, when a model
+  it compares learned nothing: its median final test error over seeds is not below the trivial error (the
+  lower of chance, 1 − 1/classes, and always answering the training split's most frequent class) by at
+  least `chance_margin` = 0.05 (`rd.CHANCE_MARGIN`, part of the rule: five points of error). A data set
+  with fewer than two classes in either split, or a class of the test split with fewer than 2 training
+  samples, stops before training with a message naming the file or parameter.
 """),
 code("""
 rows = []
