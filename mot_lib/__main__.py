@@ -10,9 +10,10 @@
     python -m mot_lib predecessor       # the predecessor MoE table (Chen et al. 2022) -> data/predecessor_table.csv
     python -m mot_lib sweep all --jobs 16   # chapters 08 and 09's sweeps -> data/fair_comparison*, data/training_schedule*
 
-``run`` validates every parameter against the chapter's parameter class before
-it starts papermill, then writes the executed notebook and the chapter's
-verdicts (<out>/verdicts/<chapter>.json) under --out.
+``run`` validates every parameter against the chapter's parameter class (``run all``: against every chapter's,
+before it runs any) and checks that --out takes files before it starts papermill, then writes the executed
+notebook and the chapter's verdicts (<out>/verdicts/<chapter>.json) under --out.  Every error is one line on
+stderr (``error: ...``) with exit code 2; ``--verbose`` adds its traceback.
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ import json
 import os
 import re
 import sys
+import traceback
+from dataclasses import fields
 from pathlib import Path
 
 import yaml
@@ -59,28 +62,75 @@ def _parse_params(pairs) -> dict:
     return {name: parse_value(raw) for name, raw in pairs or []}
 
 
-def _run_chapter(name: str, values: dict, out: Path) -> None:
-    """Validate ``values`` against chapter ``name``'s parameters, then execute it with papermill into ``out``."""
-    import papermill as pm
+class ChapterError(Exception):
+    """A chapter raised while papermill executed it: its exception's type and message, as one line."""
 
-    book.params_for(name, **values)      # raises ValueError naming a bad parameter, before anything runs
+
+def _run_chapter(name: str, values: dict, out: Path) -> None:
+    """Validate ``values`` against chapter ``name``'s parameters, then execute it with papermill into ``out``.
+
+    The chapter's verdict file from an earlier run into ``out`` is removed first, so that a run that fails leaves
+    none behind for the scorecard to read as current; an exception inside the chapter becomes a ChapterError."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    book.params_for(name, **dict(values))      # raises ValueError naming a bad parameter, before anything runs
     nb = book.NOTEBOOKS / f"{name}.ipynb"
     if not nb.exists():
-        raise SystemExit(f"notebook {nb.name} not found in {book.NOTEBOOKS}")
+        raise ValueError(f"notebook {nb.name} not found in {book.NOTEBOOKS}")
     out.mkdir(parents=True, exist_ok=True)
+    (out / "verdicts" / f"{name}.json").unlink(missing_ok=True)
     inject = {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}
     inject["out_dir"] = str(out)
     print(f"running {name} with {inject}", flush=True)
-    pm.execute_notebook(str(nb), str(out / f"{name}.ipynb"), parameters=inject, cwd=str(book.NOTEBOOKS),
-                        progress_bar=False, kernel_name="python3")
+    try:
+        pm.execute_notebook(str(nb), str(out / f"{name}.ipynb"), parameters=inject, cwd=str(book.NOTEBOOKS),
+                            progress_bar=False, kernel_name="python3",
+                            # the kernel's own log (ipykernel warns about TCP on every start) stays off stderr
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
+    except PapermillExecutionError as e:
+        what = e.evalue if e.ename == "ValueError" else f"{e.ename}: {e.evalue}"
+        raise ChapterError(f"{name}: {what} (the executed notebook: {out / f'{name}.ipynb'})") from e
+
+
+def _run_folder(out_dir, out) -> Path:
+    """The folder ``run`` writes to: --out, or ``-p out_dir`` (both: they must name the same folder), else out/."""
+    if out_dir is not None and not isinstance(out_dir, str):
+        raise ValueError(f"out_dir={out_dir!r} must be a folder path or None")
+    if out_dir is not None and out is not None and Path(out_dir).resolve() != Path(out).resolve():
+        raise ValueError(f"-p out_dir {out_dir} and --out {out} name different folders; give one of them")
+    return Path(out if out is not None else out_dir if out_dir is not None else "out").resolve()
+
+
+def _params_for_all(params: dict) -> dict[str, dict]:
+    """``run all``: each chapter's share of ``params`` (the names it has).  A name no chapter has raises; a name
+    only some chapters have is passed to those, and a line says which do not get it."""
+    chapters = book.load_chapters()
+    names = sorted(chapters)
+    has = {k: [n for n in names if k in {f.name for f in fields(chapters[n])}] for k in params}
+    unknown = sorted(k for k, ns in has.items() if not ns)
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}: no chapter has them; `python -m mot_lib list` shows every "
+                         "chapter's parameters")
+    for k, ns in has.items():
+        if len(ns) < len(names):
+            print(f"{k} is passed to {', '.join(ns)} only; the other chapters do not have it "
+                  f"({', '.join(n for n in names if n not in ns)})")
+    return {n: {k: v for k, v in params.items() if n in has[k]} for n in names}
 
 
 def cmd_run(args) -> int:
-    names = sorted(book.load_chapters()) if args.chapter == "all" else [args.chapter]
     params = _parse_params(args.p)
-    out = Path(args.out).resolve()
-    for name in names:
-        values = {k: v for k, v in params.items() if args.chapter != "all" or k in {"seeds", "quick"}}
+    out = _run_folder(params.pop("out_dir", None), args.out)
+    runs = _params_for_all(params) if args.chapter == "all" else {args.chapter: params}
+    for name, values in runs.items():    # every chapter's parameters, before any chapter runs
+        try:
+            book.params_for(name, **dict(values))
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}" if args.chapter == "all" else str(e)) from None
+    book.writable_folder(out, "--out")                       # before any training
+    book.writable_folder(out / "verdicts", "--out")
+    for name, values in runs.items():
         _run_chapter(name, values, out)
     print(f"executed notebooks and verdicts are in {out}")
     return 0
@@ -129,7 +179,7 @@ def cmd_regime(args) -> int:
     import pandas as pd
 
     from .experiments import compare_models, regime_report
-    runs = compare_models(seeds=args.seeds, progress=True)
+    runs = compare_models(seeds=args.seeds, progress=None)    # None: bars unless MOT_PROGRESS=0
     with pd.option_context("display.width", 200, "display.max_colwidth", 70):
         print(regime_report(runs).to_string(index=False))
     return 0
@@ -139,8 +189,14 @@ def cmd_levers(args) -> int:
     import pandas as pd
 
     from . import floor
-    df = floor.explore_levers(seeds=tuple(args.seeds), progress=True)
-    path = floor.save_levers(df, args.out or floor.LEVERS_CSV)
+    path = Path(args.out) if args.out else floor.LEVERS_CSV
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a folder; give the CSV file to write")
+    book.writable_folder(path.parent, "--out")              # before the training (about a minute), not after it
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"--out {path}: the file is read-only; give a writable file")
+    df = floor.explore_levers(seeds=tuple(args.seeds), progress=None)    # None: bars unless MOT_PROGRESS=0
+    path = floor.save_levers(df, path)
     with pd.option_context("display.width", 250, "display.max_columns", 50):
         print(df.to_string(index=False))
     print(f"written to {path}")
@@ -265,14 +321,30 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (exit code 2) like every other error of the command line."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception as one line: its message, after its type's name unless it is a ValueError, an OSError or a
+    chapter's error (their messages say what failed)."""
+    msg = str(e) if isinstance(e, (ValueError, OSError, ChapterError)) else f"{type(e).__name__}: {e}"
+    return " ".join(msg.split())
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m mot_lib", description=__doc__.splitlines()[0])
+    ap = _Parser(prog="python -m mot_lib", description=__doc__.splitlines()[0])
+    ap.add_argument("--verbose", action="store_true", help="on an error, show its traceback (also after the command)")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="list the chapters and their parameters")
     r = sub.add_parser("run", help="execute one chapter (or all) with papermill")
     r.add_argument("chapter", help="a chapter name (see `list`) or 'all'")
     r.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"), help="a parameter, as in papermill")
-    r.add_argument("--out", default="out", help="folder for executed notebooks and verdicts (default: out/)")
+    r.add_argument("--out", default=None, help="folder for executed notebooks and verdicts (default: -p out_dir, "
+                   "else out/)")
     g = sub.add_parser("regime", help="train MoT, attention-free MoE and single transformer; print the regime table")
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     lv = sub.add_parser("levers", help="re-run Lemma 1's search for a floor regime; rewrite its cached table")
@@ -320,17 +392,20 @@ def main(argv=None) -> int:
                     "--tuning-only (same engine) and run the verdict seeds")
     sw.add_argument("--smoke", action="store_true", help="every job at a tiny size (2 seeds, 200 samples, 40 steps): "
                     "a check that the sweep runs, in about a minute; write it elsewhere with --out")
+    for p in sub.choices.values():       # --verbose after the command too
+        p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     try:
         if args.cmd == "list":
-            from dataclasses import fields
             for name, cls in sorted(book.load_chapters().items()):
                 print(name + ": " + ", ".join(f"{f.name}={f.default!r}" for f in fields(cls)))
             return 0
         return {"run": cmd_run, "regime": cmd_regime, "levers": cmd_levers, "replicate": cmd_replicate,
                 "agree": cmd_agree, "predecessor": cmd_predecessor, "sweep": cmd_sweep}[args.cmd](args)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except Exception as e:    # every error: one line on stderr, exit code 2; --verbose adds the traceback
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from . import rates
 from .book import ChapterParams, register
-from .config import Setting, TrainConfig, _check
+from .config import Setting, TrainConfig, _check, _check_list
 from .data import make_dataset
 from .training import Run, train_mot
 
@@ -52,7 +52,7 @@ class Prop2Params(ChapterParams):
     def __post_init__(self):
         super().__post_init__()
         for name in ("sigma0s", "gd_etas", "lams", "regime_sigma0s"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+            object.__setattr__(self, name, _check_list(name, getattr(self, name)))
         if len(self.sigma0s) < 3:
             raise ValueError(f"sigma0s={self.sigma0s!r} needs at least 3 values to fit a slope")
         for s in self.sigma0s:

@@ -42,7 +42,8 @@ CHAPTER_MODULES = {
 #: Every verdict row has these keys; ``rates.population_row`` adds the optional ones (the population
 #: test, the number of seeds, and for an inconclusive row which way it leans and what would settle it).
 VERDICT_KEYS = {"claim", "bound", "measured", "interval", "verdict"}
-VERDICT_EXTRA = {"test", "seeds", "note", "digits"}  # digits: significant digits shown (default 3)
+VERDICT_EXTRA = {"test", "seeds", "note", "digits",  # digits: significant digits shown (default 3)
+                 "quick"}   # in the rows of a quick run (quick=True, a smoke run): its number of seeds; else absent
 IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
 
@@ -101,27 +102,61 @@ def params_for(name: str, **values) -> ChapterParams:
     return cls(**values)
 
 
+#: The parameters each chapter validated in this process (``chapter_params``, the call in a chapter's notebook):
+#: ``write_verdicts`` reads from them whether the chapter is a quick run, so the chapters' cells pass nothing more.
+RUNNING: dict[str, ChapterParams] = {}
+
+
 def chapter_params(name: str, namespace: dict, before: set) -> ChapterParams:
     """Collect the names the parameters cell (and papermill's injected cell) defined, and validate them."""
     new = {k: v for k, v in namespace.items()
            if k not in before and not k.startswith("_") and k not in IPYTHON_NAMES and not callable(v)
            and type(v).__name__ != "module"}
-    return params_for(name, **new)
+    RUNNING[name] = params_for(name, **new)
+    return RUNNING[name]
 
 
 def out_dir(path: str | os.PathLike | None = None) -> Path:
     """The folder a chapter writes to: the given one, $MOT_OUT_DIR, or <repo>/_build/out."""
     p = Path(path) if path is not None else Path(os.environ.get("MOT_OUT_DIR", REPO / "_build" / "out"))
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"out_dir={str(p)!r} is a file, not a folder; give a folder")
     p.mkdir(parents=True, exist_ok=True)
     return p
 
 
-def write_verdicts(rows: list[dict], chapter: str, path: str | os.PathLike | None = None) -> Path:
-    """Write a chapter's verdict rows to <out_dir>/verdicts/<chapter>.json (the scorecard reads these)."""
+def writable_folder(path: str | os.PathLike, label: str = "out_dir") -> Path:
+    """``path`` as a folder that exists (created if missing) and takes new files, checked by writing one; else a
+    one-line ValueError naming ``label`` (the option or parameter the path came from) and the path."""
+    import tempfile
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"{label} {p} is a file, not a folder; give a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=p).close()
+    except OSError as e:
+        raise ValueError(f"{label} {p}: cannot write there ({e.strerror or e}); give a writable folder") from None
+    return p
+
+
+def write_verdicts(rows: list[dict], chapter: str, path: str | os.PathLike | None = None,
+                   quick: bool | None = None) -> Path:
+    """Write a chapter's verdict rows to <out_dir>/verdicts/<chapter>.json (the scorecard reads these).
+
+    ``quick`` (None: whether the parameters the chapter validated in this process, ``RUNNING``, are a quick run,
+    for a claim chapter: a chapter of ``BEYOND`` computes its verdicts from a committed table, which quick=True does
+    not shrink) adds ``"quick": <number of seeds>`` (``true`` where the parameters are unknown) to every row, so that
+    the scorecard does not read a smoke run as the chapter's verdicts; a full-size run's file has no such key."""
     for r in rows:
         if not VERDICT_KEYS <= set(r) or not set(r) <= VERDICT_KEYS | VERDICT_EXTRA:
             raise ValueError(f"a verdict row must have the keys {sorted(VERDICT_KEYS)} and may have "
                              f"{sorted(VERDICT_EXTRA)}; got {sorted(r)}")
+    P = RUNNING.get(chapter)
+    if quick is None:
+        quick = P is not None and P.quick and chapter not in BEYOND
+    if quick:
+        rows = [{**r, "quick": len(P.seeds) if P is not None else True} for r in rows]
     d = out_dir(path) / "verdicts"
     d.mkdir(parents=True, exist_ok=True)
     f = d / f"{chapter}.json"
@@ -139,7 +174,7 @@ def read_verdicts(path: str | os.PathLike | None = None) -> pd.DataFrame:
         except json.JSONDecodeError as e:
             raise ValueError(f"verdict file {f.name} is not valid JSON: {e}") from None
         frames.append(pd.DataFrame(rows).assign(chapter=f.stem))
-    cols = ["chapter", "claim", "bound", "measured", "interval", "verdict", "test", "seeds", "note", "digits"]
+    cols = ["chapter", "claim", "bound", "measured", "interval", "verdict", "test", "seeds", "note", "digits", "quick"]
     if not frames:
         return pd.DataFrame(columns=cols)
     return pd.concat(frames, ignore_index=True).reindex(columns=cols)
@@ -417,35 +452,58 @@ def scorecard_markdown(table: pd.DataFrame, replications: dict[str, pd.DataFrame
     counts = table.verdict.value_counts()
     parts = [f"**{len(table)} claims: {counts.get('holds', 0)} hold, {counts.get('does not hold', 0)} do not "
              f"hold, {counts.get('inconclusive', 0)} inconclusive.**"]
-    if replications:
-        same = same_everywhere(table, replications)
-        pairs = sum(int(compare_verdicts(table, rep)["same"].sum()) for rep in replications.values())
-        n_pairs = len(table) * len(replications)
+    quick = _quick(table)
+    full = table[~quick]            # a quick run's verdicts are not compared with the full-size replication
+    if replications and len(full):
+        same = same_everywhere(full, replications)
+        pairs = sum(int(compare_verdicts(full, rep)["same"].sum()) for rep in replications.values())
+        n_pairs = len(full) * len(replications)
         parts[0] += (f" The same verdict on every untuned seed set ({', '.join(replications)}): "
-                     f"{int(same.sum())} of {len(table)} ({same.mean():.0%})")
+                     f"{int(same.sum())} of {len(full)} ({same.mean():.0%})")
         parts[0] += (f"; each set alone gives the default verdict on {pairs} of {n_pairs} (claim, set) pairs "
                      f"({pairs / n_pairs:.0%})." if n_pairs else ".")
+    if quick.any():
+        one = quick.sum() == 1
+        parts[0] += (f" {int(quick.sum())} of them {'comes' if one else 'come'} from quick runs (fewer seeds, shorter "
+                     f"runs)" + (f" and {'is' if one else 'are'} not compared with the replication." if replications
+                                 else "."))
     head = "| claim | bound (accepted range) | measured [95% interval] | verdict |"
     rule = "|:--|:--|:--|:--|"
     for label in replications:
         head += f" {_cell(label)} |"
         rule += ":--|"
     for chapter, rows in table.groupby("chapter", sort=False):
-        parts.append(_chapter_link(chapter))
+        parts.append(_chapter_link(chapter, rows, "not compared with the replication" if replications else ""))
         lines = [head, rule]
         reps = {k: compare_verdicts(rows, v) for k, v in replications.items()}
+        rows_quick = _quick(rows).to_numpy()
         for i, (_, r) in enumerate(rows.iterrows()):
             line = f"| {_cell(r['claim'])} | {_cell(r['bound'])} | {_measured(r)} | {badge(r['verdict'])} |"
             for rep in reps.values():
                 v = rep["replication"].iloc[i]
-                line += f" {badge(v) if v else 'not run'} |"
+                line += " not compared |" if rows_quick[i] else f" {badge(v) if v else 'not run'} |"
             lines.append(line)
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
 
 
-def _chapter_link(chapter: str) -> str:
-    return f"**{_cell(chapter_title(chapter))}**: {{ref}}`the verdicts and their figures <{verdict_label(chapter)}>`"
+def _quick(rows: pd.DataFrame) -> pd.Series:
+    """Per verdict row: whether it comes from a quick run (a ``"quick"`` key in its verdict file)."""
+    if "quick" not in rows:
+        return pd.Series(False, index=rows.index)
+    return pd.to_numeric(rows["quick"], errors="coerce").fillna(0) > 0     # a number of seeds, or true
+
+
+def _chapter_link(chapter: str, rows: pd.DataFrame | None = None, quick_note: str = "") -> str:
+    """A chapter's title with a link to its verdict section; for rows of a quick run, "quick run (N seeds)" and
+    ``quick_note``."""
+    link = f"**{_cell(chapter_title(chapter))}**: {{ref}}`the verdicts and their figures <{verdict_label(chapter)}>`"
+    if rows is not None and _quick(rows).any():
+        n = rows["quick"][_quick(rows)].iloc[0]
+        seeds = "" if pd.api.types.is_bool(n) else f" ({int(n)} seeds)"
+        note = "quick run" + seeds + (f": {quick_note}" if quick_note else "")
+        link += f" · *{note}*"
+    return link
 
 
 def beyond_markdown(table: pd.DataFrame) -> str:

@@ -40,6 +40,25 @@ def _check(name: str, value: Any, *, kind: type | tuple = (int, float), lo=None,
         raise ValueError(f"{name}={value!r} is out of range; allowed {rng}")
 
 
+def _check_list(name: str, value: Any, *, kind: type | tuple = (int, float), **limits) -> tuple:
+    """A list (or tuple) of values that each pass ``_check(name, ..., kind=kind, **limits)``, returned as a tuple.
+
+    A single number, a string or anything else raises a ValueError naming ``name`` and what is allowed (a
+    parameter typed as ``-p noise_shares 0.5`` would otherwise fail later on a bare ``TypeError``)."""
+    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__") or not hasattr(value, "__len__"):
+        want = "ints, e.g. [5, 8, 12]" if kind is int or kind == (int,) else "numbers, e.g. [0.1, 0.5]"
+        raise ValueError(f"{name}={value!r} has the wrong type; expected a list of {want}")
+    value = tuple(value)
+    for v in value:
+        _check(name, v, kind=kind, **limits)
+    return value
+
+
+#: The longest run a TrainConfig allows (``T``); a chapter whose run lengths are derived from its parameters
+#: checks them against this up front, naming the parameters.
+MAX_STEPS = 1_000_000
+
+
 class _Validated:
     """Mixin: ``replace`` returns a new validated copy; ``as_dict`` for papermill/JSON."""
 
@@ -187,7 +206,7 @@ class TrainConfig(_Validated):
     def __post_init__(self):
         _check("M", self.M, kind=int, lo=1, hi=512)
         _check("sigma0", self.sigma0, lo=0.0, hi=10.0, lo_open=True)
-        _check("T", self.T, kind=int, lo=1, hi=1_000_000)
+        _check("T", self.T, kind=int, lo=1, hi=MAX_STEPS)
         _check("J", self.J, kind=int, lo=1, hi=1024)
         _check("shared_attention", self.shared_attention, kind=bool)
         _check("schedule", self.schedule, choices=SCHEDULES)

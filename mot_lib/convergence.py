@@ -27,7 +27,7 @@ import pandas as pd
 
 from . import rates
 from .book import ChapterParams, register
-from .config import Setting, SingleConfig, TrainConfig, _check
+from .config import Setting, SingleConfig, TrainConfig, _check, _check_list
 from .data import make_dataset
 from .training import Run, train_mot, train_single
 
@@ -68,7 +68,7 @@ class Theorem1Params(ChapterParams):
 
     def __post_init__(self):
         super().__post_init__()
-        object.__setattr__(self, "gd_etas", tuple(self.gd_etas))
+        object.__setattr__(self, "gd_etas", _check_list("gd_etas", self.gd_etas))
         _check("n_train", self.n_train, kind=int, lo=2, hi=1_000_000)
         _check("n_test", self.n_test, kind=int, lo=2, hi=1_000_000)
         _check("side_seeds", self.side_seeds, kind=int, lo=1, hi=10_000)

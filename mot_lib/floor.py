@@ -26,7 +26,7 @@ import pandas as pd
 
 from . import rates
 from .book import ChapterParams, register
-from .config import Setting, TrainConfig, _check
+from .config import Setting, TrainConfig, _check, _check_list
 from .data import make_dataset
 from .training import Run, train_mot
 
@@ -65,9 +65,11 @@ class FloorParams(ChapterParams):
         if self.tail * self.T < 2 * self.record_every:
             raise ValueError(f"tail={self.tail!r} covers fewer than 2 recorded steps (T={self.T}, "
                              f"record_every={self.record_every}); allowed tail*T >= 2*record_every")
+        _check("noisy_sigma_xi", self.noisy_sigma_xi, lo=0.0, hi=100.0)    # Setting's ranges, named as typed
+        _check("noisy_beta", self.noisy_beta, lo=0.0, hi=100.0)
         Setting(sigma_xi=self.noisy_sigma_xi, beta=self.noisy_beta, noise_orthogonal=False)
         for name, kind, lo, hi in (("sigma_xis", (int, float), 0.0, 100.0), ("Ls", int, 3, 256)):
-            v = tuple(getattr(self, name))
+            v = _check_list(name, getattr(self, name), kind=kind)
             object.__setattr__(self, name, v)
             if len(v) < 2:
                 raise ValueError(f"{name}={v!r} needs at least 2 values")

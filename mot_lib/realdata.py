@@ -56,7 +56,7 @@ import torch.nn.functional as F
 
 from . import rates
 from .book import ChapterParams, register
-from .config import _check
+from .config import _check, _check_list
 from .training import DivergenceError
 
 DATASETS = ("digits", "cifar10", "cifar100", "cifar10+cifar100", "text")
@@ -949,10 +949,6 @@ def used_verdict_row(used10: np.ndarray, used100: np.ndarray) -> dict:
 
 
 # ============================================================================ the chapter
-def _opt_tuple(v):
-    return None if v is None else tuple(v)
-
-
 @register("07_real_data")
 @dataclass(frozen=True)
 class RealDataParams(ChapterParams):
@@ -1014,7 +1010,7 @@ class RealDataParams(ChapterParams):
             if getattr(self, name) is not None:
                 _check(name, getattr(self, name), kind=int, lo=lo, hi=hi)
         _check("noise_share", self.noise_share, lo=0.0, hi=1.0)
-        v = _opt_tuple(self.noise_shares)
+        v = _check_list("noise_shares", self.noise_shares)
         object.__setattr__(self, "noise_shares", v)
         if not v:
             raise ValueError("noise_shares=() needs at least one value")

@@ -28,7 +28,7 @@ import pandas as pd
 
 from . import rates
 from .book import ChapterParams, register
-from .config import Setting, TrainConfig, _check
+from .config import MAX_STEPS, Setting, TrainConfig, _check, _check_list
 from .data import Dataset, make_dataset
 from .training import Run, train_mot
 
@@ -64,22 +64,14 @@ class Prop1Params(ChapterParams):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("sigma0s", "Ms", "etas"):
-            v = getattr(self, name)
-            if isinstance(v, (str, bytes)) or not hasattr(v, "__len__"):
-                raise ValueError(f"{name}={v!r} must be a list of numbers")
-            v = tuple(v)
+        for name, kind, lo, hi in (("sigma0s", (int, float), 0.0, 10.0), ("Ms", int, 2, 256),
+                                   ("etas", (int, float), 0.0, 10.0)):
+            v = _check_list(name, getattr(self, name), kind=kind, lo=lo, hi=hi, lo_open=kind is not int)
             object.__setattr__(self, name, v)
             if len(v) < 3 or len(set(v)) != len(v):
                 raise ValueError(f"{name}={v!r} needs at least 3 distinct values to fit a slope")
-        for s in self.sigma0s:
-            _check("sigma0s", s, lo=0.0, hi=10.0, lo_open=True)
         if max(self.sigma0s) / min(self.sigma0s) < 30:
             raise ValueError(f"sigma0s={self.sigma0s!r} must span about 1.5 decades or more (max/min >= 30)")
-        for m in self.Ms:
-            _check("Ms", m, kind=int, lo=2, hi=256)
-        for e in self.etas:
-            _check("etas", e, lo=0.0, hi=10.0, lo_open=True)
         _check("n_train", self.n_train, kind=int, lo=50, hi=1_000_000)
         _check("n_test", self.n_test, kind=int, lo=100, hi=1_000_000)
         _check("long_seeds", self.long_seeds, kind=int, lo=2, hi=10_000)
@@ -92,6 +84,30 @@ class Prop1Params(ChapterParams):
         _check("T1", self.T1, kind=int, lo=1, hi=1_000_000)
         self.setting()
         self.stage1()
+        self._check_derived_steps()
+
+    def _check_derived_steps(self):
+        """The longest runs the notebook builds have lengths derived from the parameters (``fine`` at the smallest
+        of ``etas``, ``stated_T1`` at the smallest of ``sigma0s``): check them here, naming what was typed and
+        the largest value that fits, rather than when the run is built."""
+        def down(x):              # x rounded down to 4 significant digits: a bound that is itself allowed
+            k = 10.0 ** (math.floor(math.log10(x)) - 3)
+            return math.floor(x / k) * k
+        q = 2 if self.quick else 1
+        e = min(self.etas)
+        T = self.fine(e)[0]
+        if T > MAX_STEPS:
+            raise ValueError(f"eta1={self.eta1!r} (with horizon={self.horizon} and the smallest of etas, {e:g}) gives "
+                             f"T={T:.3g} steps for the finely recorded run at eta={e:g} (horizon x eta1/eta), above the "
+                             f"maximum {MAX_STEPS}; choose eta1 <= {down(MAX_STEPS * q * e / self.horizon):g} "
+                             "(or a smaller horizon, or larger etas)")
+        s = min(self.sigma0s)
+        T = self.stated_T1(sigma0=s)
+        if T > MAX_STEPS:
+            top = down(MAX_STEPS * (4 if self.quick else 1) / math.sqrt(self.sigma0 / s))
+            raise ValueError(f"T1={self.T1!r} (with sigma0={self.sigma0:g} and the smallest of sigma0s, {s:g}) gives "
+                             f"T={T:.3g} steps for the run to the stated T1 at sigma0={s:g} (T1 x sqrt(sigma0/{s:g})), "
+                             f"above the maximum {MAX_STEPS}; choose T1 <= {top:g} (or a smaller sigma0, or larger sigma0s)")
 
     # ------------------------------------------------------------------ configurations
     def setting(self) -> Setting:

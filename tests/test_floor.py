@@ -19,7 +19,7 @@ def test_params_validation():
         floor.FloorParams(seeds=(0, 1, 2, 3, 4), sweep_seeds=6)
     with pytest.raises(ValueError, match=r"^T2="):
         floor.FloorParams(T1=300, T2=200)
-    with pytest.raises(ValueError, match=r"^beta="):
+    with pytest.raises(ValueError, match=r"^noisy_beta="):       # the parameter as typed, not Setting's field
         floor.FloorParams(noisy_beta=-1.0)
     with pytest.raises(ValueError, match=r"unknown parameter"):
         mot.book.params_for("04_lemma1", sigma=1.0)

@@ -91,7 +91,7 @@ width = None                 # experts' token width (preset: digits 16, CIFAR 64
 epochs = None                # preset: digits 15, CIFAR 20, text 20
 T1 = None                    # end of Stage I in epochs (None: epochs // 3)
 T2 = None                    # end of Stage II in epochs (None: 2 * epochs // 3)
-mlp_ratio = 2                # experts' MLP hidden width = mlp_ratio x token width
+mlp_ratio = 2                # hidden width of the expert MLP: mlp_ratio x token width
 heads_single = 4             # attention heads of the single ViT
 gate = "mean"                # the gate reads the mean token (mean) or all tokens (flat)
 batch_size = 64
@@ -101,7 +101,7 @@ lam = 1.0                    # exploration noise U[0, lam] on the gate scores du
 noise_share = 0.25           # share of patches replaced by noise in the main runs
 noise_shares = [0.0, 0.25, 0.5]   # the noise sweep
 target_acc = None            # epochs-to-target level (preset: digits 0.75, CIFAR-10 0.5, CIFAR-100 0.2)
-used_share = 0.5             # an expert counts as used if it receives >= used_share / M of the test samples
+used_share = 0.5             # an expert counts as used if it receives at least used_share / M of the test samples
 share_pass = 0.5             # a per-seed property holds if its share of seeds lies above this
 data_seed = 0                # the split and the noise pattern
 seq_len = 64                 # text: tokens per document (padded or truncated)
