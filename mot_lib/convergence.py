@@ -240,7 +240,8 @@ def rate_fits(df: pd.DataFrame) -> dict:
 
 def fits_table(fits: dict[str, dict], reached: dict[str, float]) -> pd.DataFrame:
     """One row per model: every fit as 'value [lo, hi]' with its R^2, at 3 significant digits (2 for the
-    single transformer: normalized GD on it amplifies rounding, and 2 digits agree across machines)."""
+    single transformer: normalized GD on it amplifies rounding; the pinned numerics, ``mot_lib.numerics``, give
+    the same bits on every x86-64 CPU, and 2 digits survive another torch version)."""
     rows = []
     for model, f in fits.items():
         k = 2 if model.startswith("single") else 3

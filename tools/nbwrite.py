@@ -65,6 +65,8 @@ def run(path: str, timeout: int = 600):
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=timeout, kernel_name="python3",
                    resources={"metadata": {"path": os.path.dirname(os.path.abspath(path))}}).execute()
+    for c in nb.cells:      # execution timestamps: noise in every diff, nothing a reader or nbval uses
+        c.metadata.pop("execution", None)
     nbformat.write(nb, path)
 
 

@@ -129,8 +129,9 @@ Each criterion is computed here from the runs above (`mot_lib.experiments.regime
 """),
 code("""
 report = regime_report(runs)
-# the single transformer is trained by normalized GD, which amplifies rounding: its losses agree across
-# machines to about two significant digits, so that is the precision shown for the rows that use them
+# the single transformer is trained by normalized GD, which amplifies rounding: the pinned numerics give the
+# same bits on every x86-64 CPU, but another torch version (or MOT_NUMERICS=native) moves its second or third
+# digit, so rows that use it show two significant digits
 digits = report.criterion.str.contains("single transformer").map({True: 2, False: 3})
 for c in ("min over seeds", "median", "max"):
     report[c] = [f"{v:.{k}g}" for v, k in zip(report[c], digits)]

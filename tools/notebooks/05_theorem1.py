@@ -248,7 +248,7 @@ rows = [
     cv.growth_row(r"single transformer (normalized GD) is slower: iterations $\sim 1/\epsilon$",
                   r"growth exponent $k$ in $[0.75, 1.25]$", f["single transformer, NGD"], cv.ACCEPT_INV_THETA),
 ]
-for r in rows[2:]:   # normalized GD on the single transformer amplifies rounding: 2 digits agree across machines
+for r in rows[2:]:   # normalized GD on the single transformer amplifies rounding: 2 digits survive a torch upgrade
     r["digits"] = 2
 mot.book.show_verdicts(rows)
 """),
