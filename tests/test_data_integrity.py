@@ -408,9 +408,9 @@ def test_smoke_into_the_committed_data_needs_overwrite(capsys):
     assert _data_digest() == before
 
 
-def test_an_interrupted_sweep_leaves_nothing_in_data(monkeypatch, tmp_path):
+def test_an_interrupted_sweep_leaves_nothing_in_data(monkeypatch, capsys):
     """A sweep stopped after its first job keeps that job's rows outside data/ (datafiles.WORK), never in it."""
-    jobs = [sweeps.smoke(j) for j in schedule.jobs()[:2]]
+    jobs = schedule.jobs()[:2]
     monkeypatch.setattr(schedule, "jobs", lambda *a, **k: jobs)
     monkeypatch.setattr(sweeps, "fingerprint", lambda modules: {"canary": [1.0]})
     real, n = sweeps._indexed, []
@@ -423,7 +423,8 @@ def test_an_interrupted_sweep_leaves_nothing_in_data(monkeypatch, tmp_path):
     monkeypatch.setattr(sweeps, "_indexed", stop_after_one)
     before, status = _data_digest(), _git_status_data()
     with pytest.raises(KeyboardInterrupt):
-        main(["sweep", "schedule", "--jobs", "1"])
+        main(["sweep", "schedule", "--smoke", "--jobs", "1"])
+    shutil.rmtree(re.search(r"smoke run: writing to (\S+)", capsys.readouterr().out).group(1))
     partial = datafiles.WORK / "sweep_schedule.partial.csv"
     assert partial.exists() and len(pd.read_csv(partial)) == 2
     partial.unlink()
