@@ -7,8 +7,8 @@
     python -m mot_lib levers            # re-run Lemma 1's lever search, rewrite data/lemma1_levers.csv
     python -m mot_lib replicate --sets 2 --draw 1126   # claim chapters on untuned seed sets -> data/replication
     python -m mot_lib agree data/replication /tmp/more   # share of verdicts identical on every seed set
-    python -m mot_lib predecessor       # the predecessor MoE table (Chen et al. 2022) -> data/predecessor_table.csv
-    python -m mot_lib sweep all --jobs 16   # chapters 08 and 09's sweeps -> data/fair_comparison*, data/training_schedule*
+    python -m mot_lib predecessor       # the predecessor MoE table (Chen et al. 2022) -> data/predecessor_table/
+    python -m mot_lib sweep all --jobs 16   # chapters 08 and 09's sweeps -> data/fair_comparison/, data/training_schedule/
 
 ``run`` validates every parameter against the chapter's parameter class (``run all``: against every chapter's,
 before it runs any) and checks that --out takes files before it starts papermill, then writes the executed
@@ -162,14 +162,28 @@ def cmd_agree(args) -> int:
     """How many verdicts are the same on the default seeds (--out) and on every replication folder given."""
     import pandas as pd
 
-    table = book.read_verdicts(args.out)
-    table = table[table.chapter.isin(book.claim_chapters())]
+    out = Path(args.out) if args.out else Path(os.environ.get("MOT_OUT_DIR", book.REPO / "_build" / "out"))
+    verdicts = out / "verdicts"
+    have = {f.stem for f in verdicts.glob("*.json")} if verdicts.is_dir() else set()
+    claims = book.claim_chapters()
+    if not have & set(claims):
+        raise ValueError(f"no verdicts of a default run in {verdicts}: run the chapters first, "
+                         f"`python -m mot_lib run all --out {out}` (or `make book`, which writes _build/out), "
+                         f"then compare with `python -m mot_lib agree {' '.join(args.folders)} --out {out}`")
+    if set(claims) - have:
+        print(f"note: no default verdicts from {', '.join(sorted(set(claims) - have))} in {verdicts}; "
+              "their rows are not compared", file=sys.stderr)
+    table = book.read_verdicts(out)
+    table = table[table.chapter.isin(claims)]
     reps = {}
     for d in args.folders:
-        loaded = book.load_replication(d)
+        loaded = book.load_replication(d, strict=True)
         if loaded is None:
             raise ValueError(f"{d}: no manifest.json; write one with `python -m mot_lib replicate --dest {d}`")
         reps.update({f"{d}:{k}": v for k, v in loaded[0].items()})
+        stale = book.replication_stale(loaded[1])
+        if stale:
+            print(f"note: the replication {d} is stale: {stale}", file=sys.stderr)
     with pd.option_context("display.width", 200):
         print(book.agreement_report(table, reps).to_string())
     return 0
@@ -203,24 +217,56 @@ def cmd_levers(args) -> int:
     return 0
 
 
+def _out_folder(args, name: str, smoke: bool) -> Path:
+    """The data folder the table sets of command ``name`` go to (``<out>/<table>/``): --out, else data/ (a full
+    run) or a fresh temporary folder (a smoke run); a smoke run into the committed data/ needs --overwrite.
+    Checked before any training."""
+    import tempfile
+
+    from . import datafiles
+    if args.out is None:
+        if smoke:
+            out = Path(tempfile.mkdtemp(prefix=f"mot-{name}-smoke-"))
+            print(f"smoke run: writing to {out} (a fresh temporary folder; data/ is left as it is)", flush=True)
+            return out
+        return datafiles.DATA
+    out = Path(args.out)
+    if out.suffix == ".csv":
+        raise ValueError(f"--out {out}: give a data folder (each table is written to <out>/<table>/ as rows.csv "
+                         f"and manifest.json), not a CSV")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder")
+    if smoke and out.resolve() == datafiles.DATA.resolve() and not args.overwrite:
+        raise ValueError(f"--out {out} is the committed data folder: a smoke run would replace its tables with tiny "
+                         f"ones; leave out --out (a temporary folder is used) or add --overwrite")
+    return out
+
+
+def _replaced(folder: Path) -> str | None:
+    """What a table set's folder holds before it is replaced ('rows.csv 520 rows, ...'), for the message."""
+    from . import datafiles
+    return datafiles.describe(folder)
+
+
 def cmd_predecessor(args) -> int:
-    """The predecessor's four settings, four baselines and the MoT comparison; table and manifest to data/."""
+    """The predecessor's four settings, four baselines and the MoT comparison; the table set to data/."""
     import time
 
     import pandas as pd
     import torch
 
+    from . import datafiles
     from . import predecessor_table as pt
+    out = _out_folder(args, pt.NAME, smoke=False)
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.time()
     engine = pt.fingerprint()           # the code the workers import now, before anything is edited
-    out = Path(args.out) if args.out else pt.TABLE_CSV
-    out.parent.mkdir(parents=True, exist_ok=True)
     jobs = pt.jobs_for(args.settings, args.single_settings, args.attention_settings, args.seeds, args.n, args.threads,
                        args.chunk)
-    for j in jobs:
-        j["partial"] = str(out.with_suffix(f".partial{j['job']}.csv"))
+    datafiles.WORK.mkdir(parents=True, exist_ok=True)
+    for j in jobs:     # each job's finished models, kept outside data/ if the run is stopped
+        j["partial"] = str(datafiles.WORK / f"{pt.NAME}.partial{j['job']}.csv")
     if args.jobs > 1:   # independent jobs in worker processes: the numbers do not depend on how they are spread
         import multiprocessing as mp
         with mp.get_context("spawn").Pool(args.jobs) as pool:
@@ -240,12 +286,14 @@ def cmd_predecessor(args) -> int:
             "schedule": dict(vars(pt.Schedule())), "threads": torch.get_num_threads(), "jobs": args.jobs, "chunk": args.chunk,
             "torch": torch.__version__, "cpus": os.cpu_count(), "device": "cpu",
             "seconds": round(secs)}
-    path = pt.save_table(df, out, meta)
+    before = _replaced(out / pt.NAME)
+    path = pt.save_table(df, out / pt.NAME, meta)
     for j in jobs:
         Path(j["partial"]).unlink(missing_ok=True)
     summary = df.groupby(["setting", "model", "loss"])[["test_acc", "entropy"]].agg(["mean", "std"])
     print(summary.round(3).to_string())
-    print(f"written to {path} (and {path.with_suffix('.json').name}) in {secs:.0f} s")
+    print(f"written to {path}/ (rows.csv, {len(df)} rows, and manifest.json) in {secs:.0f} s"
+          + (f"; it replaced {before}" if before else ""))
     return 0
 
 
@@ -257,19 +305,23 @@ def cmd_sweep(args) -> int:
     import pandas as pd
     import torch
 
-    from . import fair, schedule, sweeps
+    from . import datafiles, fair, schedule, sweeps
     if (args.tuning_only or args.tuning) and args.table != "fair":
         raise ValueError("--tuning-only and --tuning split the fair comparison in two; use them with `sweep fair`")
     if args.tuning_only and args.tuning:
         raise ValueError("--tuning-only writes the tuning rows and --tuning reads them: give one of them")
     tables = ["fair", "schedule"] if args.table == "all" else [args.table]
     modules = {"fair": ("fair",), "schedule": ("schedule",)}
+    if args.tuning_only and args.out is None:      # not a table set: its rows go outside data/ unless asked
+        out = datafiles.WORK
+        out.mkdir(parents=True, exist_ok=True)
+    else:
+        out = _out_folder(args, f"sweep-{args.table}", smoke=args.smoke)
     prints = {t: sweeps.fingerprint(modules[t]) for t in tables}     # the code the workers import now
-    out = Path(args.out) if args.out else sweeps.DATA
     t0 = time.time()
     shrink = sweeps.smoke if args.smoke else (lambda j: j)
-    out.mkdir(parents=True, exist_ok=True)
-    partial = out / f"sweep_{args.table}.partial.csv"
+    datafiles.WORK.mkdir(parents=True, exist_ok=True)
+    partial = datafiles.WORK / f"sweep_{args.table}.partial.csv"    # finished jobs' rows, outside data/
     partial.unlink(missing_ok=True)
     machine = {"torch": torch.__version__, "cpus": os.cpu_count(), "jobs": args.jobs}
     tuning_meta = {}
@@ -285,6 +337,7 @@ def cmd_sweep(args) -> int:
         first = (fair.tuning_jobs() if "fair" in tables else []) + (schedule.jobs() if "schedule" in tables else [])
         rows, curves = sweeps.run_jobs([shrink(j) for j in first], args.jobs, args.threads, partial)
     if args.tuning_only:
+        out.mkdir(parents=True, exist_ok=True)
         tpath = out / f"{fair.NAME}_tuning.csv"
         rows.dropna(axis=1, how="all").to_csv(tpath, index=False, float_format="%.8g")
         tpath.with_suffix(".json").write_text(json.dumps({**prints["fair"], **machine, "seconds": round(time.time() - t0),
@@ -315,8 +368,10 @@ def cmd_sweep(args) -> int:
         meta = {**prints[t], "command": f"python -m mot_lib sweep {args.table} --jobs {args.jobs} --threads {args.threads}"
                 + (" --smoke" if args.smoke else "") + (f" --tuning {Path(args.tuning).name}" if args.tuning else ""),
                 **machine, "seconds": secs, **extra}
+        before = _replaced(out / names[t])
         path = sweeps.save(names[t], r.dropna(axis=1, how="all"), c.dropna(axis=1, how="all"), meta, out)
-        print(f"written to {path} ({len(r)} rows) in {secs} s")
+        print(f"written to {path}/ ({len(r)} rows, {len(c)} curve rows) in {secs} s"
+              + (f"; it replaced {before}" if before else ""))
     partial.unlink(missing_ok=True)
     return 0
 
@@ -361,7 +416,7 @@ def main(argv=None) -> int:
     ag.add_argument("folders", nargs="+", help="replication folders (written by `replicate --dest`)")
     ag.add_argument("--out", default=None, help="folder holding the default run's verdicts/ (default: _build/out)")
     pr = sub.add_parser("predecessor", help="reproduce the predecessor MoE table (Chen et al. 2022) and the MoT "
-                        "comparison; write data/predecessor_table.csv")
+                        "comparison; write data/predecessor_table/")
     pr.add_argument("--seeds", type=int, nargs="+", default=list(range(20)), help="seeds (default 0-19, as committed)")
     pr.add_argument("--settings", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
     pr.add_argument("--single-settings", type=int, nargs="*", default=[1], choices=[1, 2, 3, 4],
@@ -377,21 +432,30 @@ def main(argv=None) -> int:
                          "chunk spreads the work over more processes; each seed's data and noise are its own, "
                          "but float32 rounding depends on the batch, so numbers agree to rounding (an early "
                          "stop may turn on it); the manifest records the chunk")
-    pr.add_argument("--out", default=None, help="CSV to write (default: data/predecessor_table.csv)")
+    pr.add_argument("--out", default=None, metavar="FOLDER",
+                    help="data folder to write the table set predecessor_table/ into (default: data/, replacing "
+                         "the committed table; the command says what it replaced)")
     sw = sub.add_parser("sweep", help="compute the sweeps of the part 'Beyond the paper' (chapters 08, 09); "
-                        "write data/fair_comparison* and data/training_schedule*")
+                        "write data/fair_comparison/ and data/training_schedule/")
     sw.add_argument("table", choices=["fair", "schedule", "all"],
                     help="fair: the fair comparison (about 100 CPU-minutes); schedule: the training schedules "
                          "(about 20 CPU-minutes); all: both")
     sw.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     sw.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
-    sw.add_argument("--out", default=None, help="folder to write (default: data/)")
+    sw.add_argument("--out", default=None, metavar="FOLDER",
+                    help="data folder to write the table sets into (<out>/fair_comparison/, "
+                         "<out>/training_schedule/; default: data/, replacing the committed tables, and the command "
+                         "says what it replaced; with --smoke: a fresh temporary folder)")
+    sw.add_argument("--overwrite", action="store_true",
+                    help="with --smoke, allow --out to be the committed data folder (its tables are replaced)")
     sw.add_argument("--tuning-only", action="store_true", help="fair only: run the tuning seeds and write "
-                    "<out>/fair_comparison_tuning.csv (and .json), for the verdict seeds to run elsewhere")
+                    "<out>/fair_comparison_tuning.csv (and .json; default folder _build/work), for the verdict seeds "
+                    "to run elsewhere")
     sw.add_argument("--tuning", default=None, metavar="CSV", help="fair only: read the tuning rows written by "
                     "--tuning-only (same engine) and run the verdict seeds")
     sw.add_argument("--smoke", action="store_true", help="every job at a tiny size (2 seeds, 200 samples, 40 steps): "
-                    "a check that the sweep runs, in about a minute; write it elsewhere with --out")
+                    "a check that the sweep runs, in about a minute; written to a fresh temporary folder (named in its output) "
+                    "unless --out is given")
     for p in sub.choices.values():       # --verbose after the command too
         p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -223,7 +222,11 @@ def claim_fingerprint() -> dict:
 
 
 def replication_stale(manifest: dict) -> str | None:
-    """Why the committed replication is stale now (``canary.why_stale``), or None when it is current."""
+    """Why the committed replication is stale now, or None when it is current: a verdict file that is missing,
+    changed or malformed (``load_replication`` puts it in the manifest as ``problem``), else the hash of the
+    claim chapters' rule modules or the canary (``canary.why_stale``)."""
+    if manifest.get("problem"):
+        return manifest["problem"]
     from .canary import claims_canary, why_stale
     return why_stale(manifest, CLAIM_ENGINE, claims_canary)
 
@@ -281,50 +284,101 @@ def _slug(label: str) -> str:
 
 def save_replication(run_dirs: dict[str, str | os.PathLike], sets: dict[str, dict[str, list[int]]],
                      dest: str | os.PathLike = REPLICATION, add: bool = False) -> Path:
-    """Copy the verdict files of each replication run (``run_dirs[label]``/verdicts) to
-    ``dest``/<label>/verdicts and write ``dest``/manifest.json with the seeds of every set and chapter
-    and the fingerprint of the claim chapters' engine (``claim_fingerprint``)."""
+    """Write the replication ``dest``: each run's verdict files (``run_dirs[label]``/verdicts) as
+    ``dest``/<label>/verdicts/<chapter>.json, and ``dest``/manifest.json with the seeds of every set and chapter,
+    the fingerprint of the claim chapters' engine (``claim_fingerprint``) and the sha256 and rows of every
+    verdict file.  ``add``: the committed sets (which must be intact) keep their other chapters' files.  The
+    folder is written beside ``dest`` and swapped in at once (``datafiles.write_set``): a failure leaves the old
+    replication as it was."""
+    from . import datafiles
     dest = Path(dest)
+    files = {}
     if add:   # add chapters to the committed sets: same sets, the other chapters' files kept
-        loaded = load_replication(dest)
+        loaded = load_replication(dest, strict=True)
         if loaded is None:
             raise ValueError(f"{dest}: no replication to add chapters to; run `python -m mot_lib replicate` first")
         old_sets = loaded[1]["sets"]
         if set(old_sets) != set(sets):
             raise ValueError(f"{dest}: its sets {sorted(old_sets)} are not {sorted(sets)}")
+        files = {name: (dest / name).read_bytes() for name in loaded[1]["files"]}
         sets = {label: {**old_sets[label], **seeds} for label, seeds in sets.items()}
-    elif dest.exists():
-        for old in dest.iterdir():
-            if old.is_dir():
-                shutil.rmtree(old)
     for label, seeds in sets.items():
-        d = dest / _slug(label) / "verdicts"
-        d.mkdir(parents=True, exist_ok=True)
         for name in seeds:
             src = Path(run_dirs[label]) / "verdicts" / f"{name}.json"
             if not add or src.exists():
-                shutil.copy(src, d / f"{name}.json")
-    (dest / "manifest.json").write_text(json.dumps({"sets": sets, **claim_fingerprint()}, indent=2))
-    return dest
+                files[f"{_slug(label)}/verdicts/{name}.json"] = src.read_bytes()
+    return datafiles.write_set(dest, files, {"sets": sets, **claim_fingerprint()})
 
 
-def load_replication(path: str | os.PathLike = REPLICATION) -> tuple[dict[str, pd.DataFrame], dict] | None:
+def _verdict_rows(path: Path, redo: str) -> list[dict]:
+    """The verdict rows of one replication file, checked: a JSON list of rows with the keys of ``VERDICT_KEYS``
+    (and possibly ``VERDICT_EXTRA``), a verdict of ``BADGES``, a number measured, an interval of two numbers."""
+    from . import datafiles
+    where = datafiles.rel(path)
+    try:
+        rows = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"verdict file {where} is not valid JSON ({e}); {redo}") from None
+    if not isinstance(rows, list):
+        raise ValueError(f"verdict file {where}: expected a list of verdict rows; {redo}")
+    num = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)   # noqa: E731
+    for i, r in enumerate(rows):
+        bad = ("not an object" if not isinstance(r, dict) else
+               f"keys {sorted(r)}, expected {sorted(VERDICT_KEYS)} and possibly {sorted(VERDICT_EXTRA)}"
+               if not VERDICT_KEYS <= set(r) or not set(r) <= VERDICT_KEYS | VERDICT_EXTRA else
+               f"verdict {r['verdict']!r} is not one of {list(BADGES)}" if r["verdict"] not in BADGES else
+               "claim is not text" if not isinstance(r["claim"], str) else
+               f"measured {r['measured']!r} is not a number" if not num(r["measured"]) else
+               f"interval {r['interval']!r} is not two numbers"
+               if not (isinstance(r["interval"], list) and len(r["interval"]) == 2 and all(map(num, r["interval"])))
+               else None)
+        if bad:
+            raise ValueError(f"verdict file {where}: row {i + 1} is malformed ({bad}); {redo}")
+    return rows
+
+
+def load_replication(path: str | os.PathLike = REPLICATION, strict: bool = False
+                     ) -> tuple[dict[str, pd.DataFrame], dict] | None:
     """({set label: verdict rows}, manifest) of the committed replication, or None if there is none.
 
-    A malformed manifest or verdict file raises naming the file.
+    A malformed manifest raises naming the file.  Every verdict file of every set is checked against the
+    manifest's sha256 and rows and for its schema (``_verdict_rows``): with ``strict``, a missing, changed or
+    malformed one raises a ValueError naming it (``agree``); otherwise the replication comes back with no
+    verdict rows and the reason in the manifest's ``problem``, which ``replication_stale`` reports first, so
+    the scorecard shows the replication as not current and says why.
     """
+    from . import datafiles
     path = Path(path)
     mf = path / "manifest.json"
     if not mf.exists():
         return None
+    redo = "rerun `python -m mot_lib replicate`" + (f" --dest {path}" if path.resolve() != REPLICATION.resolve() else "")
     try:
         manifest = json.loads(mf.read_text())
         if not isinstance(manifest.get("sets"), dict) or not isinstance(manifest.get("library_hash"), str) \
                 or not all(isinstance(v, dict) for v in manifest["sets"].values()):
             raise ValueError("needs the keys 'sets' (label -> chapter -> seeds) and 'library_hash'")
     except (json.JSONDecodeError, ValueError, AttributeError) as e:
-        raise ValueError(f"{mf}: not a replication manifest ({e}); rerun `python -m mot_lib replicate`") from None
-    return {label: read_verdicts(path / _slug(label)) for label in manifest["sets"]}, manifest
+        raise ValueError(f"{mf}: not a replication manifest ({e}); {redo}") from None
+    redo += f" (or restore the committed one with `git checkout -- {datafiles.rel(path)}`)"
+    try:
+        reps = {}
+        for label, chapters in manifest["sets"].items():
+            frames = []
+            for name in chapters:
+                f = path / _slug(label) / "verdicts" / f"{name}.json"
+                if not f.is_file():
+                    raise datafiles.MissingFile(f"verdict file {datafiles.rel(f)} is missing ({label}, {name}, listed "
+                                                f"in {datafiles.rel(mf)}); {redo}")
+                frames.append(pd.DataFrame(_verdict_rows(f, redo)).assign(chapter=name))
+            cols = ["chapter", "claim", "bound", "measured", "interval", "verdict", "test", "seeds", "note", "digits"]
+            reps[label] = (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()).reindex(columns=cols)
+        datafiles.check_files(path, manifest, redo, where=datafiles.rel(mf))
+    except ValueError as e:
+        if strict:
+            raise
+        return {}, {**manifest, "problem": str(e)}
+    return reps, manifest
 
 
 def compare_verdicts(table: pd.DataFrame, rep: pd.DataFrame) -> pd.DataFrame:

@@ -1,19 +1,29 @@
-"""Is a committed table stale?  A hash of the modules that hold its rules, and a canary of numbers.
+"""Is a committed table stale?  Its files, its schema, and a canary of numbers; a hash of modules for verdicts.
 
-A table that takes too long for a chapter (the claims' replication, the predecessor table, the sweeps of
-the part "Beyond the paper") is computed by a CLI command and committed under ``data/`` with a manifest.
-The manifest records two things, and the table is stale when either differs now:
+A table that takes too long for a chapter (the predecessor table, the sweeps of the part "Beyond the paper",
+the lever search) is computed by a CLI command and committed under ``data/`` with a manifest.  The table is
+current when
 
-* ``library_hash``: the hash of the modules that hold the table's *rules* (its measurements, thresholds,
-  verdict code, its own model family); any edit of those marks it stale;
+* its files are those the manifest lists (``files``: the sha256 and the rows of each, ``datafiles.check_files``)
+  and its schema holds (columns, types, ranges, one row per configuration and seed of the current job list;
+  the table's loader checks both and raises, naming the file);
 * ``canary``: a few numbers from tiny runs of every model family the table holds, through the shared engine
-  (``config``, ``models``, ``training``, which every table uses).  An edit of the shared engine that changes
-  no number (a new model family, a new option whose default is the old behaviour, a faster kernel) leaves
-  the canary as it was and the tables current; an edit that changes a number of any model the table holds
-  changes the canary (its runs are short, but each number passes through the data, the initialisation, the
-  routing, the forward pass, the gradients and the updates of every stage).
+  (``config``, ``models``, ``training``), are those the manifest records;
+* ``canary_rules``: the same tiny runs passed through the table's own per-seed rules (its summaries: iterations
+  to a level, the routing and commitment steps, its losses and accuracies; the sizes and choices of its models),
+  are those the manifest records.
 
-The canary is compared at a relative tolerance of ``RTOL`` (float64 runs of 10 to 30 steps: a change of the
+An edit that changes no number (a module moved or reformatted, a new option whose default is the old
+behaviour, an atomic write) leaves the canaries as they were and the table current; an edit that changes a
+number of any model the table holds, or a rule that summarises it, changes a canary (the runs are short, but
+each number passes through the data, the initialisation, the routing, the forward pass, the gradients and the
+updates of every stage).  The manifest still records ``library_hash`` (the hash of the modules that hold the
+table's rules) for information; it no longer decides (``table_stale``).
+
+The replication's verdicts depend on the verdict rules themselves, so its staleness keeps the hash of the rule
+modules beside the canary (``why_stale``); its files' content is checked on load.
+
+The canaries are compared at a relative tolerance of ``RTOL`` (float64 runs of 10 to 30 steps: a change of the
 arithmetic order moves them by about 1e-14, a change of the model by far more than 1e-7).
 """
 from __future__ import annotations
@@ -33,22 +43,44 @@ def rule_modules(modules) -> tuple:
     return tuple(m for m in modules if m not in SHARED_ENGINE)
 
 
+def canaries(out) -> dict:
+    """A canary function's result as the manifest's keys: a list is ``canary``; a dict gives its keys
+    (``canary`` and ``canary_rules``)."""
+    out = out if isinstance(out, dict) else {"canary": out}
+    return {k: [float(x) for x in v] for k, v in out.items()}
+
+
 def fingerprint(modules, canary_fn) -> dict:
-    """The manifest's staleness keys: the hash of ``rule_modules(modules)``, the modules, the canary's numbers."""
+    """The manifest's staleness keys: the hash of ``rule_modules(modules)``, the modules, the canaries' numbers."""
     rules = rule_modules(modules)
-    return {"library_hash": library_hash(rules), "modules": list(rules), "canary": [float(x) for x in canary_fn()]}
+    return {"library_hash": library_hash(rules), "modules": list(rules), **canaries(canary_fn())}
+
+
+#: why a table is stale, per canary key
+CHANGED = {"canary": "the engine's numbers changed since it was computed (its canary runs give other numbers now)",
+           "canary_rules": "the rules that summarise its runs changed since it was computed (its canary runs, passed "
+                           "through the table's own per-seed rules, give other numbers now)"}
+
+
+def table_stale(meta: dict, canary_fn) -> str | None:
+    """Why the canaries of manifest ``meta`` differ from those of the code now (a sentence), or None: the whole
+    staleness rule of a committed table (its files and schema are checked by its loader, which raises)."""
+    for key, new in canaries(canary_fn()).items():
+        if key not in meta:
+            return f"its manifest has no {key!r} to compare with (it was computed before {key} existed)"
+        old, new = np.asarray(meta.get(key, []), float), np.asarray(new, float)
+        if old.shape != new.shape or not np.allclose(new, old, rtol=RTOL, atol=0.0):
+            return CHANGED.get(key, f"its {key} changed since it was computed")
+    return None
 
 
 def why_stale(meta: dict, modules, canary_fn) -> str | None:
-    """Why the table of manifest ``meta`` is stale now (a sentence), or None when it is current."""
+    """Why the verdicts of manifest ``meta`` (the replication) are stale now: the hash of the modules that hold
+    their rules, then the canary; None when they are current."""
     rules = rule_modules(modules)
     if meta.get("library_hash") != library_hash(rules):
         return f"the modules that hold its rules ({', '.join(rules)}) changed since it was computed"
-    old = np.asarray(meta.get("canary", []), float)
-    new = np.asarray(canary_fn(), float)
-    if old.shape != new.shape or not np.allclose(new, old, rtol=RTOL, atol=0.0):
-        return "the engine's numbers changed since it was computed (its canary runs give other numbers now)"
-    return None
+    return table_stale(meta, canary_fn)
 
 
 def claims_canary() -> list[float]:

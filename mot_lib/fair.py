@@ -135,3 +135,25 @@ def verdict_jobs(chosen: pd.DataFrame, levels=LEVELS, seeds=SEEDS) -> list[Job]:
                 jobs.append(Job(NAME, labels(M, m, mult, "verdict"), m["kind"], scaled(m["cfg"], mult).as_dict(), g,
                                 curves=("test_loss",), cost=_cost(m)))
     return jobs
+
+
+def rule_numbers() -> list[float]:
+    """The fair comparison's own rules as numbers (its part of the sweep's ``canary_rules``): the size of every
+    model it matches (total and active parameters, FLOPs per step, M, H, J) and the multipliers
+    ``choose_multipliers`` picks, with their medians, on a fixed small tuning table (a clear minimum, a diverged
+    multiplier, a tie that goes to the multiplier nearest 1)."""
+    out = []
+    for M in LEVELS:
+        for m in matched_models(M):
+            c = m["cfg"]
+            out += [*capacity.param_counts(c, 16), capacity.step_flops(c, Setting()), getattr(c, "M", 1),
+                    getattr(c, "H", 0), c.J]
+    rows = []
+    for lev, loss in ((4, lambda mult, s: abs(np.log(mult / 2)) + 0.01 * s),
+                      (8, lambda mult, s: np.inf if mult == 8 else 0.1 + 0.01 * s * (mult != 1)),
+                      (16, lambda mult, s: 0.3 if s != 1 else 0.1 * mult)):
+        for mult in MULTS:
+            for s in range(3):
+                rows.append({"level": lev, "model": "m", "match": "both", "mult": mult, "final_test_loss": loss(mult, s)})
+    ch = choose_multipliers(pd.DataFrame(rows))
+    return out + ch["mult"].tolist() + np.nan_to_num(ch["tuning_median_loss"].to_numpy(float), posinf=-2.0).tolist()

@@ -39,7 +39,8 @@ class FairParams(ChapterParams):
 
 
 def load(P: FairParams):
-    """(rows, curves, manifest, stale): ``stale`` is why the committed sweep is stale now, or None."""
+    """(rows, curves, manifest, stale): ``stale`` is why the committed sweep is stale now, or None; a missing,
+    changed or malformed file raises a ValueError naming it (``sweeps.load``)."""
     rows, curves, meta = sweeps.load(fair.NAME)
     return rows, curves, meta, sweeps.why_stale(meta, ("fair",))
 

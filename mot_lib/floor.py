@@ -18,13 +18,14 @@ the noise), plus small sweeps of sigma_xi and L in the noisy regime.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import rates
+from . import datafiles, rates
 from .book import ChapterParams, register
 from .config import Setting, TrainConfig, _check, _check_list
 from .data import make_dataset
@@ -251,23 +252,56 @@ def explore_levers(seeds=(0, 1, 2), levers=LEVERS, record_every: int = 25, tail:
 LEVER_QUANTITIES = ("final_loss", "final_err", "routing_acc", "tail_slope")
 LEVER_COLUMNS = ["noise", "sigma_xi", "beta", "L", "n_train"] + [
     f"{q} | {m}" for m in MODELS for q in LEVER_QUANTITIES]
-#: The cached lever search (written by ``python -m mot_lib levers``, read by notebooks/04_lemma1).
+#: The cached lever search (written by ``python -m mot_lib levers``, read by notebooks/04_lemma1), and beside it
+#: its manifest (lemma1_levers.json: the CSV's sha256 and rows, the canaries of ``levers_canaries``).
 LEVERS_CSV = Path(__file__).resolve().parent.parent / "data" / "lemma1_levers.csv"
+#: the modules that hold the lever search's rules (their hash is recorded for information)
+LEVER_MODULES = ("data", "metrics", "rates", "floor")
 
 
-def save_levers(df: pd.DataFrame, path=LEVERS_CSV) -> Path:
-    """Write the lever search's table (``explore_levers``) as CSV, full precision."""
+def levers_canaries() -> dict:
+    """Tiny float64 runs of the lever search's two models (``run_pair``: 200 samples, 2 seeds, 24 steps):
+    ``canary`` (the engine: final test losses and the sum of the absolute final weights of each parameter
+    tensor) and ``canary_rules`` (the runs through the search's per-seed rule ``per_seed_summary``, and the
+    medians over seeds that its rows hold)."""
+    runs = run_pair(Setting(n_train=200, n_test=200), TrainConfig(T=24, T1=8, T2=16, record_every=4), [0, 1],
+                    progress=False)
+    engine, rules = [], []
+    flat = lambda df: np.nan_to_num(df.to_numpy(float), nan=-1.0).ravel().tolist()   # noqa: E731
+    for r in runs.values():
+        engine += r.final("test_loss").tolist() + [float(r.params[k].abs().sum()) for k in sorted(r.params)]
+        s = per_seed_summary(r, 1 / 3)[list(LEVER_QUANTITIES)]
+        rules += flat(s) + flat(s.median().to_frame().T)
+    return {"canary": engine, "canary_rules": rules}
+
+
+def levers_stale(meta: dict) -> str | None:
+    """Why the cached lever search of manifest ``meta`` is stale now (its canaries differ), or None."""
+    from .canary import table_stale
+    return table_stale(meta, levers_canaries)
+
+
+def save_levers(df: pd.DataFrame, path=LEVERS_CSV, meta: dict | None = None) -> Path:
+    """Write the lever search's table (``explore_levers``) as CSV and its manifest (``<name>.json`` beside it:
+    the CSV's sha256 and rows, the canaries, the hash of its rule modules), both or neither
+    (``datafiles.write_files``)."""
+    from .canary import fingerprint
     path = Path(path)
-    df[LEVER_COLUMNS].to_csv(path, index=False, float_format="%.6g")
+    text = df[LEVER_COLUMNS].to_csv(index=False, float_format="%.6g")
+    info = {"command": "python -m mot_lib levers", **fingerprint(LEVER_MODULES, levers_canaries), **(meta or {}),
+            "files": {path.name: datafiles.entry(text.encode(), path.name)}}
+    datafiles.write_files({path: text, path.with_suffix(".json"): json.dumps(info, indent=2)})
     return path
 
 
-def load_levers(path=LEVERS_CSV) -> pd.DataFrame:
-    """Read the cached lever search; a missing, unreadable or malformed file raises naming the file."""
+def load_levers(path=LEVERS_CSV, levers=LEVERS) -> pd.DataFrame:
+    """Read the cached lever search: one row per lever of ``levers``, its values in range, the CSV's sha256 and rows
+    those its manifest records; a missing, changed, unreadable or malformed file raises naming the file."""
     path = Path(path)
+    redo = datafiles.redo_text("python -m mot_lib levers", path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: the cached lever search is missing; "
-                                f"recreate it with `python -m mot_lib levers`")
+        raise datafiles.MissingFile(f"{path}: the cached lever search is missing; "
+                                    f"recreate it with `python -m mot_lib levers`")
     try:
         df = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
@@ -280,4 +314,20 @@ def load_levers(path=LEVERS_CSV) -> pd.DataFrame:
             ["orthogonal", "isotropic"]).all():
         raise ValueError(f"{path}: a value is not a number (or noise is not orthogonal/isotropic); "
                          f"recreate it with `python -m mot_lib levers`")
+    key = ["noise", "sigma_xi", "beta", "L", "n_train"]
+    expected = pd.DataFrame([("orthogonal" if orth else "isotropic", sx, beta, L, n) for orth, sx, beta, L, n in levers],
+                            columns=key)
+    ranges = {f"{q} | {m}": rg for m in MODELS for q, rg in (
+        ("final_loss", datafiles.Range(0.0, nan=False)), ("final_err", datafiles.Range(0.0, 1.0, nan=False)),
+        ("routing_acc", datafiles.Range(0.0, 1.0)), ("tail_slope", datafiles.Range()))}
+    datafiles.check_schema(df, path, redo, {c: "str" if c == "noise" else "num" for c in LEVER_COLUMNS}, key=key,
+                           expected=expected, source="the levers of floor.LEVERS", ranges=ranges)
+    mf = path.with_suffix(".json")
+    try:
+        meta = json.loads(mf.read_text())
+    except FileNotFoundError:
+        raise datafiles.MissingFile(f"{datafiles.rel(mf)} (the manifest of {path.name}) is missing; {redo}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{datafiles.rel(mf)}: not readable JSON ({e}); {redo}") from None
+    datafiles.check_files(path.parent, meta if isinstance(meta, dict) else {}, redo, where=datafiles.rel(mf))
     return df

@@ -14,7 +14,7 @@ from scipy import stats
 
 from . import predecessor_table as pt
 from . import rates
-from .book import ChapterParams, register
+from .book import REPO, ChapterParams, register
 from .config import _check
 from .predecessor import train_predecessor
 from .data import make_dataset
@@ -28,7 +28,7 @@ class PredecessorParams(ChapterParams):
     n_live: int = 1000                  # training and test samples of the live run (the table uses 16,000)
     acc_tol: float = 1.0                # "within acc_tol points of the published accuracy"
     level: float = 0.95                 # coverage of the t-intervals
-    table: str | None = None            # the full table's CSV (None: data/predecessor_table.csv)
+    table: str | None = None            # the full table's folder (None: data/predecessor_table)
 
     def __post_init__(self):
         super().__post_init__()
@@ -36,7 +36,7 @@ class PredecessorParams(ChapterParams):
         _check("acc_tol", self.acc_tol, lo=0.0, hi=100.0, lo_open=True)
         _check("level", self.level, lo=0.5, hi=1.0, hi_open=True)
         if self.table is not None and not isinstance(self.table, str):
-            raise ValueError(f"table={self.table!r} must be a CSV path or None")
+            raise ValueError(f"table={self.table!r} must be a folder (or its rows.csv) or None")
 
     def live(self) -> tuple:
         """(setting, seeds) of the live run: setting 1 at n_live samples (quick: 400 samples, 3 seeds)."""
@@ -45,26 +45,26 @@ class PredecessorParams(ChapterParams):
 
 
 def load(P: PredecessorParams) -> tuple[pd.DataFrame, dict, str | None]:
-    """(table, manifest, stale): stale is why the table is stale now (``predecessor_table.is_stale``), or None."""
-    df, meta = pt.load_table(P.table or pt.TABLE_CSV)
+    """(table, manifest, stale): stale is why the table is stale now (``predecessor_table.is_stale``), or None; a
+    missing, changed or malformed file raises a ValueError naming it (``predecessor_table.load_table``)."""
+    df, meta = pt.load_table(P.table or pt.TABLE_DIR)
     return df, meta, pt.is_stale(meta)
 
 
 def table_status(meta: dict, stale: str | None) -> str:
-    """What the committed table is and whether the engine changed since (the staleness flag, ``stale`` being
-    why, or None): the manifest's command, seeds, sizes, torch, device, and its engine hash."""
-    cmd = (f"python -m mot_lib predecessor --jobs {meta.get('jobs')} --threads {meta.get('threads')} "
-           f"--chunk {meta.get('chunk')} --attention-settings {' '.join(map(str, meta['attention_settings']))}")
+    """What the committed table is and whether it is current (the staleness flag, ``stale`` being why, or None):
+    the manifest's command, seeds, sizes, torch, device, and its files."""
     flag = (f"STALE: {stale}; rerun the command above" if stale else
-            "current: the modules of its rules are those it was computed with, and the engine's canary runs give "
-            "the numbers they gave then")
+            "current: its files are those it was written with (sha256 and rows), its schema holds, and the canary "
+            "runs give the numbers they gave then, through the engine and the table's own rules")
+    files = ", ".join(f"{n} ({v['rows']:,} rows)" for n, v in meta.get("files", {}).items())
     return "\n".join([
         f"table: {seed_text(meta['seeds'])}, settings {', '.join(map(str, meta['settings']))}, "
         f"{meta['n_train']:,} training and {meta['n_test']:,} test samples per seed",
-        f"computed by: {cmd}",
+        f"computed by: {pt.command(meta)}",
         f"on: {meta.get('cpus')} CPU cores, device {meta.get('device')}, torch {meta.get('torch')}, "
         f"{meta.get('seconds')} s",
-        f"engine hash {meta['library_hash'][:12]} (modules {', '.join(meta['modules'])}); {flag}"])
+        f"files: {files}; {flag}"])
 
 
 def seed_text(seeds) -> str:
@@ -375,13 +375,13 @@ def differences_markdown(df: pd.DataFrame, meta: dict, tab: pd.DataFrame, P: Pre
     lin = pt.PUBLISHED[(1, "linear MoE")]
     half = stats.t.ppf(0.5 + P.level / 2, lin["runs"] - 1) * lin["acc_sd"] / np.sqrt(lin["runs"])
     chunk = meta.get("chunk") or len(meta["seeds"])
-    req = (pt.TABLE_CSV.parent.parent / "requirements.txt").read_text()
+    req = (REPO / "requirements.txt").read_text()
     pin = next((ln.strip()[len("torch"):] for ln in req.splitlines() if ln.strip().startswith("torch==")), "")
     lines = [
         f"* **Arithmetic and machine.** The published runs are float32 on a GPU; ours are float32 on a CPU "
         f"(torch {meta.get('torch')}, device {meta.get('device')}, as the table's manifest records"
-        + (f"; the book pins torch{pin}, and the staleness flag covers the engine's code and requirements.txt, "
-           "not the torch that ran" if pin and not str(meta.get("torch", "")).startswith(pin.lstrip("=")) else "")
+        + (f"; the book pins torch{pin}, and the staleness flag covers the table's files and the numbers of the "
+           "engine's canary runs, not the torch that ran" if pin and not str(meta.get("torch", "")).startswith(pin.lstrip("=")) else "")
         + "), seeds batched, samples grouped by routed expert, with other random streams: no single number can "
         "match, only the population of runs. A linear expert is evaluated on the patch sum (exact by linearity, up "
         "to rounding).",

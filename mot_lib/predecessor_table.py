@@ -1,5 +1,5 @@
 """The predecessor MoE experiment reproduced, then given attention.  Used by notebooks/10_predecessor and
-``python -m mot_lib predecessor`` (which writes data/predecessor_table.csv).
+``python -m mot_lib predecessor`` (which writes the folder data/predecessor_table: rows.csv and manifest.json).
 
 Chen, Deng, Wu, Gu, Li, "Towards Understanding the Mixture-of-Experts Layer in Deep Learning", NeurIPS 2022;
 public code github.com/uclaml/MoE (``synthetic_data_s{1..4}.ipynb`` draw the data, ``synthetic_demo_s1.ipynb``
@@ -14,7 +14,6 @@ experts ``ConvNet(200, 8)`` (J = 8 filters per class, init times 0.001), ``Norma
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import rates
+from . import datafiles, rates
 from .config import PredecessorConfig, Setting, check_seeds
 from .data import make_dataset
 from .predecessor import LOSS_FLOOR, train_predecessor
@@ -52,8 +51,11 @@ SETTINGS = {1: ((0.5, 3.0), 1.0), 2: ((0.5, 3.0), 2.0), 3: ((0.5, 2.0), 1.0), 4:
 BASELINES = ("cubic MoE", "linear MoE", "single linear CNN", "single cubic CNN")
 ATTENTION_MODELS = ("MoT", "attention-free MoE")
 LOSSES = {"predecessor's loss": "double_softmax", "logistic loss": "logistic"}
-#: data/predecessor_table.csv: one row per (setting, model, seed); written by ``python -m mot_lib predecessor``.
-TABLE_CSV = Path(__file__).resolve().parent.parent / "data" / "predecessor_table.csv"
+#: data/predecessor_table/rows.csv: one row per (setting, model, seed), beside its manifest.json; written by
+#: ``python -m mot_lib predecessor``.
+NAME = "predecessor_table"
+TABLE_DIR = datafiles.DATA / NAME
+TABLE_CSV = TABLE_DIR / "rows.csv"
 TABLE_COLUMNS = ["setting", "model", "loss", "seed", "test_acc", "test_acc_clean", "entropy", "updates",
                  "final_train_loss", "steps_to_level", "label_weight"]  # final_train_loss: at the seed's stop
 
@@ -100,6 +102,11 @@ def level_for(loss: str, level_gap: float) -> float:
     return (LOSS_FLOOR if loss == "double_softmax" else 0.0) + level_gap
 
 
+def loss_name(loss: str) -> str:
+    """The table's name of a loss (``PredecessorConfig.loss``)."""
+    return "predecessor's loss" if loss == "double_softmax" else "logistic loss"
+
+
 def per_seed_rows(run: Run, setting_k: int, model: str, loss_name: str, level: float | None = None) -> pd.DataFrame:
     """One row per seed of the table (TABLE_COLUMNS) from a finished run; accuracies in %."""
     h = run.history
@@ -118,40 +125,55 @@ def per_seed_rows(run: Run, setting_k: int, model: str, loss_name: str, level: f
     })[TABLE_COLUMNS]
 
 
-#: The modules the table is computed with.  Its manifest records the hash of those that hold its rules and a
-#: canary of numbers through the shared engine (``canary.fingerprint``); the chapter flags the table as stale
-#: when either differs now (``is_stale``).
+#: The modules the table is computed with.  Its manifest records the canaries of ``canaries`` (and the hash of
+#: the modules that hold its rules, for information); the chapter flags the table as stale when a canary differs
+#: now (``is_stale``); ``load_table`` checks its files and schema.
 ENGINE_MODULES = ("config", "data", "metrics", "models", "predecessor", "predecessor_table", "rates", "training")
+#: the table's measured columns
+MEASURED = [c for c in TABLE_COLUMNS if c not in ("setting", "model", "loss", "seed")]
 
 
-def canary() -> list[float]:
+def canaries() -> dict:
     """Tiny float64 runs of every model family in the table (the four baselines, both attention models under
-    both losses) on setting 1 at 200 samples, 2 seeds, 15 steps: test accuracies, final training losses and
-    entropies, and the sum of the absolute final weights of each parameter tensor."""
+    both losses) on setting 1 at 200 samples, 2 seeds, 15 steps.  ``canary`` (the engine): test accuracies,
+    final training losses and entropies, and the sum of the absolute final weights of each parameter tensor;
+    ``canary_rules``: every measured column of the table's rows (``per_seed_rows``) at the table's loss level
+    (``level_for`` with the gaps of ``Schedule``) and at a level the run reaches (its median training loss)."""
     st, seeds = setting(1, 200, 200), [0, 1]
     data = make_dataset(st, seeds)
-    out = []
+    engine, rules = [], []
     cfgs = [(m, baseline_config(m, T=15, dtype="float64", record_every=5)) for m in BASELINES]
     cfgs += [(m, attention_config(m == "MoT", loss, 5, 10, 15, 1e-3, dtype="float64", record_every=5))
              for loss in LOSSES.values() for m in ATTENTION_MODELS]
+    sch = Schedule()
     for model, cfg in cfgs:
         run = train_predecessor(st, cfg, seeds, data=data, progress=False)
         rows = per_seed_rows(run, 1, model, "")
-        out += [float(run.params[k].abs().sum()) for k in sorted(run.params)]
-        out += np.nan_to_num(rows[["test_acc", "final_train_loss", "entropy"]].to_numpy(float), nan=-1.0).ravel().tolist()
-    return out
+        engine += [float(run.params[k].abs().sum()) for k in sorted(run.params)]
+        engine += np.nan_to_num(rows[["test_acc", "final_train_loss", "entropy"]].to_numpy(float), nan=-1.0).ravel().tolist()
+        gap = sch.gap_predecessor if cfg.loss == "double_softmax" else sch.gap_logistic
+        for level in (level_for(cfg.loss, gap), float(np.nanmedian(run.scalar("train_loss").to_numpy()))):
+            got = per_seed_rows(run, 1, model, loss_name(cfg.loss), level)[MEASURED]
+            rules += np.nan_to_num(got.to_numpy(float), nan=-1.0).ravel().tolist()
+    return {"canary": engine, "canary_rules": rules}
+
+
+def canary() -> list[float]:
+    """The engine's canary of the table (``canaries``)."""
+    return canaries()["canary"]
 
 
 def fingerprint() -> dict:
     """The manifest's staleness keys (``canary.fingerprint``) for the code as it is now."""
     from .canary import fingerprint as fp
-    return fp(ENGINE_MODULES, canary)
+    return fp(ENGINE_MODULES, canaries)
 
 
 def is_stale(meta: dict) -> str | None:
-    """Why the table of manifest ``meta`` is stale now, or None when it is current (``canary.why_stale``)."""
-    from .canary import why_stale
-    return why_stale(meta, ENGINE_MODULES, canary)
+    """Why the table of manifest ``meta`` is stale now (its canaries differ: ``canary.table_stale``), or None when
+    it is current; its files and schema are checked by ``load_table``."""
+    from .canary import table_stale
+    return table_stale(meta, canaries)
 
 
 @dataclass(frozen=True)
@@ -191,10 +213,10 @@ def compute_table(settings=(1, 2, 3, 4), seeds=tuple(range(10)), n: int = 16000,
             cfg = attention_config(model == "MoT", loss, schedule.T1, schedule.T2, schedule.T, schedule.eta_kq)
             level = level_for(loss, gap)
         run = train_predecessor(st, cfg, seeds, data=data, progress=progress)
-        loss_name = "predecessor's loss" if cfg.loss == "double_softmax" else "logistic loss"
-        frames.append(per_seed_rows(run, k, model, loss_name, level))
+        name = loss_name(cfg.loss)
+        frames.append(per_seed_rows(run, k, model, name, level))
         if log is not None:
-            log(f"setting {k}: {model} ({loss_name}): {time.time() - t0:.0f} s")
+            log(f"setting {k}: {model} ({name}): {time.time() - t0:.0f} s")
         if partial is not None:
             pd.concat(frames, ignore_index=True).to_csv(partial, index=False, float_format="%.6g")
     return pd.concat(frames, ignore_index=True)
@@ -245,26 +267,66 @@ def compute_job(job: dict) -> pd.DataFrame:
                          log=lambda m: print(m, flush=True))
 
 
-def save_table(df: pd.DataFrame, path=TABLE_CSV, meta: dict | None = None) -> Path:
-    """Write the table (CSV) and, beside it, ``<name>.json`` with the library hash and the run's parameters."""
-    path = Path(path)
-    df[TABLE_COLUMNS].to_csv(path, index=False, float_format="%.6g")
+def save_table(df: pd.DataFrame, folder=TABLE_DIR, meta: dict | None = None) -> Path:
+    """Write the table set ``folder`` (rows.csv and manifest.json: the fingerprint, the run's parameters, the
+    file's sha256 and rows), swapped in at once (``datafiles.write_set``); returns the folder."""
     info = {**fingerprint(), **(meta or {})}  # meta may pin the fingerprint (the code the run started with)
-    path.with_suffix(".json").write_text(json.dumps(info, indent=2))
-    return path
+    return datafiles.write_set(folder, {"rows.csv": df[TABLE_COLUMNS].to_csv(index=False, float_format="%.6g")}, info)
 
 
-def load_table(path=TABLE_CSV) -> tuple[pd.DataFrame, dict]:
-    """(table, manifest) of the committed full table; a missing or malformed file raises naming it."""
+def command(meta: dict) -> str:
+    """The command line that computed the table of manifest ``meta``."""
+    return (f"python -m mot_lib predecessor --jobs {meta.get('jobs')} --threads {meta.get('threads')} "
+            f"--chunk {meta.get('chunk')} --attention-settings {' '.join(map(str, meta.get('attention_settings', [])))}")
+
+
+def expected_rows(meta: dict) -> pd.DataFrame:
+    """(setting, model, loss, seed) of every row the current code computes for the arguments the manifest
+    records (``jobs_for``), with the run's T of each."""
+    sch = Schedule(**meta.get("schedule", {}))
+    jobs = jobs_for(meta["settings"], meta.get("single_settings", [1]), meta["attention_settings"], meta["seeds"],
+                    meta["n_train"], chunk=meta.get("chunk") or 0)
+    out = []
+    for j in jobs:
+        for k in j["settings"]:
+            for m in j["baselines"]:
+                cfg = baseline_config(m)
+                out += [(k, m, loss_name(cfg.loss), s, cfg.T) for s in j["seeds"]]
+        for k in j["attention_settings"]:
+            for loss in j.get("losses", tuple(LOSSES.values())):
+                out += [(k, m, loss_name(loss), s, sch.T) for m in ATTENTION_MODELS for s in j["seeds"]]
+    return pd.DataFrame(out, columns=["setting", "model", "loss", "seed", "_T"])
+
+
+KINDS = {"setting": "int", "model": "str", "loss": "str", "seed": "int", "test_acc": "num", "test_acc_clean": "num",
+         "entropy": "num", "updates": "int", "final_train_loss": "num", "steps_to_level": "num", "label_weight": "num"}
+RANGES = {"test_acc": datafiles.Range(0.0, 100.0, nan=False), "test_acc_clean": datafiles.Range(0.0, 100.0),
+          "entropy": datafiles.Range(0.0), "updates": datafiles.Range(0.0, "_T", lo_open=True),
+          "final_train_loss": datafiles.Range(0.0, nan=False), "steps_to_level": datafiles.Range(0.0, "_T", lo_open=True),
+          "label_weight": datafiles.Range(0.0, 1.0)}
+
+
+def load_table(path=TABLE_DIR) -> tuple[pd.DataFrame, dict]:
+    """(table, manifest) of the committed full table (``path``: its folder, or the rows.csv in it).  A missing,
+    changed, unreadable or malformed file (its sha256 or rows are not those its manifest records; a column, a
+    type or a value out of range; not one row per setting, model, loss and seed of the current code's jobs for
+    the manifest's arguments) raises a ValueError naming it and the command that recomputes it."""
     path = Path(path)
-    redo = "recreate it with `python -m mot_lib predecessor`"
-    if not path.exists() or not path.with_suffix(".json").exists():
-        raise FileNotFoundError(f"{path} (or its .json manifest) is missing; {redo}")
+    folder = path.parent if path.suffix == ".csv" else path
+    csv = folder / "rows.csv"
+    meta = datafiles.read_manifest(folder, datafiles.redo_text("python -m mot_lib predecessor", folder))
+    redo = datafiles.redo_text(command(meta), folder)
+    if not csv.is_file():
+        raise datafiles.MissingFile(f"{datafiles.rel(csv)} is missing; {redo}")
     try:
-        df = pd.read_csv(path)
-        meta = json.loads(path.with_suffix(".json").read_text())
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not readable ({e}); {redo}") from None
-    if list(df.columns) != TABLE_COLUMNS or "library_hash" not in meta:
-        raise ValueError(f"{path}: expected the columns {TABLE_COLUMNS} and a manifest with 'library_hash'; {redo}")
+        df = pd.read_csv(csv)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ValueError(f"{datafiles.rel(csv)}: not readable ({' '.join(str(e).split())}); {redo}") from None
+    need = ("seeds", "settings", "attention_settings", "n_train")
+    if any(k not in meta for k in need):
+        raise ValueError(f"{datafiles.rel(folder / datafiles.MANIFEST)}: expected the run's arguments {list(need)}; {redo}")
+    datafiles.check_schema(df, csv, redo, KINDS, key=["setting", "model", "loss", "seed"], expected=expected_rows(meta),
+                           source="the current code's jobs for the manifest's arguments (predecessor_table.jobs_for)",
+                           ranges=RANGES)
+    datafiles.check_files(folder, meta, redo)
     return df, meta

@@ -81,7 +81,8 @@ def steps_col(eps: float) -> str:
 
 # ---------------------------------------------------------------------- the table
 def load() -> tuple[pd.DataFrame, pd.DataFrame, dict, str | None]:
-    """(rows, curves, manifest, stale): stale is why the table is stale now (``sweeps.why_stale``), or None."""
+    """(rows, curves, manifest, stale): stale is why the table is stale now (``sweeps.why_stale``), or None; a
+    missing, changed or malformed file raises a ValueError naming it (``sweeps.load``)."""
     rows, curves, meta = sweeps.load(schedule.NAME)
     return rows, curves, meta, sweeps.why_stale(meta, ("schedule",))
 
@@ -115,7 +116,7 @@ def table_status(rows: pd.DataFrame, meta: dict, stale: str | None) -> str:
     cpu = ""
     if isinstance(meta.get("seconds"), (int, float)) and isinstance(meta.get("jobs"), int):
         cpu = f" (about {meta['seconds'] * meta['jobs'] / 60:.0f} CPU-minutes: {meta['seconds']} s on {meta['jobs']} worker processes)"
-    return "\n".join([f"table: data/{schedule.NAME}.csv, {len(rows)} runs (configuration x seed){cpu}: "
+    return "\n".join([f"table: data/{schedule.NAME}/{sweeps.ROWS}, {len(rows)} runs (configuration x seed){cpu}: "
                        + "; ".join(parts)] + [sweeps.status(meta, stale)])
 
 

@@ -109,7 +109,9 @@ def test_lever_search_roundtrip_and_bad_files(tmp_path):
     assert list(df.columns) == floor.LEVER_COLUMNS and len(df) == 1
     assert 0.0 <= df["final_err | MoT"].iloc[0] <= 1.0
     f = floor.save_levers(df, tmp_path / "levers.csv")
-    back = floor.load_levers(f)
+    back = floor.load_levers(f, levers=lever)
+    with pytest.raises(ValueError, match="levers.csv: line 2 .* is not a row of the levers of floor.LEVERS"):      # not the book's levers
+        floor.load_levers(f)
     np.testing.assert_allclose(back["final_loss | MoT"], df["final_loss | MoT"], rtol=1e-5)
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         floor.load_levers(tmp_path / "missing.csv")

@@ -60,8 +60,10 @@ the widening was not blind to them; the rules and comparisons below are the ones
 
 **The table.** All of this (18 models, 5 multipliers on 3 tuning seeds, then 20 verdict seeds) is computed by
 `python -m mot_lib sweep fair` (about 100 CPU-minutes; about 6 minutes on 16 cores) and committed as
-`data/fair_comparison*.csv` with a manifest. The line below says whether the engine still gives the numbers the
-table was computed with, and a live rerun at the end of the chapter reproduces two of its rows.
+`data/fair_comparison/` (the rows, the curves and a manifest with the sha256 of each file). The chapter stops,
+naming the file, if a file is not the one the manifest records or breaks the table's schema; the line below says
+whether the engine and the table's own rules still give the numbers the table was computed with, and a live
+rerun at the end of the chapter reproduces two of its rows.
 """),
 code("""
 import numpy as np

@@ -41,11 +41,12 @@ on 95% of that step's training samples.
 
 The sweep (four parts: the schedules, a grid of $(T_1, T_2-T_1)$, the smallest working $T_1$ against the
 number of experts, and an exploration sweep over $\lambda$ and $\eta_r$) takes far longer than a chapter may,
-so `python -m mot_lib sweep schedule` computes it and commits `data/training_schedule.csv` (one row per run and
-seed), `data/training_schedule_curves.csv` (recorded curves) and a manifest. This chapter reads them. The
-line *engine hash* below says whether the table is current: whether the modules that hold its rules are those
-it was computed with, and whether tiny canary runs of the training engine still give the numbers they gave
-then; a stale table is flagged, not silently used. A few of its rows are rerun live at the end.
+so `python -m mot_lib sweep schedule` computes it and commits `data/training_schedule/`: `rows.csv` (one row per
+run and seed), `curves.csv` (recorded curves) and a manifest with the sha256 of each. This chapter reads them,
+and stops, naming the file, if a file is not the one the manifest records or breaks the table's schema. The
+line *files* below says whether the table is current: whether tiny canary runs, through the training engine
+and through the table's own per-seed rules, still give the numbers they gave then; a stale table is flagged,
+not silently used. A few of its rows are rerun live at the end.
 """),
 code("""
 import dataclasses

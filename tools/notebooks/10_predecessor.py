@@ -48,9 +48,10 @@ paper states, not claims of the MoT paper, and the {doc}`scorecard <99_scorecard
 
 The full table (four settings, four baselines, the MoT comparison, 20 seeds, 16,000 samples) takes far
 longer than a chapter may, so `python -m mot_lib predecessor` computes it and commits
-`data/predecessor_table.csv` with a manifest holding the hash of the modules with its rules and a canary (a few
-numbers from tiny runs of every model in the table); this chapter reads it and says whether either has changed
-since (the line *engine hash* below). A live run of setting 1 at a smaller size shows the same engine running.
+`data/predecessor_table/` (the rows and a manifest holding their sha256 and a canary: a few numbers from tiny
+runs of every model in the table, through the engine and through the table's own per-seed rules); this chapter
+reads it, stops, naming the file, if the file is not the one the manifest records or breaks the table's schema,
+and says whether the canary has changed since (the line *files* below). A live run of setting 1 at a smaller size shows the same engine running.
 """),
 code("""
 import numpy as np
@@ -74,7 +75,7 @@ seeds = [0, 1, 2, 3, 4]   # seeds of the live run of setting 1 (the table's seed
 n_live = 1000             # training and test samples of the live run (the table: 16,000)
 acc_tol = 1.0             # "within 1 point of the published accuracy" (why: see the verdicts)
 level = 0.95              # coverage of the Student-t intervals over seeds
-table = None              # the full table's CSV (None: data/predecessor_table.csv)
+table = None              # the full table's folder (None: data/predecessor_table)
 quick = False             # a smoke run: the live run at 400 samples on 3 seeds (the table is the same)
 out_dir = None            # where the verdicts go (None: the book's folder)
 """, tags=["parameters"]),

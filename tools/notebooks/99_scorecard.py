@@ -70,7 +70,7 @@ not claims of the paper: they are not counted in the line at the top, not
 rerun by `python -m mot_lib replicate` and not part of the share of verdicts
 that stay the same on other seeds (`python -m mot_lib agree`). The verdicts of
 the predecessor chapter concern a table computed once (`python -m mot_lib
-predecessor`, committed as `data/predecessor_table.csv`) on the seeds its rows
+predecessor`, committed as `data/predecessor_table/`) on the seeds its rows
 name; rerunning that chapter with other `seeds` changes only its live run.
 """),
 code("""
