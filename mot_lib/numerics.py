@@ -11,8 +11,11 @@ the book pins all four, for every process that imports ``mot_lib``:
 * ``MKL_CBWR=AVX2,STRICT``: MKL's conditional numerical reproducibility, strict mode (the same matmul
   results on any processor with AVX2, whatever the number of threads);
 * ``DNNL_MAX_CPU_ISA=AVX2``: oneDNN's instruction set, for the paths that use it;
-* one intra-op thread (``torch.set_num_threads(1)``): the engine's tensors are small, so one thread is
-  also the fastest; ``MOT_THREADS=N`` takes N, and then the numbers depend on N.
+* one intra-op thread (``torch.set_num_threads(1)``), on any machine: a reduction split over threads adds in
+  an order that depends on their number (chapter 05's single transformer moves in its third digit between
+  1 and 2 threads).  One rather than two: on a 2-core machine two threads gave chapter 05 70 s against 89 s
+  when the machine was otherwise idle, but when anything else ran beside it, two threads waiting on each
+  other made chapter 03 take 425 s against 72 s.  ``MOT_THREADS=N`` takes N, and then the numbers depend on N.
 
 The environment variables are read once per process, when torch first dispatches a kernel (and MKL on its
 first call), so ``pin`` sets them when ``mot_lib`` is imported and ``check`` says what it could not pin:
@@ -42,15 +45,19 @@ def native() -> bool:
     return os.environ.get("MOT_NUMERICS", "").strip().lower() == "native"
 
 
+#: the intra-op thread count the book's numbers are computed with
+THREADS = 1
+
+
 def threads() -> int:
-    """The intra-op thread count the book computes with: 1, or ``MOT_THREADS``."""
-    raw = os.environ.get("MOT_THREADS", "1").strip()
+    """The intra-op thread count the book computes with: ``THREADS``, or ``MOT_THREADS``."""
+    raw = os.environ.get("MOT_THREADS", str(THREADS)).strip()
     try:
         n = int(raw)
     except ValueError:
         n = 0
     if n < 1:
-        raise ValueError(f"MOT_THREADS={raw!r} must be a whole number >= 1 (unset, the book uses 1 thread)")
+        raise ValueError(f"MOT_THREADS={raw!r} must be a whole number >= 1 (unset, the book uses {THREADS} threads)")
     return n
 
 

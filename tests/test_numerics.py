@@ -14,6 +14,8 @@ import sys
 import pytest
 import torch
 
+from mot_lib.numerics import THREADS
+
 SCRIPT = r"""
 import json, sys
 import mot_lib as mot
@@ -50,7 +52,7 @@ def pinned_default():
 ], ids=["avx2", "avx512"])
 def test_same_bits_whatever_the_shell_sets(pinned_default, shell):
     got = run(shell)
-    assert got["numerics"]["capability"] == "AVX2" and got["numerics"]["threads"] == 1
+    assert got["numerics"]["capability"] == "AVX2" and got["numerics"]["threads"] == THREADS
     assert got["bits"] == pinned_default["bits"]
 
 
