@@ -13,9 +13,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mot_lib import book, canary, datafiles, floor, schedule, sweeps
-from mot_lib import predecessor_table as pt
-from mot_lib.__main__ import main
+from mot_lib import book
+from mot_lib.book import staleness as canary
+from mot_lib.book import datafiles
+from mot_lib.claims import floor
+from mot_lib.experiments import schedule
+from mot_lib.experiments import sweeps
+from mot_lib.experiments import predecessor_table as pt
+from mot_lib.cli import main
 
 DATA = datafiles.DATA
 REPO = datafiles.REPO
@@ -220,6 +225,7 @@ def test_agree_compares_an_intact_replication(tmp_path, capsys):
 def test_agree_before_any_default_run_says_what_to_run(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("MOT_OUT_DIR", raising=False)
     monkeypatch.setattr(book, "REPO", tmp_path)             # the default folder would be tmp_path/_build/out
+    monkeypatch.setattr(book.registry, "REPO", tmp_path)
     assert main(["agree", str(DATA / "replication")]) == 2
     err = capsys.readouterr().err
     assert "no verdicts of a default run" in err and "python -m mot_lib run all --out" in err and "make book" in err
@@ -246,8 +252,8 @@ def test_the_rules_canary_passes_through_the_summarizing_rules(monkeypatch):
     rules' canary and marks the table stale, though the engine's numbers and every module's bytes are the same."""
     meta = json.loads((DATA / "training_schedule" / "manifest.json").read_text())
     assert sweeps.why_stale(meta, ("schedule",)) is None
-    real = sweeps.rates.iterations_to_eps
-    monkeypatch.setattr(sweeps.rates, "iterations_to_eps", lambda s, v, e: real(s, v, e) + 1)
+    real = sweeps.stats.iterations_to_eps
+    monkeypatch.setattr(sweeps.stats, "iterations_to_eps", lambda s, v, e: real(s, v, e) + 1)
     assert "rules that summarise its runs changed" in sweeps.why_stale(meta, ("schedule",))
 
 
@@ -312,7 +318,7 @@ def fast_fingerprints(monkeypatch):
     """The writers' fingerprints without their canary runs (what is written does not matter here)."""
     fp = {"library_hash": "h", "modules": [], "canary": [1.0]}
     monkeypatch.setattr(pt, "fingerprint", lambda: fp)
-    monkeypatch.setattr(book, "claim_fingerprint", lambda: fp)
+    monkeypatch.setattr(book.replication, "claim_fingerprint", lambda: fp)
     monkeypatch.setattr(floor, "levers_canaries", lambda: {"canary": [1.0]})
 
 

@@ -18,7 +18,7 @@ from .config import Setting, SingleConfig, TrainConfig, check_seeds
 from .data import Dataset, Split, make_dataset, seed_streams
 from .models import (activation, attention_scores, effective_W, gather_experts, init_mot, init_single,
                      logistic_loss, gate_prob, mot_forward, route, router_scores, shared_token_weights, single_forward,
-                     token_weights, token_weights_all, uniform_weights)
+                     token_weights, token_weights_all, uniform_weights, _weights, eval_routing)
 
 HISTORY_COLUMNS = ["step", "seed", "stage", "quantity", "expert", "i", "j", "value"]
 
@@ -153,30 +153,6 @@ def _step(p: torch.Tensor, g: torch.Tensor, eta: float, opt: str):
         norm = g.reshape(g.shape[0], g.shape[1], -1).norm(dim=-1)
         norm = norm.reshape(norm.shape + (1,) * (g.dim() - 2))
         p -= eta * torch.where(norm > 0, g / norm.clamp_min(1e-300), torch.zeros_like(g))
-
-
-def _weights(cfg: TrainConfig, X, WKQ, idx, cache):
-    """Token weights a (S,n,L) for the routed experts: uniform, cached (W_KQ frozen) or live.  A shared
-    key-query matrix (W_KQ of shape (S,1,d,d)) gives every sample the same matrix, whichever expert it meets."""
-    if not cfg.attention:
-        return uniform_weights(X, cfg.query_pool)
-    if cfg.shared_attention:
-        return cache[:, 0] if cache is not None else shared_token_weights(X, WKQ[:, 0], cfg.query_pool)
-    if cache is not None:  # cache (S,M,n,L): row (s, idx[s,i], i)
-        S, M, n, L = cache.shape
-        rows = ((torch.arange(S)[:, None] * M + idx) * n + torch.arange(n)).reshape(-1)
-        return cache.reshape(-1, L).index_select(0, rows).view(S, n, L)
-    return token_weights(X, gather_experts(WKQ, idx), cfg.query_pool)
-
-
-def eval_routing(run: Run, split: Split):
-    """Unperturbed routing on a split: idx (S,n), gate probability pi (S,n,M), token weights a (S,n,L)."""
-    p = run.params
-    h = router_scores(split.xsum, p["theta"])
-    idx = route(h)
-    with torch.no_grad():
-        a = _weights(run.cfg, split.X, p["WKQ"], idx, None)
-    return idx, gate_prob(h, idx), a
 
 
 def _mot_record(rec: _Recorder, step: int, stage: str, cfg: TrainConfig, p: dict, data: Dataset, sigma,

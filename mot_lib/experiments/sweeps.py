@@ -26,8 +26,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import capacity, datafiles, rates
-from .config import Setting, SingleConfig, TrainConfig, check_seeds
+from ..engine import capacity
+from ..book import datafiles
+from .. import stats
+from ..engine.config import Setting, SingleConfig, TrainConfig, check_seeds
+from . import fair, schedule
+from .jobs import Job, chunked, smoke  # noqa: F401  (sweeps.Job: the unit of work of every sweep)
 
 DATA = datafiles.DATA
 #: the files of a sweep's folder
@@ -36,34 +40,11 @@ ROWS, CURVES = "rows.csv", "curves.csv"
 EPS_GRID = (1e-1, 1e-2, 1e-3)
 BUDGETS = (100, 200, 500)
 #: the modules a sweep table is computed with (the chapters' rule modules are added by each table)
-ENGINE_MODULES = ("config", "data", "metrics", "models", "training", "rates", "capacity", "sweeps")
+ENGINE_MODULES = ("engine.config", "engine.data", "engine.metrics", "engine.models", "engine.training", "stats",
+                  "engine.capacity", "experiments.sweeps")
 #: routing accuracy that counts as "routed" (t_spec), and explore_agree that counts as "the gate has committed"
 ROUTE_MIN = 0.95
 AGREE_MIN = 0.95
-
-
-@dataclass(frozen=True)
-class Job:
-    """One configuration on some seeds.  ``labels``: what the rows are (columns of the table); ``kind``:
-    "mot" (``train_mot``, any routed model) or "single"; ``cfg``: the config's fields; ``setting``: changes
-    to the default ``Setting``; ``curves``: recorded quantities kept per step; ``cost``: relative CPU cost
-    (only to hand the heaviest jobs out first)."""
-    table: str
-    labels: dict
-    kind: str
-    cfg: dict
-    seeds: tuple
-    setting: dict = field(default_factory=dict)
-    curves: tuple = ()
-    cost: float = 1.0
-
-    def config(self) -> TrainConfig | SingleConfig:
-        if self.kind not in ("mot", "single"):
-            raise ValueError(f"kind={self.kind!r} is not allowed; choose 'mot' or 'single'")
-        return (TrainConfig if self.kind == "mot" else SingleConfig)(**self.cfg)
-
-    def the_setting(self) -> Setting:
-        return Setting(**self.setting)
 
 
 def first_step(curve: pd.Series, ok) -> float:
@@ -92,7 +73,7 @@ def summarize(run, cfg, setting: Setting, eps_grid=EPS_GRID, budgets=BUDGETS, ro
         for b in budgets:
             row[f"loss_at_{b}"] = curve.loc[b] if b in curve.index else math.nan
         for e in eps_grid:
-            row[f"steps_to_{e:g}"] = rates.iterations_to_eps(curve.index, curve.to_numpy(), e)
+            row[f"steps_to_{e:g}"] = stats.iterations_to_eps(curve.index, curve.to_numpy(), e)
         if routed:
             row["routing_acc_T1"] = racc[s].loc[cfg.T1] if cfg.T1 in racc.index else math.nan
             row["label_weight_T2"] = lw[s].loc[cfg.T2] if cfg.T2 in lw.index else math.nan
@@ -106,10 +87,10 @@ def summarize(run, cfg, setting: Setting, eps_grid=EPS_GRID, budgets=BUDGETS, ro
 
 def run_job(job: Job, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per-seed rows, curves) of one job, labelled with ``job.labels``."""
-    from .training import train_mot, train_single
+    from ..engine.training import train_mot, train_single
     cfg, st = job.config(), job.the_setting()
     seeds = check_seeds(list(job.seeds))
-    from .training import DivergenceError
+    from ..engine.training import DivergenceError
     train = train_mot if job.kind == "mot" else train_single
     try:
         run = train(st, cfg, seeds, progress=progress)
@@ -177,22 +158,6 @@ def run_jobs(jobs: list[Job], workers: int = 1, threads: int = 1,
     return rows, curves
 
 
-def smoke(job: Job) -> Job:
-    """The job at a tiny size (2 seeds, 200 samples, 40 steps; stage boundaries at most 10 and 20): a check
-    that a sweep runs and writes its files, in seconds (``python -m mot_lib sweep ... --smoke``)."""
-    c = dict(job.cfg, T=40, record_every=10)
-    if job.kind == "mot":
-        c["T1"], c["T2"] = min(c["T1"], 10), min(c["T2"], 20)
-    return Job(job.table, job.labels, job.kind, c, tuple(job.seeds[:2]), {**job.setting, "n_train": 200, "n_test": 200},
-               job.curves, job.cost)
-
-
-def chunked(seeds, size: int) -> list[tuple]:
-    """Seeds in groups of ``size`` (the unit of work of one job)."""
-    seeds = list(seeds)
-    return [tuple(seeds[i:i + size]) for i in range(0, len(seeds), size)]
-
-
 def save(name: str, rows: pd.DataFrame, curves: pd.DataFrame, meta: dict, folder: Path = DATA) -> Path:
     """Write the folder <folder>/<name>: rows.csv, curves.csv and manifest.json (``meta`` with the files' sha256
     and rows), swapped in at once (``datafiles.write_set``); returns the folder."""
@@ -248,7 +213,6 @@ CURVE_RANGES = {"test_loss": (0.0, np.inf), "label_weight": (0.0, np.inf), "rout
 def expected_jobs(name: str, rows: pd.DataFrame, meta: dict, where: str, again: str) -> tuple[list[Job], str]:
     """The jobs the current code runs for sweep ``name`` (the fair comparison's verdict jobs at the multipliers
     its own tuning rows choose, which must be those its manifest records), and their source in words."""
-    from . import fair, schedule
     if name == schedule.NAME:
         return schedule.jobs(), "the current job list (schedule.jobs())"
     if name == fair.NAME:
@@ -320,8 +284,8 @@ def _canary_runs():
     """Tiny float64 runs of every model family the sweeps hold, through the shared engine: the MoT under the
     four schedules, the shared-attention MoE (J = 1 and J = 3), the attention-free MoE with J = 3 neurons,
     the single transformer at (H, J) = (2, 3); 2 seeds, 200 samples.  [(run, config)], the setting."""
-    from .data import make_dataset
-    from .training import train_mot, train_single
+    from ..engine.data import make_dataset
+    from ..engine.training import train_mot, train_single
     st, seeds = Setting(n_train=200, n_test=200), [0, 1]
     data = make_dataset(st, seeds)
     base = TrainConfig(T=24, T1=8, T2=16, record_every=8)
@@ -369,7 +333,6 @@ def canaries(modules=()) -> dict:
         engine += r.final("test_loss").tolist() + [float(r.params[k].abs().sum()) for k in sorted(r.params)]
         rules += rule_numbers(r, c, st)
     if "fair" in modules:
-        from . import fair
         rules += fair.rule_numbers()
     return {"canary": engine, "canary_rules": rules}
 
@@ -382,14 +345,14 @@ def canary() -> list[float]:
 def fingerprint(modules) -> dict:
     """The manifest's staleness keys for the code as it is now: the canaries, and the hash of the rule modules
     (for information)."""
-    from .canary import fingerprint as fp
-    return fp(tuple(ENGINE_MODULES) + tuple(modules), lambda: canaries(modules))
+    from ..book.staleness import fingerprint as fp
+    return fp(tuple(ENGINE_MODULES) + tuple(f"experiments.{m}" for m in modules), lambda: canaries(modules))
 
 
 def why_stale(meta: dict, modules) -> str | None:
-    """Why a sweep of manifest ``meta`` is stale now (its canaries differ, ``canary.table_stale``), or None; its
+    """Why a sweep of manifest ``meta`` is stale now (its canaries differ, ``staleness.table_stale``), or None; its
     files and schema are checked by ``load``."""
-    from .canary import table_stale
+    from ..book.staleness import table_stale
     return table_stale(meta, lambda: canaries(modules))
 
 

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import rates
-from .book import ChapterParams, register
-from .config import MAX_STEPS, Setting, TrainConfig, _check, _check_list
-from .data import Dataset, make_dataset
-from .training import Run, train_mot
+from .. import stats
+from ..book.registry import ChapterParams, register
+from ..engine.config import MAX_STEPS, Setting, TrainConfig, _check, _check_list
+from ..engine.data import Dataset, make_dataset
+from ..engine.training import Run, train_mot
 
 #: A stated exponent p is accepted when the slope's 95% interval lies in [p - TOL, p + TOL];
 #: an O(x^p) upper bound when the interval lies at or below p + TOL.
@@ -263,21 +263,21 @@ def sweep(P: Prop1Params, field: str, data: Dataset | None = None, eta: float | 
 SLOPE_TEST = "mean over seeds of each seed's log-log slope, Student t 95%"
 
 
-def slope(df: pd.DataFrame, x: str, y: str) -> tuple[rates.Estimate, int]:
+def slope(df: pd.DataFrame, x: str, y: str) -> tuple[stats.Estimate, int]:
     """Log-log slope of y against x fitted per seed (its points across the sweep), then the mean over
     seeds with a t interval; also how many seeds had a slope (a seed needs 2 finite positive points)."""
     d = df[[x, y, "seed"]].replace([np.inf, -np.inf], np.nan).dropna()
     d = d[(d[x] > 0) & (d[y] > 0)]
     if d[x].nunique() < 2:
-        return rates.Estimate(float("nan"), float("nan"), float("nan")), 0
-    return rates.seedwise_fit(d, x, y)
+        return stats.Estimate(float("nan"), float("nan"), float("nan")), 0
+    return stats.seedwise_fit(d, x, y)
 
 
 def exponent_row(df, x, y, claim, stated: float, bound: str) -> dict:
     """Verdict row for a stated exponent (Theta): accepted if the interval of the mean per-seed slope
     lies in stated +- TOL."""
     est, n = slope(df, x, y)
-    return rates.population_row(claim, f"{bound}: slope in [{stated - TOL:g}, {stated + TOL:g}]", est,
+    return stats.population_row(claim, f"{bound}: slope in [{stated - TOL:g}, {stated + TOL:g}]", est,
                                 (stated - TOL, stated + TOL), SLOPE_TEST, n)
 
 
@@ -285,7 +285,7 @@ def upper_bound_row(df, x, y, claim, stated: float, bound: str) -> dict:
     """Verdict row for an O(x^stated) upper bound: accepted if the interval of the mean per-seed slope
     lies at or below stated + TOL."""
     est, n = slope(df, x, y)
-    return rates.population_row(claim, f"{bound}: slope at most {stated + TOL:g}", est,
+    return stats.population_row(claim, f"{bound}: slope at most {stated + TOL:g}", est,
                                 (-math.inf, stated + TOL), SLOPE_TEST, n)
 
 
@@ -295,10 +295,10 @@ def routing_row(run: Run, route_min: float = 0.95, seed_share: float = 0.5) -> d
     end = run.cfg.T
     ok = ((run.scalar("routing_acc").loc[end] >= route_min)
           & (run.scalar("classes_covered").loc[end] >= run.setting.N)).astype(float)
-    return rates.population_row(
+    return stats.population_row(
         "the gate routes each class to its specialists at the end of Stage I",
         f"share of seeds with every class covered and routing accuracy $\\ge {route_min:g}$: at least {seed_share:g}",
-        rates.share(ok.to_numpy()), (seed_share, 1.0), "share of seeds passing, Wilson 95%", len(ok))
+        stats.share(ok.to_numpy()), (seed_share, 1.0), "share of seeds passing, Wilson 95%", len(ok))
 
 
 def lowest(df: pd.DataFrame, col: str, k: int = 3) -> pd.DataFrame:

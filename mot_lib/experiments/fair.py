@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import capacity
-from .config import Setting, SingleConfig, TrainConfig
-from .sweeps import Job
+from ..engine import capacity
+from ..engine.config import Setting, SingleConfig, TrainConfig
+from .jobs import Job, chunked
 
 NAME = "fair_comparison"
 #: the MoT's experts at the three capacity levels (16 is the book's default MoT)
@@ -103,7 +103,6 @@ def _chunk(m: dict) -> int:
 
 
 def tuning_jobs(levels=LEVELS, mults=MULTS, seeds=TUNING_SEEDS) -> list[Job]:
-    from .sweeps import chunked
     jobs = []
     for M in levels:
         for m in matched_models(M):
@@ -125,7 +124,6 @@ def choose_multipliers(tuning: pd.DataFrame) -> pd.DataFrame:
 
 
 def verdict_jobs(chosen: pd.DataFrame, levels=LEVELS, seeds=SEEDS) -> list[Job]:
-    from .sweeps import chunked
     jobs = []
     for M in levels:
         for m in matched_models(M):

@@ -220,3 +220,28 @@ def single_forward(params: dict, X: torch.Tensor, sigma) -> torch.Tensor:
 def attention_scores(WKQ: torch.Tensor, signals: torch.Tensor) -> torch.Tensor:
     """p_{mu,nu} = mu^T W_KQ nu over the signal set: (S,M,2N,2N) from WKQ (S,M,d,d), signals (S,2N,d)."""
     return torch.einsum("sad,smde,sbe->smab", signals, WKQ, signals)
+
+
+# ----------------------------------------------------------------------------- routing of a trained run
+def _weights(cfg, X, WKQ, idx, cache):
+    """Token weights a (S,n,L) for the routed experts: uniform, cached (W_KQ frozen) or live.  A shared
+    key-query matrix (W_KQ of shape (S,1,d,d)) gives every sample the same matrix, whichever expert it meets."""
+    if not cfg.attention:
+        return uniform_weights(X, cfg.query_pool)
+    if cfg.shared_attention:
+        return cache[:, 0] if cache is not None else shared_token_weights(X, WKQ[:, 0], cfg.query_pool)
+    if cache is not None:  # cache (S,M,n,L): row (s, idx[s,i], i)
+        S, M, n, L = cache.shape
+        rows = ((torch.arange(S)[:, None] * M + idx) * n + torch.arange(n)).reshape(-1)
+        return cache.reshape(-1, L).index_select(0, rows).view(S, n, L)
+    return token_weights(X, gather_experts(WKQ, idx), cfg.query_pool)
+
+
+def eval_routing(run, split):
+    """Unperturbed routing on a split: idx (S,n), gate probability pi (S,n,M), token weights a (S,n,L)."""
+    p = run.params
+    h = router_scores(split.xsum, p["theta"])
+    idx = route(h)
+    with torch.no_grad():
+        a = _weights(run.cfg, split.X, p["WKQ"], idx, None)
+    return idx, gate_prob(h, idx), a

@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import datafiles, rates
-from .config import PredecessorConfig, Setting, check_seeds
-from .data import make_dataset
+from ..book import datafiles
+from .. import stats
+from ..engine.config import PredecessorConfig, Setting, check_seeds
+from ..engine.data import make_dataset
 from .predecessor import LOSS_FLOOR, train_predecessor
-from .training import Run
+from ..engine.training import Run
 
 #: Published values (inputs from the paper, never computed here): Chen, Deng, Wu, Gu, Li (NeurIPS 2022), Table 1
 #: (test accuracy in %, dispatch entropy; mean and sd over 10 runs for the MoEs), as restated in this book's
@@ -113,7 +114,7 @@ def per_seed_rows(run: Run, setting_k: int, model: str, loss_name: str, level: f
     seeds = run.seeds
     fin = lambda q: run.final(q).reindex(seeds).to_numpy() if q in set(h.quantity) else np.full(len(seeds), np.nan)  # noqa: E731
     tl = run.scalar("train_loss")
-    steps = [rates.iterations_to_eps(tl.index, tl[s].to_numpy(), level) if level is not None else np.nan
+    steps = [stats.iterations_to_eps(tl.index, tl[s].to_numpy(), level) if level is not None else np.nan
              for s in seeds]
     lw = run.scalar("label_weight").iloc[-1].reindex(seeds).to_numpy() if "label_weight" in set(h.quantity) \
         else np.full(len(seeds), np.nan)
@@ -128,7 +129,8 @@ def per_seed_rows(run: Run, setting_k: int, model: str, loss_name: str, level: f
 #: The modules the table is computed with.  Its manifest records the canaries of ``canaries`` (and the hash of
 #: the modules that hold its rules, for information); the chapter flags the table as stale when a canary differs
 #: now (``is_stale``); ``load_table`` checks its files and schema.
-ENGINE_MODULES = ("config", "data", "metrics", "models", "predecessor", "predecessor_table", "rates", "training")
+ENGINE_MODULES = ("engine.config", "engine.data", "engine.metrics", "engine.models", "experiments.predecessor",
+                  "experiments.predecessor_table", "stats", "engine.training")
 #: the table's measured columns
 MEASURED = [c for c in TABLE_COLUMNS if c not in ("setting", "model", "loss", "seed")]
 
@@ -164,15 +166,15 @@ def canary() -> list[float]:
 
 
 def fingerprint() -> dict:
-    """The manifest's staleness keys (``canary.fingerprint``) for the code as it is now."""
-    from .canary import fingerprint as fp
+    """The manifest's staleness keys (``staleness.fingerprint``) for the code as it is now."""
+    from ..book.staleness import fingerprint as fp
     return fp(ENGINE_MODULES, canaries)
 
 
 def is_stale(meta: dict) -> str | None:
-    """Why the table of manifest ``meta`` is stale now (its canaries differ: ``canary.table_stale``), or None when
+    """Why the table of manifest ``meta`` is stale now (its canaries differ: ``staleness.table_stale``), or None when
     it is current; its files and schema are checked by ``load_table``."""
-    from .canary import table_stale
+    from ..book.staleness import table_stale
     return table_stale(meta, canaries)
 
 

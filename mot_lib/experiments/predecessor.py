@@ -29,11 +29,11 @@ import math
 
 import torch
 
-from . import metrics as mt
-from .config import PredecessorConfig, Setting
-from .data import Dataset, seed_streams
-from .models import row_softmax, router_scores
-from .training import Run, _check_finite, _progress, _Recorder, prepare
+from ..engine import metrics as mt
+from ..engine.config import PredecessorConfig, Setting
+from ..engine.data import Dataset, seed_streams
+from ..engine.models import row_softmax, router_scores
+from ..engine.training import Run, _check_finite, _progress, _Recorder, prepare
 
 #: log(1 + e^-1): the floor of the double-softmax cross-entropy (the softmax outputs lie in [0, 1]).
 LOSS_FLOOR = math.log1p(math.exp(-1.0))

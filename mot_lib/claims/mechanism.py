@@ -41,14 +41,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import metrics as mt
-from . import rates
-from .book import ChapterParams, register
-from .config import Setting, SingleConfig, TrainConfig, _check
-from .data import make_dataset, seed_streams
-from .models import (activation, init_mot, logistic_loss, router_scores, row_softmax, single_forward, token_weights_all,
+from ..engine import metrics as mt
+from .. import stats
+from ..book.registry import ChapterParams, register
+from ..engine.config import Setting, SingleConfig, TrainConfig, _check
+from ..engine.data import make_dataset, seed_streams
+from ..engine.models import (activation, init_mot, logistic_loss, router_scores, row_softmax, single_forward, token_weights_all,
                      uniform_weights)
-from .training import Run, eval_routing, train_mot, train_single
+from ..engine.models import eval_routing
+from ..engine.training import Run, train_mot, train_single
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -468,17 +469,17 @@ def conflict_rows(conf: pd.DataFrame, T: int, margin: float, clear_gap: float, s
     gap = (sp.within_cos - sh).dropna()
     pure = (sp.purity >= purity_min).astype(float)
     return [
-        rates.population_row("shared expert: per-class gradients conflict (class against the other classes' pull)",
+        stats.population_row("shared expert: per-class gradients conflict (class against the other classes' pull)",
                              f"mean $\\cos(g_n, \\sum_{{m \\ne n}} g_m)$ at most $-{margin:g}$",
-                             rates.mean_t(sh.to_numpy()), (-np.inf, -margin), MEAN_TEST.format("cosine"), len(sh)),
-        rates.population_row("specialists: the gradient of the samples routed to them agrees with itself, "
+                             stats.mean_t(sh.to_numpy()), (-np.inf, -margin), MEAN_TEST.format("cosine"), len(sh)),
+        stats.population_row("specialists: the gradient of the samples routed to them agrees with itself, "
                              "clearly more than the shared expert's classes agree",
                              f"within-specialist cosine minus shared cosine at least {clear_gap:g}",
-                             rates.mean_t(gap.to_numpy()), (clear_gap, np.inf), MEAN_TEST.format("difference"), len(gap)),
-        rates.population_row("specialists: routing keeps the other classes' pull out",
+                             stats.mean_t(gap.to_numpy()), (clear_gap, np.inf), MEAN_TEST.format("difference"), len(gap)),
+        stats.population_row("specialists: routing keeps the other classes' pull out",
                              f"seeds whose worst used expert gets at least {purity_min:g} of its samples from its own "
                              f"class: a share of at least {seed_share:g}",
-                             rates.share(pure.to_numpy()), (seed_share, 1.0), SHARE_TEST, len(pure)),
+                             stats.share(pure.to_numpy()), (seed_share, 1.0), SHARE_TEST, len(pure)),
     ]
 
 
@@ -487,20 +488,20 @@ def curvature_rows(seedwise: pd.DataFrame, rel_tol: float, seed_share: float = 0
     rows = []
     for sub, name in (("signals", "$\\mathrm{span}\\{c_n, v_n\\}$"), ("full", "$\\mathbb{R}^d$")):
         e = seedwise[(seedwise.model == "MoT specialists") & (seedwise.subspace == sub)].rel_min.to_numpy()
-        rows.append(rates.population_row(
+        rows.append(stats.population_row(
             f"each used expert's Stage III loss is strongly convex on {name}",
             f"seeds whose worst used expert has $\\lambda_{{\\min}}/\\lambda_{{\\max}} \\ge {rel_tol:g}$: "
             f"a share of at least {seed_share:g}",
-            rates.share((e >= rel_tol).astype(float)), (seed_share, 1.0), SHARE_TEST, len(e)))
+            stats.share((e >= rel_tol).astype(float)), (seed_share, 1.0), SHARE_TEST, len(e)))
     e = seedwise[(seedwise.model == "MoT specialists") & (seedwise.subspace == "signals")].set_index("seed").rel_min
     s = seedwise[(seedwise.model == "single transformer") & (seedwise.subspace == "signals")].set_index("seed").rel_min
     # a per-seed comparison (the single transformer against the same seed's experts): the differences are
     # heavy-tailed (1e-5 to 1e-2), so a mean's t interval can cross 0 when every seed is below; the share of
     # seeds below is the population statement
     d = (s - e).dropna().to_numpy()
-    rows.append(rates.population_row(
+    rows.append(stats.population_row(
         "single transformer's smallest eigenvalue is below the experts' (signal span)",
         "seeds whose single $\\lambda_{\\min}/\\lambda_{\\max}$ is below their experts' worst: "
         f"a share above {seed_share:g}",
-        rates.share((d < 0).astype(float)), rates.above(seed_share, 1.0), SHARE_TEST, len(d)))
+        stats.share((d < 0).astype(float)), stats.above(seed_share, 1.0), SHARE_TEST, len(d)))
     return rows

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .config import Setting, SingleConfig, TrainConfig, check_seeds
-from .data import make_dataset
-from .training import Run, train_mot, train_single
+from ..engine.config import Setting, SingleConfig, TrainConfig, check_seeds
+from ..engine.data import make_dataset
+from ..engine.training import Run, train_mot, train_single
 
 
 def compare_models(setting: Setting | None = None, cfg: TrainConfig | None = None,
@@ -86,7 +86,7 @@ def regime_report(runs: dict[str, Run], min_routing: float = 0.95, min_ratio: fl
 # ----------------------------------------------------------------------------- chapter 01: the setting, shown
 from dataclasses import dataclass  # noqa: E402
 
-from .book import ChapterParams, register  # noqa: E402
+from ..book.registry import ChapterParams, register  # noqa: E402
 
 
 @register("01_setting")

@@ -25,11 +25,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import datafiles, rates
-from .book import ChapterParams, register
-from .config import Setting, TrainConfig, _check, _check_list
-from .data import make_dataset
-from .training import Run, train_mot
+from ..book import datafiles
+from .. import stats
+from ..book.registry import ChapterParams, register
+from ..engine.config import Setting, TrainConfig, _check, _check_list
+from ..engine.data import make_dataset
+from ..engine.training import Run, train_mot
 
 MODELS = ("MoT", "attention-free MoE")
 
@@ -123,7 +124,7 @@ def per_seed_summary(run: Run, tail: float) -> pd.DataFrame:
     loss = run.scalar("test_loss")
     err = 1 - run.scalar("test_acc")
     steps = tail_steps(run, tail)
-    slope = [rates.fit_power_law(steps, loss.loc[steps, s])[0] for s in loss.columns]
+    slope = [stats.fit_power_law(steps, loss.loc[steps, s])[0] for s in loss.columns]
     return pd.DataFrame({
         "seed": loss.columns.to_numpy(),
         "final_loss": loss.iloc[-1].to_numpy(), "tail_loss": loss.loc[steps].mean().to_numpy(),
@@ -132,13 +133,13 @@ def per_seed_summary(run: Run, tail: float) -> pd.DataFrame:
     })
 
 
-def log_ratio_estimate(num, den) -> rates.Estimate:
+def log_ratio_estimate(num, den) -> stats.Estimate:
     """Geometric-mean ratio num/den over seeds (paired): the mean of the per-seed log ratios with a
     Student-t interval, mapped back by exp."""
     num, den = np.asarray(num, float), np.asarray(den, float)
     lr = np.log(np.clip(num, 1e-300, None)) - np.log(np.clip(den, 1e-300, None))
-    e = rates.mean_t(lr)
-    return rates.Estimate(float(np.exp(e.value)), float(np.exp(e.lo)), float(np.exp(e.hi)))
+    e = stats.mean_t(lr)
+    return stats.Estimate(float(np.exp(e.value)), float(np.exp(e.lo)), float(np.exp(e.hi)))
 
 
 def sweep(P: FloorParams, field: str, reuse: dict | None = None, **setting_changes) -> pd.DataFrame:
@@ -196,26 +197,26 @@ def verdict_rows(runs: dict[str, Run], regime: str, P: FloorParams) -> list[dict
     share = "share of seeds passing, Wilson 95%"
     most = f"a share above {P.seed_share:g}"
     return [
-        rates.population_row(f"[{regime}] MoT final test loss below the attention-free MoE's",
+        stats.population_row(f"[{regime}] MoT final test loss below the attention-free MoE's",
                              "ratio MoE / MoT above 1", log_ratio_estimate(moe.final_loss, mot.final_loss),
-                             rates.above(1.0), "geometric mean over seeds of the per-seed ratio, Student t 95% (log scale)",
+                             stats.above(1.0), "geometric mean over seeds of the per-seed ratio, Student t 95% (log scale)",
                              n),
-        rates.population_row(f"[{regime}] attention-free MoE test loss plateaus (a floor)",
+        stats.population_row(f"[{regime}] attention-free MoE test loss plateaus (a floor)",
                              f"seeds whose tail slope of log loss against log $t$ lies in "
                              f"$[-{P.flat_tol:g}, {P.flat_tol:g}]$: {most}",
-                             rates.share((moe.tail_slope.abs() <= P.flat_tol).to_numpy(float)),
-                             rates.above(P.seed_share, 1.0),
+                             stats.share((moe.tail_slope.abs() <= P.flat_tol).to_numpy(float)),
+                             stats.above(P.seed_share, 1.0),
                              share, n),
-        rates.population_row(f"[{regime}] attention-free MoE has a nonzero test-error floor",
+        stats.population_row(f"[{regime}] attention-free MoE has a nonzero test-error floor",
                              f"seeds whose tail test error is at least {P.min_floor_err:g}: {most}",
-                             rates.share((moe.tail_err >= P.min_floor_err).to_numpy(float)),
-                             rates.above(P.seed_share, 1.0),
+                             stats.share((moe.tail_err >= P.min_floor_err).to_numpy(float)),
+                             stats.above(P.seed_share, 1.0),
                              share, n),
-        rates.population_row(f"[{regime}] MoT final test error below the attention-free floor",
+        stats.population_row(f"[{regime}] MoT final test error below the attention-free floor",
                              f"seeds whose MoT final error is at least {P.min_floor_err:g} below the MoE's tail "
                              f"error: {most}",
-                             rates.share((moe.tail_err - mot.final_err >= P.min_floor_err).to_numpy(float)),
-                             rates.above(P.seed_share, 1.0), share, n),
+                             stats.share((moe.tail_err - mot.final_err >= P.min_floor_err).to_numpy(float)),
+                             stats.above(P.seed_share, 1.0), share, n),
     ]
 
 
@@ -254,9 +255,9 @@ LEVER_COLUMNS = ["noise", "sigma_xi", "beta", "L", "n_train"] + [
     f"{q} | {m}" for m in MODELS for q in LEVER_QUANTITIES]
 #: The cached lever search (written by ``python -m mot_lib levers``, read by notebooks/04_lemma1), and beside it
 #: its manifest (lemma1_levers.json: the CSV's sha256 and rows, the canaries of ``levers_canaries``).
-LEVERS_CSV = Path(__file__).resolve().parent.parent / "data" / "lemma1_levers.csv"
+LEVERS_CSV = Path(__file__).resolve().parents[2] / "data" / "lemma1_levers.csv"
 #: the modules that hold the lever search's rules (their hash is recorded for information)
-LEVER_MODULES = ("data", "metrics", "rates", "floor")
+LEVER_MODULES = ("engine.data", "engine.metrics", "stats", "claims.floor")
 
 
 def levers_canaries() -> dict:
@@ -277,7 +278,7 @@ def levers_canaries() -> dict:
 
 def levers_stale(meta: dict) -> str | None:
     """Why the cached lever search of manifest ``meta`` is stale now (its canaries differ), or None."""
-    from .canary import table_stale
+    from ..book.staleness import table_stale
     return table_stale(meta, levers_canaries)
 
 
@@ -285,7 +286,7 @@ def save_levers(df: pd.DataFrame, path=LEVERS_CSV, meta: dict | None = None) -> 
     """Write the lever search's table (``explore_levers``) as CSV and its manifest (``<name>.json`` beside it:
     the CSV's sha256 and rows, the canaries, the hash of its rule modules), both or neither
     (``datafiles.write_files``)."""
-    from .canary import fingerprint
+    from ..book.staleness import fingerprint
     path = Path(path)
     text = df[LEVER_COLUMNS].to_csv(index=False, float_format="%.6g")
     info = {"command": "python -m mot_lib levers", **fingerprint(LEVER_MODULES, levers_canaries), **(meta or {}),

@@ -16,9 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import beyond, rates, schedule, sweeps
-from .book import ChapterParams, register
-from .config import Setting, _check
+from . import beyond
+from .. import stats
+from ..experiments import schedule
+from ..experiments import sweeps
+from ..book.registry import ChapterParams, register
+from ..engine.config import Setting, _check
 
 #: the label columns of the table (what a row's configuration is)
 LABELS = ["part", "schedule", "T1", "T2", "T", "M", "lam", "eta_router"]
@@ -134,12 +137,12 @@ def _st(x: float, T: int) -> str:
     return "" if math.isnan(x) else (f"{x:.0f}" if np.isfinite(x) else f"> {T}")
 
 
-def _iv(e: rates.Estimate, T: int) -> str:
+def _iv(e: stats.Estimate, T: int) -> str:
     """'220 [220, 230]' with '> T' for a step count beyond the run."""
     return f"{_st(e.value, T)} {_ivs(e, T)}"
 
 
-def _ivs(e: rates.Estimate, T: int) -> str:
+def _ivs(e: stats.Estimate, T: int) -> str:
     """The interval alone: '[220, 230]'."""
     return f"[{_st(e.lo, T)}, {_st(e.hi, T)}]"
 
@@ -288,7 +291,7 @@ def boundaries(rows: pd.DataFrame, eps: float, level: float = 0.95) -> pd.DataFr
     return pd.DataFrame(out)
 
 
-def _grid_iv(e: rates.Estimate) -> str:
+def _grid_iv(e: stats.Estimate) -> str:
     def s(x):
         return "" if math.isnan(x) else (f"{x:.0f}" if np.isfinite(x) else "none in the grid")
     return f"{s(e.value)} [{s(e.lo)}, {s(e.hi)}]"
@@ -551,7 +554,7 @@ def explore_markdown(rows: pd.DataFrame, curves: pd.DataFrame, level: float = 0.
 def _pass_rate_text(n: int, level: float, seed_share: float) -> int | None:
     """The smallest number of passing seeds out of ``n`` whose Wilson interval lies above ``seed_share``."""
     for k in range(n + 1):
-        if rates.wilson(k, n, level)[0] > seed_share:
+        if stats.wilson(k, n, level)[0] > seed_share:
             return k
     return None
 

@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import predecessor_table as pt
-from . import rates
-from .book import REPO, ChapterParams, register
-from .config import _check
-from .predecessor import train_predecessor
-from .data import make_dataset
+from ..experiments import predecessor_table as pt
+from .. import stats as rates
+from ..book.registry import REPO, ChapterParams, register
+from ..engine.config import _check
+from ..experiments.predecessor import train_predecessor
+from ..engine.data import make_dataset
 
 
 @register("10_predecessor")

@@ -28,14 +28,50 @@ arithmetic order moves them by about 1e-14, a change of the model by far more th
 """
 from __future__ import annotations
 
+import ast
+import hashlib
+
 import numpy as np
 
-from .book import library_hash
+from .registry import REPO
+
+
+def library_hash(modules=None) -> str:
+    """sha256 of what the chapters' numbers depend on besides their parameters, with requirements.txt.
+
+    ``modules=None``: every file mot_lib/**/*.py with its path and bytes (the build's cache guard: any edit
+    re-executes the book).  ``modules`` (names under mot_lib like "engine.data", "claims.floor", in a fixed
+    order): the hash of what one committed table or the replication was computed with
+    (``predecessor_table.ENGINE_MODULES``, ``replication.CLAIM_ENGINE``), by each module's source with its import
+    statements removed (``_rules_source``), not by its path: a module moved or renamed, or an import line
+    changed, with no other edit, keeps the hash."""
+    h = hashlib.sha256()
+    if modules is None:
+        files = sorted((REPO / "mot_lib").rglob("*.py"))
+        for f in files:
+            h.update(f.relative_to(REPO).as_posix().encode())
+            h.update(f.read_bytes())
+    else:
+        for m in modules:
+            h.update(_rules_source(REPO / "mot_lib" / (m.replace(".", "/") + ".py")).encode())
+    h.update(b"requirements.txt")
+    h.update((REPO / "requirements.txt").read_bytes())
+    return h.hexdigest()
+
+
+def _rules_source(path) -> str:
+    """A module's source without its import statements (every ``import``/``from ... import``, at any depth)."""
+    text = path.read_text()
+    drop = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            drop.update(range(node.lineno, node.end_lineno + 1))
+    return "\n".join(line for i, line in enumerate(text.splitlines(), 1) if i not in drop)
 
 #: relative tolerance of the canary comparison
 RTOL = 1e-7
 #: the engine every table shares; its numbers are checked by the canary, not by the hash
-SHARED_ENGINE = ("config", "models", "training")
+SHARED_ENGINE = ("engine.config", "engine.models", "engine.training")
 
 
 def rule_modules(modules) -> tuple:
@@ -87,9 +123,9 @@ def claims_canary() -> list[float]:
     """Tiny runs of the claim chapters' models: the MoT (three stages), its attention-free and joint
     ablations, the single transformer; 2 seeds, 200 samples.  Final test losses, training accuracies and the
     sum of the absolute final weights of each parameter tensor (which every update moves)."""
-    from .config import Setting, SingleConfig, TrainConfig
-    from .data import make_dataset
-    from .training import train_mot, train_single
+    from ..engine.config import Setting, SingleConfig, TrainConfig
+    from ..engine.data import make_dataset
+    from ..engine.training import train_mot, train_single
     st, seeds = Setting(n_train=200, n_test=200), [0, 1]
     data = make_dataset(st, seeds)
     base = TrainConfig(T=30, T1=10, T2=20, record_every=10)

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import rates, sweeps
+from .. import stats as rates
+from ..experiments import sweeps
 
 
 def faster(a, b) -> np.ndarray:

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import beyond, fair, sweeps
-from .book import ChapterParams, register
-from .config import _check
+from . import beyond
+from ..experiments import fair
+from ..experiments import sweeps
+from ..book.registry import ChapterParams, register
+from ..engine.config import _check
 
 SINGLE = "single transformer"
 BASELINES = ("shared-attention MoE", "attention-free MoE", SINGLE)

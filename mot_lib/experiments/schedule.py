@@ -16,8 +16,8 @@ Four parts, each a set of MoT runs on the book's setting, computed by ``python -
 """
 from __future__ import annotations
 
-from .config import TrainConfig
-from .sweeps import Job, chunked
+from ..engine.config import TrainConfig
+from .jobs import Job, chunked
 
 NAME = "training_schedule"
 SEEDS = tuple(range(20))

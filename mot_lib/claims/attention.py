@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import rates
-from .book import ChapterParams, register
-from .config import Setting, TrainConfig, _check, _check_list
-from .data import make_dataset
-from .training import Run, train_mot
+from .. import stats
+from ..book.registry import ChapterParams, register
+from ..engine.config import Setting, TrainConfig, _check, _check_list
+from ..engine.data import make_dataset
+from ..engine.training import Run, train_mot
 
 
 @register("03_proposition2")
@@ -272,5 +272,5 @@ def slope_row(df: pd.DataFrame, x: str, y: str, claim: str, bound: str, accept) 
     leaves the mean (the row's seed count says how many seeds entered)."""
     d = df[[x, y, "seed"]]
     d = d.assign(**{y: d[y].where(d[y] > 0)})
-    est, n = rates.seedwise_fit(d, x, y)
-    return rates.population_row(claim, bound, est, accept, SLOPE_TEST, n)
+    est, n = stats.seedwise_fit(d, x, y)
+    return stats.population_row(claim, bound, est, accept, SLOPE_TEST, n)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "data"
 #: where running computations keep their partial results (a stopped run keeps them there), outside data/
 WORK = REPO / "_build" / "work"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .models import activation, logistic_loss
+from .models import activation, eval_routing, logistic_loss
 
 
 def alignments(W: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
@@ -107,8 +107,6 @@ def expert_hessian_min_eig(run, split: str = "train", subspace: str = "signals")
     restricts the Hessian to span{c_n, v_n} (the directions the data moves W in);
     "full" uses all of R^d.  NaN for an expert that receives no sample.
     """
-    from .training import eval_routing  # local: training imports metrics
-
     data = run.data
     sp = data.train if split == "train" else data.test
     p = run.params

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import rates
-from .book import ChapterParams, register
-from .config import Setting, SingleConfig, TrainConfig, _check, _check_list
-from .data import make_dataset
-from .training import Run, train_mot, train_single
+from .. import stats
+from ..book.registry import ChapterParams, register
+from ..engine.config import Setting, SingleConfig, TrainConfig, _check, _check_list
+from ..engine.data import make_dataset
+from ..engine.training import Run, train_mot, train_single
 
 # acceptance ranges of the growth exponent k (stated in the notebook)
 K_TOL = 0.25
@@ -220,8 +220,8 @@ def rate_fits(df: pd.DataFrame) -> dict:
     positive counts enter; a seed with fewer than 3 usable points has no fit and leaves the mean.
     """
     d = _positive(df)
-    lin = _fit_or_nan(rates.linear_fit)
-    pw = _fit_or_nan(rates.fit_power_law)
+    lin = _fit_or_nan(stats.linear_fit)
+    pw = _fit_or_nan(stats.fit_power_law)
     pdec = per_decade_table(df)
     out = {}
     for name, frame, x, y, fit in [
@@ -231,9 +231,9 @@ def rate_fits(df: pd.DataFrame) -> dict:
         ("growth exponent k (per-decade iterations vs 1/eps)", pdec, "inv_eps", "per_decade", pw),
     ]:
         if frame.empty:
-            out[name] = (rates.Estimate(np.nan, np.nan, np.nan), np.nan, 0)
+            out[name] = (stats.Estimate(np.nan, np.nan, np.nan), np.nan, 0)
             continue
-        est, n = rates.seedwise_fit(frame, x, y, fit=fit)
+        est, n = stats.seedwise_fit(frame, x, y, fit=fit)
         out[name] = (est, fit(frame[x], frame[y])[2], n)
     return out
 
@@ -261,7 +261,7 @@ def growth_row(claim: str, bound: str, fits: dict, accept) -> dict:
     """A verdict row on the growth exponent k of one model (fitted per seed, mean over seeds)."""
     est, _, n = fits["growth exponent k (per-decade iterations vs 1/eps)"]
     more = "" if n else "no seed reached three points of the eps grid: a longer run would settle it"
-    return rates.population_row(claim, bound, est, accept, GROWTH_TEST, n, more)
+    return stats.population_row(claim, bound, est, accept, GROWTH_TEST, n, more)
 
 
 # ----------------------------------------------------------------------------- experiments
