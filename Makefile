@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NBVAL  := --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 600
 export MOT_PROGRESS ?= 0
-# The CPU numerics every chapter is computed with (mot_lib/numerics.py): the same numbers on every x86-64 CPU,
+# The CPU numerics every chapter is computed with (mot_lib/engine/numerics.py): the same numbers on every x86-64 CPU,
 # whatever the shell sets. Kernels, papermill and sweep workers inherit them; mot_lib pins them too.
 export ATEN_CPU_CAPABILITY := avx2
 export MKL_CBWR := AVX2,STRICT

@@ -80,3 +80,15 @@ def test_no_import_cycle():
 def test_a_layer_imports_only_from_the_layers_below(module):
     up = sorted(t for t in EDGES[module] if layer(t) is not None and layer(t) > layer(module))
     assert not up, f"{module} imports {up}, a layer above it ({' < '.join(LAYERS)})"
+
+
+def test_the_rule_hash_reads_a_module_without_its_imports_and_path(tmp_path):
+    """A module moved (another path) whose imports changed and nothing else keeps its rule hash; a changed rule
+    does not (``staleness._rules_source``, what ``library_hash(modules)`` hashes)."""
+    from mot_lib.book.staleness import _rules_source
+    a, b, c = tmp_path / "a.py", tmp_path / "sub" / "b.py", tmp_path / "c.py"
+    b.parent.mkdir()
+    a.write_text("from .config import X\nimport numpy as np\n\ndef f(x):\n    from .data import y\n    return x + 1\n")
+    b.write_text("from ..engine.config import (X,\n    Y)\nimport numpy as np\n\ndef f(x):\n    return x + 1\n")
+    c.write_text("from .config import X\nimport numpy as np\n\ndef f(x):\n    return x + 2\n")
+    assert _rules_source(a) == _rules_source(b) != _rules_source(c)
