@@ -462,3 +462,40 @@ def test_row_counts_and_hashes_of_the_manifests_are_the_files():
     assert listed["predecessor_table"] == {"rows.csv"} and listed["lemma1_levers"] == {"lemma1_levers.csv"}
     assert listed["replication"] == {p.relative_to(DATA / "replication").as_posix()
                                      for p in (DATA / "replication").rglob("*.json") if p.name != "manifest.json"}
+
+
+# ------------------------------------------------------------------ re-stamping the replication's rule hash
+def test_restamp_needs_identical_default_verdicts_and_a_current_replication(tmp_path, monkeypatch):
+    """``book.restamp_replication`` re-stamps the rule hash only when the manifest was current at the old commit and
+    the default-seed verdict files before and after are byte-identical; then the replication is current, and the
+    manifest says when and why."""
+    rep = tmp_path / "replication"
+    shutil.copytree(DATA / "replication", rep)
+    manifest = json.loads((rep / "manifest.json").read_text())
+    before, after = tmp_path / "before", tmp_path / "after"
+    for d in (before, after):
+        d.mkdir()
+        for name in book.verdict_chapters():
+            (d / f"{name}.json").write_text(f'[{{"chapter": "{name}"}}]')
+    monkeypatch.setattr(book.replication, "flat_library_hash", lambda commit: "not it")
+    with pytest.raises(ValueError, match="not current there"):
+        book.restamp_replication(before, after, "a move", "abc", path=rep)
+    monkeypatch.setattr(book.replication, "flat_library_hash", lambda commit: manifest["library_hash"])
+    (after / "04_lemma1.json").write_text("[]")
+    with pytest.raises(ValueError, match=r"differ .*04_lemma1"):
+        book.restamp_replication(before, after, "a move", "abc", path=rep)
+    assert json.loads((rep / "manifest.json").read_text()) == manifest            # refused: nothing written
+    (after / "04_lemma1.json").write_bytes((before / "04_lemma1.json").read_bytes())
+    new = book.restamp_replication(before, after, "a move", "abc", path=rep)
+    assert book.replication_stale(book.load_replication(rep)[1]) is None
+    assert new["rehashed"][-1]["reason"] == "a move" and new["rehashed"][-1]["old_library_hash"] == manifest["library_hash"]
+
+
+def test_the_flat_rule_hash_is_the_one_the_old_code_computed():
+    """``flat_library_hash`` recomputes, from git, the hash the flat layout gave (here at the last commit before the
+    move, whose value the flat code printed)."""
+    try:
+        h = book.replication.flat_library_hash("256efc9")
+    except subprocess.CalledProcessError:
+        pytest.skip("no git history of the flat layout in this checkout")
+    assert h == "fe944a5493b2b772ce32a1ba4a907d68d55682c2f98bd967f973bcf0a9fde1dd"

@@ -207,15 +207,35 @@ def agreement_report(table: pd.DataFrame, replications: dict[str, pd.DataFrame])
     return rep
 
 
-def restamp_replication(before: str | os.PathLike, after: str | os.PathLike, reason: str,
+#: The replication's rule modules before mot_lib moved into sub-packages (flat ``mot_lib/<name>.py``), hashed then by
+#: path and bytes: ``restamp_replication`` recomputes that hash from git to check the manifest was current there.
+FLAT_CLAIM_RULES = ("data", "metrics", "rates", "experiments", "specialization", "attention", "floor", "convergence",
+                    "mechanism")
+
+
+def flat_library_hash(commit: str, modules=FLAT_CLAIM_RULES) -> str:
+    """The replication's rule hash as the code at ``commit`` computed it (before the move into sub-packages): the
+    sha256 of each ``mot_lib/<module>.py`` and of requirements.txt, each with its path, read from git."""
+    import hashlib
+    import subprocess
+    h = hashlib.sha256()
+    for rel in sorted(f"mot_lib/{m}.py" for m in modules) + ["requirements.txt"]:
+        data = subprocess.run(["git", "show", f"{commit}:{rel}"], cwd=REPO, capture_output=True, check=True).stdout
+        h.update(rel.encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+def restamp_replication(before: str | os.PathLike, after: str | os.PathLike, reason: str, old_commit: str,
                         path: str | os.PathLike = REPLICATION) -> dict:
     """Re-stamp the replication's rule hash (``library_hash``, ``modules``) after a change that moved no rule,
-    and record when and why in the manifest's ``rehashed`` list.  Refuses (ValueError) unless every chapter's
-    default-seed verdict file in folder ``before`` (computed with the old code) is byte-identical to the one in
-    ``after`` (the new code), the replication's files are intact and its canary is current.  Returns the new
-    manifest.  After a pure move of modules:
+    and record when and why in the manifest's ``rehashed`` list.  Refuses (ValueError) unless the manifest's hash
+    is the one the code at ``old_commit`` computes (``flat_library_hash``: the replication was current there),
+    every chapter's default-seed verdict file in folder ``before`` (computed with the code at ``old_commit``) is
+    byte-identical to the one in ``after`` (the code now), the replication's files are intact and its canary is
+    current.  Returns the new manifest.  After the move into sub-packages:
     ``python -c "import mot_lib as m; m.book.restamp_replication('/tmp/verdicts_before', '_build/out/verdicts',
-    'modules moved into sub-packages, no rule changed')"``."""
+    'modules moved into sub-packages, no rule changed', old_commit='<main before the merge>')"``."""
     import subprocess
     import time
     from . import datafiles
@@ -230,6 +250,9 @@ def restamp_replication(before: str | os.PathLike, after: str | os.PathLike, rea
         raise ValueError(f"verdict files differ between {before} and {after}: {differ}; a rule or a number moved, "
                          f"so rerun `python -m mot_lib replicate` instead of re-stamping")
     _, manifest = load_replication(path, strict=True)
+    if manifest["library_hash"] != flat_library_hash(old_commit):
+        raise ValueError(f"{path}: its rule hash is not the one the code at {old_commit} computes (it was not current "
+                         f"there); rerun `python -m mot_lib replicate` instead of re-stamping")
     stale = table_stale(manifest, claims_canary)
     if stale:
         raise ValueError(f"{path}: {stale}; rerun `python -m mot_lib replicate` instead of re-stamping")
@@ -240,8 +263,9 @@ def restamp_replication(before: str | os.PathLike, after: str | os.PathLike, rea
         commit = "unknown"
     new = claim_fingerprint()
     note = {"at": commit, "date": time.strftime("%Y-%m-%d"), "reason": reason,
-            "checked": f"the default-seed verdict files ({len(names)}) are byte-identical before and after; "
-                       f"the canary is unchanged", "old_library_hash": manifest["library_hash"]}
+            "checked": f"its rule hash was current at {old_commit}; the default-seed verdict files ({len(names)}) "
+                       f"are byte-identical there and at {commit}; the canary is unchanged",
+            "old_library_hash": manifest["library_hash"]}
     manifest = {**manifest, "library_hash": new["library_hash"], "modules": new["modules"],
                 "rehashed": manifest.get("rehashed", []) + [note]}
     datafiles.write_files({path / datafiles.MANIFEST: json.dumps(manifest, indent=2)})
