@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NBVAL  := --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 600
 export MOT_PROGRESS ?= 0
-# The CPU numerics every chapter is computed with (mot_lib/numerics.py): the same numbers on every x86-64 CPU,
+# The CPU numerics every chapter is computed with (mot_lib/engine/numerics.py): the same numbers on every x86-64 CPU,
 # whatever the shell sets. Kernels, papermill and sweep workers inherit them; mot_lib pins them too.
 export ATEN_CPU_CAPABILITY := avx2
 export MKL_CBWR := AVX2,STRICT
@@ -14,7 +14,7 @@ export DNNL_MAX_CPU_ISA := AVX2
 export MOT_THREADS := 1
 export MOT_NUMERICS :=
 
-.PHONY: book test unit nbval bench regime install clean
+.PHONY: book test unit nbval bench regime install clean sync execute
 
 install: $(STAMP)
 
@@ -48,6 +48,18 @@ bench: $(STAMP)
 
 regime: $(STAMP)
 	$(PY) -m mot_lib regime
+
+## make sync: bring every chapter's pair in step after editing either file (jupytext: the newer of
+## notebooks/<chapter>.md and notebooks/<chapter>.ipynb wins; the .ipynb keeps its outputs)
+sync: $(STAMP)
+	$(VENV)/bin/jupytext --sync notebooks/*.md
+
+## make execute NB=notebooks/04_lemma1.ipynb: re-execute a chapter in place (fresh kernel, cwd notebooks/,
+## MOT_PROGRESS=0, execution timestamps stripped), so its committed outputs are those nbval compares; then sync
+execute: $(STAMP)
+	@test -n "$(NB)" || { echo "usage: make execute NB=notebooks/<chapter>.ipynb"; exit 2; }
+	$(PY) tools/execute.py $(NB)
+	$(VENV)/bin/jupytext --sync $(NB)
 
 clean:
 	rm -rf _build

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 import mot_lib as mot
-from mot_lib.data import seed_streams
-from mot_lib.models import init_mot
+from mot_lib.engine.data import seed_streams
+from mot_lib.engine.models import init_mot
 
 
 class Expert(nn.Module):

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from mot_lib import realdata as rd  # noqa: E402
+from mot_lib.experiments import realdata as rd  # noqa: E402
 
 
 def write_random_cifar(root: Path, which: str, n_train: int, n_test: int, seed: int = 0) -> Path:

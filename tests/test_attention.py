@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 import mot_lib as mot
-from mot_lib import attention as att
+from mot_lib.claims import attention as att
 
 
 def test_params_validation():

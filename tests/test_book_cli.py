@@ -8,7 +8,7 @@ import pytest
 
 import mot_lib as mot
 from mot_lib import book
-from mot_lib.__main__ import main
+from mot_lib.cli import main
 
 
 def test_chapter_params_unknown_and_bad_values():
@@ -35,7 +35,7 @@ def test_chapter_params_from_namespace():
 
 
 def test_verdict_files_roundtrip(tmp_path):
-    row = mot.rates.verdict_row("c", "b", mot.rates.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))
+    row = mot.stats.verdict_row("c", "b", mot.stats.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))
     book.write_verdicts([row], "02_x", tmp_path)
     df = book.read_verdicts(tmp_path)
     assert df.loc[0, "verdict"] == "holds" and df.loc[0, "chapter"] == "02_x"
@@ -47,7 +47,7 @@ def test_verdict_files_roundtrip(tmp_path):
 
 
 def test_verdict_table_formats():
-    row = mot.rates.verdict_row("c", "b", mot.rates.Estimate(0.123456, 0.1, 0.2), (0, 1))
+    row = mot.stats.verdict_row("c", "b", mot.stats.Estimate(0.123456, 0.1, 0.2), (0, 1))
     t = book.verdict_table([row])
     assert t.loc[0, "measured"] == "0.123" and t.loc[0, "interval"] == "[0.1, 0.2]"
     assert json.loads(json.dumps(row))["verdict"] == "holds"
@@ -67,7 +67,7 @@ def test_cli_runs_a_chapter(tmp_path):
 
 
 def test_cli_parses_values_as_papermill_does():
-    from mot_lib.__main__ import parse_value
+    from mot_lib.cli import parse_value
     assert parse_value("1e-3") == 0.001 and isinstance(parse_value("1e-3"), float)
     assert parse_value("3") == 3 and isinstance(parse_value("3"), int)
     assert parse_value(".5") == 0.5 and parse_value("-2.5E+1") == -25.0
@@ -84,14 +84,14 @@ def test_cli_errors_name_what_the_user_typed(capsys):
     err = capsys.readouterr().err
     assert all(n in err for n in book.CHAPTER_MODULES), err
     # a step size in scientific notation is a number, so only the range is checked
-    from mot_lib.__main__ import _parse_params
+    from mot_lib.cli import _parse_params
     assert book.params_for("05_theorem1", **_parse_params([("eta3_gd", "1e-3")])).eta3_gd == 0.001
 
 
 def test_replication_roundtrip_compare_and_bad_manifest(tmp_path):
     """save_replication copies each set's verdicts and writes a manifest; compare_verdicts flags a change."""
-    a = mot.rates.verdict_row("c1", "b", mot.rates.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))   # holds
-    b = mot.rates.verdict_row("c2", "b", mot.rates.Estimate(0.5, 0.1, 0.9), (0.25, 0.75))   # inconclusive
+    a = mot.stats.verdict_row("c1", "b", mot.stats.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))   # holds
+    b = mot.stats.verdict_row("c2", "b", mot.stats.Estimate(0.5, 0.1, 0.9), (0.25, 0.75))   # inconclusive
     book.write_verdicts([a, b], "02_x", tmp_path / "run1")
     book.write_verdicts([a, a | {"claim": "c2"}], "02_x", tmp_path / "run2")
     sets = {"set 1": {"02_x": [5, 6]}, "set 2": {"02_x": [7, 8]}}
@@ -145,9 +145,9 @@ def test_committed_replication_covers_every_claim_chapter():
 
 
 def test_verdict_and_scorecard_markdown():
-    rows = [mot.rates.population_row("gap $= \\Theta(\\sigma_0^{0.5})$ | a pipe", "slope in $[0.25, 0.75]$",
-                                     mot.rates.Estimate(0.5, 0.4, 0.6), (0.25, 0.75), "mean of per-seed slopes, t 95%", 20),
-            mot.rates.verdict_row("c2", "b", mot.rates.Estimate(0.5, 0.1, 0.9), (0.25, 0.75))]
+    rows = [mot.stats.population_row("gap $= \\Theta(\\sigma_0^{0.5})$ | a pipe", "slope in $[0.25, 0.75]$",
+                                     mot.stats.Estimate(0.5, 0.4, 0.6), (0.25, 0.75), "mean of per-seed slopes, t 95%", 20),
+            mot.stats.verdict_row("c2", "b", mot.stats.Estimate(0.5, 0.1, 0.9), (0.25, 0.75))]
     md = book.verdict_markdown(rows)
     lines = md.strip().splitlines()
     assert len(lines) == 4 and all(line.count(" | ") == 5 for line in lines[2:]), md
@@ -186,7 +186,7 @@ def test_parameters_cell_matches_the_registered_defaults(name):
 
 
 def test_replication_adds_a_chapter_to_the_committed_sets(tmp_path):
-    row = mot.rates.verdict_row("c", "b", mot.rates.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))
+    row = mot.stats.verdict_row("c", "b", mot.stats.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))
     for k in (1, 2):
         book.write_verdicts([row], "02_x", tmp_path / f"run{k}")
         book.write_verdicts([row], "07_y", tmp_path / f"new{k}")
@@ -222,7 +222,7 @@ def test_beyond_chapters_are_apart_from_the_claims():
 def test_replicate_and_agree_leave_the_beyond_chapters_out(tmp_path, capsys):
     assert main(["replicate", "--only", "10_predecessor", "--dest", str(tmp_path / "never")]) == 2
     assert "not claim chapters" in capsys.readouterr().err and not (tmp_path / "never").exists()
-    row = mot.rates.verdict_row("c", "b", mot.rates.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))
+    row = mot.stats.verdict_row("c", "b", mot.stats.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))
     for name in ("02_proposition1", "10_predecessor"):
         book.write_verdicts([row], name, tmp_path / "out")
     book.write_verdicts([row], "02_proposition1", tmp_path / "run1")
@@ -233,11 +233,11 @@ def test_replicate_and_agree_leave_the_beyond_chapters_out(tmp_path, capsys):
 
 
 def test_scorecard_beyond_section_counts_apart():
-    claim = mot.rates.verdict_row("c1", "b", mot.rates.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))
-    answer = mot.rates.population_row("setting 1: within 1 point | pipe", "mean in [98, 100]",
-                                      mot.rates.Estimate(99.0, 98.2, 99.7), (98, 100),
+    claim = mot.stats.verdict_row("c1", "b", mot.stats.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))
+    answer = mot.stats.population_row("setting 1: within 1 point | pipe", "mean in [98, 100]",
+                                      mot.stats.Estimate(99.0, 98.2, 99.7), (98, 100),
                                       "mean over the committed table's seeds 0-9 (computed once), Student t 95%", 10)
-    other = mot.rates.verdict_row("a2", "b", mot.rates.Estimate(0.5, 0.1, 0.9), (0.25, 0.75))
+    other = mot.stats.verdict_row("a2", "b", mot.stats.Estimate(0.5, 0.1, 0.9), (0.25, 0.75))
     beyond = pd.DataFrame([answer, other]).assign(chapter="10_predecessor")
     card = book.scorecard_markdown(pd.DataFrame([claim]).assign(chapter="02_proposition1"))
     assert card.startswith("**1 claims: 1 hold,") and "10_predecessor" not in card

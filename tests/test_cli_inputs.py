@@ -12,9 +12,9 @@ import pytest
 
 import mot_lib as mot
 from mot_lib import book
-from mot_lib.__main__ import main
+from mot_lib.cli import main
 
-ROW = mot.rates.verdict_row("c", "b", mot.rates.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))
+ROW = mot.stats.verdict_row("c", "b", mot.stats.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_out_is_checked_for_writability_before_anything_runs(tmp_path, capsys, c
     assert main(["run", "01_setting", "--out", str(target)]) == 2
     err = one_line_error(capsys.readouterr().err)
     assert "--out" in err and str(target) in err and calls == []
-    from mot_lib import floor
+    from mot_lib.claims import floor
     trained = []
     monkeypatch.setattr(floor, "explore_levers", lambda **kw: trained.append(kw))
     assert main(["levers", "--out", str(target / "levers.csv")]) == 2
@@ -107,7 +107,7 @@ def _unwritable(tmp_path, kind):
 
 
 def test_levers_out_a_folder_is_rejected_before_training(tmp_path, capsys, monkeypatch):
-    from mot_lib import floor
+    from mot_lib.claims import floor
     trained = []
     monkeypatch.setattr(floor, "explore_levers", lambda **kw: trained.append(kw))
     assert main(["levers", "--out", str(tmp_path)]) == 2
@@ -223,7 +223,7 @@ def test_a_failed_run_removes_its_own_stale_verdict_file(tmp_path, capsys, monke
 
 # ------------------------------------------------------------------ quick runs in the scorecard
 def test_quick_verdicts_are_marked_and_not_compared_with_the_replication(tmp_path, monkeypatch):
-    monkeypatch.setattr(book, "RUNNING", {})                                  # this process's chapters, restored after
+    monkeypatch.setattr(book.registry, "RUNNING", {})                                  # this process's chapters, restored after
     book.chapter_params("02_proposition1", {"quick": True}, set())          # what the chapter's cell does
     book.write_verdicts([ROW, ROW | {"claim": "c2"}], "02_proposition1", tmp_path)
     book.chapter_params("03_proposition2", {"quick": False}, set())
@@ -247,12 +247,12 @@ def test_quick_verdicts_are_marked_and_not_compared_with_the_replication(tmp_pat
 
 
 # ------------------------------------------------------------------ progress bars and the parameters cells
-@pytest.mark.parametrize("cmd,module,func", [(["levers"], "floor", "explore_levers"),
-                                             (["regime"], "experiments", "compare_models")])
+@pytest.mark.parametrize("cmd,module,func", [(["levers"], "claims.floor", "explore_levers"),
+                                             (["regime"], "claims.setting", "compare_models")])
 def test_levers_and_regime_respect_MOT_PROGRESS(tmp_path, monkeypatch, cmd, module, func):
     import importlib
 
-    from mot_lib.training import _progress
+    from mot_lib.engine.training import _progress
     mod = importlib.import_module(f"mot_lib.{module}")
     seen = []
 

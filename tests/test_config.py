@@ -66,7 +66,7 @@ def test_bad_seeds(seeds):
 
 def test_bad_input_fails_before_training(monkeypatch):
     """A bad seed list is rejected before any data is drawn or any step taken."""
-    import mot_lib.training as tr
+    import mot_lib.engine.training as tr
     called = []
     monkeypatch.setattr(tr, "make_dataset", lambda *a, **k: called.append(1))
     with pytest.raises(ValueError):

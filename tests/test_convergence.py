@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 import mot_lib as mot
-from mot_lib import convergence as cv
+from mot_lib.claims import convergence as cv
 
 
 def test_params_validation():

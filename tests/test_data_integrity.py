@@ -13,9 +13,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mot_lib import book, canary, datafiles, floor, schedule, sweeps
-from mot_lib import predecessor_table as pt
-from mot_lib.__main__ import main
+from mot_lib import book
+from mot_lib.book import staleness as canary
+from mot_lib.book import datafiles
+from mot_lib.claims import floor
+from mot_lib.experiments import schedule
+from mot_lib.experiments import sweeps
+from mot_lib.experiments import predecessor_table as pt
+from mot_lib.cli import main
 
 DATA = datafiles.DATA
 REPO = datafiles.REPO
@@ -220,6 +225,7 @@ def test_agree_compares_an_intact_replication(tmp_path, capsys):
 def test_agree_before_any_default_run_says_what_to_run(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("MOT_OUT_DIR", raising=False)
     monkeypatch.setattr(book, "REPO", tmp_path)             # the default folder would be tmp_path/_build/out
+    monkeypatch.setattr(book.registry, "REPO", tmp_path)
     assert main(["agree", str(DATA / "replication")]) == 2
     err = capsys.readouterr().err
     assert "no verdicts of a default run" in err and "python -m mot_lib run all --out" in err and "make book" in err
@@ -246,8 +252,8 @@ def test_the_rules_canary_passes_through_the_summarizing_rules(monkeypatch):
     rules' canary and marks the table stale, though the engine's numbers and every module's bytes are the same."""
     meta = json.loads((DATA / "training_schedule" / "manifest.json").read_text())
     assert sweeps.why_stale(meta, ("schedule",)) is None
-    real = sweeps.rates.iterations_to_eps
-    monkeypatch.setattr(sweeps.rates, "iterations_to_eps", lambda s, v, e: real(s, v, e) + 1)
+    real = sweeps.stats.iterations_to_eps
+    monkeypatch.setattr(sweeps.stats, "iterations_to_eps", lambda s, v, e: real(s, v, e) + 1)
     assert "rules that summarise its runs changed" in sweeps.why_stale(meta, ("schedule",))
 
 
@@ -312,7 +318,7 @@ def fast_fingerprints(monkeypatch):
     """The writers' fingerprints without their canary runs (what is written does not matter here)."""
     fp = {"library_hash": "h", "modules": [], "canary": [1.0]}
     monkeypatch.setattr(pt, "fingerprint", lambda: fp)
-    monkeypatch.setattr(book, "claim_fingerprint", lambda: fp)
+    monkeypatch.setattr(book.replication, "claim_fingerprint", lambda: fp)
     monkeypatch.setattr(floor, "levers_canaries", lambda: {"canary": [1.0]})
 
 
@@ -456,3 +462,40 @@ def test_row_counts_and_hashes_of_the_manifests_are_the_files():
     assert listed["predecessor_table"] == {"rows.csv"} and listed["lemma1_levers"] == {"lemma1_levers.csv"}
     assert listed["replication"] == {p.relative_to(DATA / "replication").as_posix()
                                      for p in (DATA / "replication").rglob("*.json") if p.name != "manifest.json"}
+
+
+# ------------------------------------------------------------------ re-stamping the replication's rule hash
+def test_restamp_needs_identical_default_verdicts_and_a_current_replication(tmp_path, monkeypatch):
+    """``book.restamp_replication`` re-stamps the rule hash only when the manifest was current at the old commit and
+    the default-seed verdict files before and after are byte-identical; then the replication is current, and the
+    manifest says when and why."""
+    rep = tmp_path / "replication"
+    shutil.copytree(DATA / "replication", rep)
+    manifest = json.loads((rep / "manifest.json").read_text())
+    before, after = tmp_path / "before", tmp_path / "after"
+    for d in (before, after):
+        d.mkdir()
+        for name in book.verdict_chapters():
+            (d / f"{name}.json").write_text(f'[{{"chapter": "{name}"}}]')
+    monkeypatch.setattr(book.replication, "flat_library_hash", lambda commit: "not it")
+    with pytest.raises(ValueError, match="not current there"):
+        book.restamp_replication(before, after, "a move", "abc", path=rep)
+    monkeypatch.setattr(book.replication, "flat_library_hash", lambda commit: manifest["library_hash"])
+    (after / "04_lemma1.json").write_text("[]")
+    with pytest.raises(ValueError, match=r"differ .*04_lemma1"):
+        book.restamp_replication(before, after, "a move", "abc", path=rep)
+    assert json.loads((rep / "manifest.json").read_text()) == manifest            # refused: nothing written
+    (after / "04_lemma1.json").write_bytes((before / "04_lemma1.json").read_bytes())
+    new = book.restamp_replication(before, after, "a move", "abc", path=rep)
+    assert book.replication_stale(book.load_replication(rep)[1]) is None
+    assert new["rehashed"][-1]["reason"] == "a move" and new["rehashed"][-1]["old_library_hash"] == manifest["library_hash"]
+
+
+def test_the_flat_rule_hash_is_the_one_the_old_code_computed():
+    """``flat_library_hash`` recomputes, from git, the hash the flat layout gave (here at the last commit before the
+    move, whose value the flat code printed)."""
+    try:
+        h = book.replication.flat_library_hash("256efc9")
+    except subprocess.CalledProcessError:
+        pytest.skip("no git history of the flat layout in this checkout")
+    assert h == "fe944a5493b2b772ce32a1ba4a907d68d55682c2f98bd967f973bcf0a9fde1dd"

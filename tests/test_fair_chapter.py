@@ -5,8 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mot_lib import beyond, capacity, fair, sweeps
-from mot_lib import fair_chapter as fc
+from mot_lib.claims import beyond
+from mot_lib.engine import capacity
+from mot_lib.experiments import fair
+from mot_lib.experiments import sweeps
+from mot_lib.claims import fair_chapter as fc
 
 
 @pytest.mark.parametrize("M", fair.LEVELS)

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 import mot_lib as mot
-from mot_lib import floor
+from mot_lib.claims import floor
 
 
 def test_params_validation():
@@ -31,9 +31,9 @@ def test_params_validation():
 def test_log_ratio_and_verdict_logic():
     e = floor.log_ratio_estimate([10.0, 20.0, 40.0], [1.0, 2.0, 4.0])
     assert abs(e.value - 10) < 1e-9 and abs(e.lo - 10) < 1e-9 and abs(e.hi - 10) < 1e-9
-    assert mot.rates.verdict(e, (1 + 1e-300, np.inf)) == "holds"
+    assert mot.stats.verdict(e, (1 + 1e-300, np.inf)) == "holds"
     e = floor.log_ratio_estimate([0.5, 0.6, 0.55], [1.0, 1.0, 1.0])
-    assert e.hi < 1 and mot.rates.verdict(e, (1 + 1e-300, np.inf)) == "does not hold"
+    assert e.hi < 1 and mot.stats.verdict(e, (1 + 1e-300, np.inf)) == "does not hold"
 
 
 class _FakeRun:
@@ -96,7 +96,7 @@ def test_tiny_pair_and_sweep():
     s = floor.per_seed_summary(runs["MoT"], P.tail)
     assert list(s.seed) == [0, 1] and ((s.tail_err >= 0) & (s.tail_err <= 1)).all()
     rows = floor.verdict_rows(runs, "tiny", P)
-    assert len(rows) == 4 and all(r["verdict"] in mot.rates.VERDICTS for r in rows)
+    assert len(rows) == 4 and all(r["verdict"] in mot.stats.VERDICTS for r in rows)
     sw = floor.sweep(P, "sigma_xi", reuse={1.0: runs}, N=3, d=12, L=6, n_train=120, n_test=200)
     assert sorted(sw.sigma_xi.unique()) == [0.5, 1.0]
     assert len(sw) == 2 * 2 * 1 and set(sw.seed) == {0}

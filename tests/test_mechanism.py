@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import mot_lib as mot
-from mot_lib import mechanism as mech
-from mot_lib import metrics as mt
+from mot_lib.claims import mechanism as mech
+from mot_lib.engine import metrics as mt
 
 
 def test_params_validation():
@@ -75,7 +75,7 @@ def test_curvature_rows_verdicts():
     # the share decides, where a mean's t interval would cross 0
     rows = mech.curvature_rows(seedwise([-1e-4] * 8, [-1.5e-4, -1e-4 - 1e-6, -1e-2, -2e-4, -1.2e-4, -5e-3, -3e-4, -1.1e-4]), 1e-3)
     assert rows[2]["verdict"] == "holds" and rows[2]["measured"] == 1.0
-    assert mot.rates.mean_t(np.array([-5e-5, -1e-6, -1e-2, -1e-4, -2e-5, -4.9e-3, -2e-4, -1e-5])).hi > 0
+    assert mot.stats.mean_t(np.array([-5e-5, -1e-6, -1e-2, -1e-4, -2e-5, -4.9e-3, -2e-4, -1e-5])).hi > 0
 
 
 def test_tiny_run_measures_agree_with_engine():

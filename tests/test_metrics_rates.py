@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import mot_lib as mot
-from mot_lib import metrics as mt
-from mot_lib import rates
+from mot_lib.engine import metrics as mt
+from mot_lib import stats as rates
 
 
 def test_dispatch_routing_usage_entropy():

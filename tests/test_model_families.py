@@ -20,7 +20,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import mot_lib as mot
-from mot_lib import capacity, models, training
+from mot_lib.engine import capacity
+from mot_lib.engine import models
+from mot_lib.engine import training
 
 TINY = mot.Setting(N=3, d=12, L=6, n_train=200, n_test=200)
 CFG = mot.TrainConfig(M=4, T1=6, T2=9, T=12, record_every=4)

@@ -1,4 +1,4 @@
-"""The pinned CPU numerics (mot_lib/numerics.py): the same bits whatever the shell sets.
+"""The pinned CPU numerics (mot_lib/engine/numerics.py): the same bits whatever the shell sets.
 
 Each case runs a short single-transformer training (the model that amplifies rounding the most) and a short
 MoT training in a fresh process, with the shell's ATEN_CPU_CAPABILITY and MKL_CBWR set to another kernel level,

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import mot_lib as mot
-from mot_lib import predecessor as pr
-from mot_lib import predecessor_table as pt
-from mot_lib.config import PredecessorConfig
+from mot_lib.experiments import predecessor as pr
+from mot_lib.experiments import predecessor_table as pt
+from mot_lib.engine.config import PredecessorConfig
 
 SMALL = pt.setting(1, n_train=200, n_test=200)
 

@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mot_lib import predecessor_chapter as pc
-from mot_lib import predecessor_table as pt
+from mot_lib.claims import predecessor_chapter as pc
+from mot_lib.experiments import predecessor_table as pt
 
 SEEDS = list(range(10))
 SPREAD = np.linspace(-0.3, 0.3, 10)     # sd 0.2 over 10 seeds: a t-interval of about +-0.14

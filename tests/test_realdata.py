@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mot_lib import book
-from mot_lib import realdata as rd
-from mot_lib.__main__ import main
+from mot_lib.experiments import realdata as rd
+from mot_lib.cli import main
 
 
 # ----------------------------------------------------------------------------- fixtures

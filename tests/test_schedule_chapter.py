@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mot_lib import schedule, sweeps
-from mot_lib import schedule_chapter as sc
+from mot_lib.experiments import schedule
+from mot_lib.experiments import sweeps
+from mot_lib.claims import schedule_chapter as sc
 
 matplotlib.use("Agg")
 SEEDS = list(range(10))

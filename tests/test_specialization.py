@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 import mot_lib as mot
-from mot_lib import specialization as spz
+from mot_lib.claims import specialization as spz
 
 
 @pytest.mark.parametrize("kw, msg", [
@@ -97,7 +97,7 @@ def test_measurements_on_a_tiny_run(tiny):
     assert D.shape == (3, 9) and np.allclose(D.sum(axis=1), 1)
     assert spz.align_at(run, 0, 30).shape == (3, 9)
     row = spz.routing_row(run, 0.95)
-    assert row["verdict"] in mot.rates.VERDICTS and set(row) == mot.book.VERDICT_KEYS | {"test", "seeds", "note"}
+    assert row["verdict"] in mot.stats.VERDICTS and set(row) == mot.book.VERDICT_KEYS | {"test", "seeds", "note"}
     assert row["seeds"] == 2 and row["test"].startswith("share of seeds")
     assert spz.missing(pd.DataFrame({"t_spec": [1.0, np.nan, np.nan]})) == 2
     with pytest.raises(ValueError, match="field="):

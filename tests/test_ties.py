@@ -7,11 +7,13 @@ import pandas as pd
 import pytest
 
 import mot_lib as mot
-from mot_lib import beyond, floor, rates
-from mot_lib import mechanism as mech
-from mot_lib import predecessor_chapter as pc
-from mot_lib import predecessor_table as pt
-from mot_lib import realdata as rd
+from mot_lib.claims import beyond
+from mot_lib.claims import floor
+from mot_lib import stats as rates
+from mot_lib.claims import mechanism as mech
+from mot_lib.claims import predecessor_chapter as pc
+from mot_lib.experiments import predecessor_table as pt
+from mot_lib.experiments import realdata as rd
 
 
 def test_share_rows_of_chapters_08_and_09_need_more_than_the_share():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import mot_lib as mot
-from mot_lib.experiments import compare_models, regime_report
+from mot_lib.claims.setting import compare_models, regime_report
 
 SMALL = mot.Setting(N=3, d=12, L=6, n_train=300, n_test=600)
 CFG = mot.TrainConfig(M=6, T1=40, T2=60, T=80, record_every=20)
@@ -96,7 +96,7 @@ def test_regime_at_small_size():
 
 def test_row_softmax_matches_torch_in_value_gradient_and_hessian():
     """The engine's written-out softmax equals torch.softmax, under autograd and under torch.func."""
-    from mot_lib.models import row_softmax
+    from mot_lib.engine.models import row_softmax
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 4, 6, generator=g, dtype=torch.float64, requires_grad=True)
     assert torch.allclose(row_softmax(x), torch.softmax(x, -1), rtol=0, atol=1e-15)

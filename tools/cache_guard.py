@@ -2,7 +2,7 @@
 
 jupyter-cache keys a notebook on its code cells only, so a change in mot_lib
 or in a committed table would leave stale outputs.  Before every build this
-script hashes mot_lib/*.py, requirements.txt and every file under data/; when
+script hashes mot_lib/**/*.py, requirements.txt and every file under data/; when
 the hash differs from the last build's (or a chapter's verdict file is
 missing), it deletes the execution cache and Sphinx's doctrees, so every
 chapter is re-read and re-executed.  It also marks the

@@ -1,0 +1,480 @@
+"""Command line: rerun chapters with new parameters, or print the engine's regime table.
+
+    python -m mot_lib list
+    python -m mot_lib run 02_proposition1 -p seeds "[7, 8, 9]" -p quick true --out out/
+    python -m mot_lib run all --out out/
+    python -m mot_lib regime --seeds 0 1 2 3 4
+    python -m mot_lib levers            # re-run Lemma 1's lever search, rewrite data/lemma1_levers.csv
+    python -m mot_lib replicate --sets 2 --draw 1126   # claim chapters on untuned seed sets -> data/replication
+    python -m mot_lib agree data/replication /tmp/more   # share of verdicts identical on every seed set
+    python -m mot_lib predecessor       # the predecessor MoE table (Chen et al. 2022) -> data/predecessor_table/
+    python -m mot_lib sweep all --jobs 16   # chapters 08 and 09's sweeps -> data/fair_comparison/, data/training_schedule/
+
+``run`` validates every parameter against the chapter's parameter class (``run all``: against every chapter's,
+before it runs any) and checks that --out takes files before it starts papermill, then writes the executed
+notebook and the chapter's verdicts (<out>/verdicts/<chapter>.json) under --out.  Every error is one line on
+stderr (``error: ...``) with exit code 2; ``--verbose`` adds its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import traceback
+from dataclasses import fields
+from pathlib import Path
+
+import yaml
+
+from . import book
+
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def parse_value(raw: str):
+    """A ``-p`` value as papermill's ``-p`` reads it: True/False/None (also true/false/null), an int, a
+    float (``1e-3``, ``.5``), else the string as typed; a ``[...]`` list too, its items read the same way."""
+    s = raw.strip()
+    if s in ("True", "true"):
+        return True
+    if s in ("False", "false"):
+        return False
+    if s in ("None", "none", "null"):
+        return None
+    if re.fullmatch(r"[+-]?\d+", s):
+        return int(s)
+    if _NUMBER.fullmatch(s):
+        return float(s)
+    if s.startswith("[") and s.endswith("]"):
+        try:
+            items = yaml.safe_load(s)
+        except yaml.YAMLError:
+            return raw
+        if isinstance(items, list):
+            return [parse_value(x) if isinstance(x, str) else x for x in items]
+    return raw
+
+
+def _parse_params(pairs) -> dict:
+    return {name: parse_value(raw) for name, raw in pairs or []}
+
+
+class ChapterError(Exception):
+    """A chapter raised while papermill executed it: its exception's type and message, as one line."""
+
+
+def _run_chapter(name: str, values: dict, out: Path) -> None:
+    """Validate ``values`` against chapter ``name``'s parameters, then execute it with papermill into ``out``.
+
+    The chapter's verdict file from an earlier run into ``out`` is removed first, so that a run that fails leaves
+    none behind for the scorecard to read as current; an exception inside the chapter becomes a ChapterError."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    book.params_for(name, **dict(values))      # raises ValueError naming a bad parameter, before anything runs
+    nb = book.NOTEBOOKS / f"{name}.ipynb"
+    if not nb.exists():
+        raise ValueError(f"notebook {nb.name} not found in {book.NOTEBOOKS}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "verdicts" / f"{name}.json").unlink(missing_ok=True)
+    inject = {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}
+    inject["out_dir"] = str(out)
+    print(f"running {name} with {inject}", flush=True)
+    try:
+        pm.execute_notebook(str(nb), str(out / f"{name}.ipynb"), parameters=inject, cwd=str(book.NOTEBOOKS),
+                            progress_bar=False, kernel_name="python3",
+                            # the kernel's own log (ipykernel warns about TCP on every start) stays off stderr
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
+    except PapermillExecutionError as e:
+        what = e.evalue if e.ename == "ValueError" else f"{e.ename}: {e.evalue}"
+        raise ChapterError(f"{name}: {what} (the executed notebook: {out / f'{name}.ipynb'})") from e
+
+
+def _run_folder(out_dir, out) -> Path:
+    """The folder ``run`` writes to: --out, or ``-p out_dir`` (both: they must name the same folder), else out/."""
+    if out_dir is not None and not isinstance(out_dir, str):
+        raise ValueError(f"out_dir={out_dir!r} must be a folder path or None")
+    if out_dir is not None and out is not None and Path(out_dir).resolve() != Path(out).resolve():
+        raise ValueError(f"-p out_dir {out_dir} and --out {out} name different folders; give one of them")
+    return Path(out if out is not None else out_dir if out_dir is not None else "out").resolve()
+
+
+def _params_for_all(params: dict) -> dict[str, dict]:
+    """``run all``: each chapter's share of ``params`` (the names it has).  A name no chapter has raises; a name
+    only some chapters have is passed to those, and a line says which do not get it."""
+    chapters = book.load_chapters()
+    names = sorted(chapters)
+    has = {k: [n for n in names if k in {f.name for f in fields(chapters[n])}] for k in params}
+    unknown = sorted(k for k, ns in has.items() if not ns)
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}: no chapter has them; `python -m mot_lib list` shows every "
+                         "chapter's parameters")
+    for k, ns in has.items():
+        if len(ns) < len(names):
+            print(f"{k} is passed to {', '.join(ns)} only; the other chapters do not have it "
+                  f"({', '.join(n for n in names if n not in ns)})")
+    return {n: {k: v for k, v in params.items() if n in has[k]} for n in names}
+
+
+def cmd_run(args) -> int:
+    params = _parse_params(args.p)
+    out = _run_folder(params.pop("out_dir", None), args.out)
+    runs = _params_for_all(params) if args.chapter == "all" else {args.chapter: params}
+    for name, values in runs.items():    # every chapter's parameters, before any chapter runs
+        try:
+            book.params_for(name, **dict(values))
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}" if args.chapter == "all" else str(e)) from None
+    book.writable_folder(out, "--out")                       # before any training
+    book.writable_folder(out / "verdicts", "--out")
+    for name, values in runs.items():
+        _run_chapter(name, values, out)
+    print(f"executed notebooks and verdicts are in {out}")
+    return 0
+
+
+def cmd_replicate(args) -> int:
+    """Every claim chapter at its full defaults on ``--sets`` seed sets drawn at random (disjoint from the
+    defaults and from each other); their verdicts and a manifest go to data/replication."""
+    import tempfile
+
+    sets = book.replication_sets(args.sets, args.draw)
+    if args.only:
+        unknown = sorted(set(args.only) - set(book.claim_chapters()))
+        if unknown:
+            raise ValueError(f"--only {unknown}: not claim chapters; choose from {book.claim_chapters()}")
+        sets = {label: {n: s for n, s in seeds.items() if n in args.only} for label, seeds in sets.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        dirs = {}
+        for label, seeds in sets.items():
+            dirs[label] = Path(tmp) / label.replace(" ", "_")
+            for name, s in seeds.items():
+                _run_chapter(name, {"seeds": s}, dirs[label])
+        dest = book.save_replication(dirs, sets, args.dest or book.REPLICATION, add=bool(args.only))
+    print(f"replication verdicts and manifest written to {dest}; the scorecard shows them beside the book's")
+    return 0
+
+
+def cmd_agree(args) -> int:
+    """How many verdicts are the same on the default seeds (--out) and on every replication folder given."""
+    import pandas as pd
+
+    out = Path(args.out) if args.out else Path(os.environ.get("MOT_OUT_DIR", book.REPO / "_build" / "out"))
+    verdicts = out / "verdicts"
+    have = {f.stem for f in verdicts.glob("*.json")} if verdicts.is_dir() else set()
+    claims = book.claim_chapters()
+    if not have & set(claims):
+        raise ValueError(f"no verdicts of a default run in {verdicts}: run the chapters first, "
+                         f"`python -m mot_lib run all --out {out}` (or `make book`, which writes _build/out), "
+                         f"then compare with `python -m mot_lib agree {' '.join(args.folders)} --out {out}`")
+    if set(claims) - have:
+        print(f"note: no default verdicts from {', '.join(sorted(set(claims) - have))} in {verdicts}; "
+              "their rows are not compared", file=sys.stderr)
+    table = book.read_verdicts(out)
+    table = table[table.chapter.isin(claims)]
+    reps = {}
+    for d in args.folders:
+        loaded = book.load_replication(d, strict=True)
+        if loaded is None:
+            raise ValueError(f"{d}: no manifest.json; write one with `python -m mot_lib replicate --dest {d}`")
+        reps.update({f"{d}:{k}": v for k, v in loaded[0].items()})
+        stale = book.replication_stale(loaded[1])
+        if stale:
+            print(f"note: the replication {d} is stale: {stale}", file=sys.stderr)
+    with pd.option_context("display.width", 200):
+        print(book.agreement_report(table, reps).to_string())
+    return 0
+
+
+def cmd_regime(args) -> int:
+    import pandas as pd
+
+    from .claims.setting import compare_models, regime_report
+    runs = compare_models(seeds=args.seeds, progress=None)    # None: bars unless MOT_PROGRESS=0
+    with pd.option_context("display.width", 200, "display.max_colwidth", 70):
+        print(regime_report(runs).to_string(index=False))
+    return 0
+
+
+def cmd_levers(args) -> int:
+    import pandas as pd
+
+    from .claims import floor
+    path = Path(args.out) if args.out else floor.LEVERS_CSV
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a folder; give the CSV file to write")
+    book.writable_folder(path.parent, "--out")              # before the training (about a minute), not after it
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"--out {path}: the file is read-only; give a writable file")
+    df = floor.explore_levers(seeds=tuple(args.seeds), progress=None)    # None: bars unless MOT_PROGRESS=0
+    path = floor.save_levers(df, path)
+    with pd.option_context("display.width", 250, "display.max_columns", 50):
+        print(df.to_string(index=False))
+    print(f"written to {path}")
+    return 0
+
+
+def _out_folder(args, name: str, smoke: bool) -> Path:
+    """The data folder the table sets of command ``name`` go to (``<out>/<table>/``): --out, else data/ (a full
+    run) or a fresh temporary folder (a smoke run); a smoke run into the committed data/ needs --overwrite.
+    Checked before any training."""
+    import tempfile
+
+    from .book import datafiles
+    if args.out is None:
+        if smoke:
+            out = Path(tempfile.mkdtemp(prefix=f"mot-{name}-smoke-"))
+            print(f"smoke run: writing to {out} (a fresh temporary folder; data/ is left as it is)", flush=True)
+            return out
+        return datafiles.DATA
+    out = Path(args.out)
+    if out.suffix == ".csv":
+        raise ValueError(f"--out {out}: give a data folder (each table is written to <out>/<table>/ as rows.csv "
+                         f"and manifest.json), not a CSV")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder")
+    if smoke and out.resolve() == datafiles.DATA.resolve() and not args.overwrite:
+        raise ValueError(f"--out {out} is the committed data folder: a smoke run would replace its tables with tiny "
+                         f"ones; leave out --out (a temporary folder is used) or add --overwrite")
+    return out
+
+
+def _replaced(folder: Path) -> str | None:
+    """What a table set's folder holds before it is replaced ('rows.csv 520 rows, ...'), for the message."""
+    from .book import datafiles
+    return datafiles.describe(folder)
+
+
+def cmd_predecessor(args) -> int:
+    """The predecessor's four settings, four baselines and the MoT comparison; the table set to data/."""
+    import time
+
+    import pandas as pd
+    import torch
+
+    from .book import datafiles
+    from .experiments import predecessor_table as pt
+    out = _out_folder(args, pt.NAME, smoke=False)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.time()
+    engine = pt.fingerprint()           # the code the workers import now, before anything is edited
+    jobs = pt.jobs_for(args.settings, args.single_settings, args.attention_settings, args.seeds, args.n, args.threads,
+                       args.chunk)
+    datafiles.WORK.mkdir(parents=True, exist_ok=True)
+    for j in jobs:     # each job's finished models, kept outside data/ if the run is stopped
+        j["partial"] = str(datafiles.WORK / f"{pt.NAME}.partial{j['job']}.csv")
+    if args.jobs > 1:   # independent jobs in worker processes: the numbers do not depend on how they are spread
+        import multiprocessing as mp
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            parts = pool.map(pt.compute_job, jobs, chunksize=1)
+    else:
+        parts = [pt.compute_job(j) for j in jobs]
+    df = pd.concat(parts, ignore_index=True)
+    order = {m: i for i, m in enumerate(pt.BASELINES + pt.ATTENTION_MODELS)}
+    df = df.sort_values(["setting", "model", "loss", "seed"], key=lambda c: c.map(order) if c.name == "model" else c,
+                        ignore_index=True)
+    secs = time.time() - t0
+    if pt.is_stale(engine):
+        print("warning: the engine changed while the table was computed; the manifest keeps the "
+              "fingerprint of the code the run started with", file=sys.stderr)
+    meta = {**engine, "seeds": list(args.seeds), "settings": list(args.settings), "attention_settings":
+            list(args.attention_settings), "single_settings": list(args.single_settings), "n_train": args.n, "n_test": args.n,
+            "schedule": dict(vars(pt.Schedule())), "threads": torch.get_num_threads(), "jobs": args.jobs, "chunk": args.chunk,
+            "torch": torch.__version__, "cpus": os.cpu_count(), "device": "cpu",
+            "seconds": round(secs)}
+    before = _replaced(out / pt.NAME)
+    path = pt.save_table(df, out / pt.NAME, meta)
+    for j in jobs:
+        Path(j["partial"]).unlink(missing_ok=True)
+    summary = df.groupby(["setting", "model", "loss"])[["test_acc", "entropy"]].agg(["mean", "std"])
+    print(summary.round(3).to_string())
+    print(f"written to {path}/ (rows.csv, {len(df)} rows, and manifest.json) in {secs:.0f} s"
+          + (f"; it replaced {before}" if before else ""))
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    """The sweeps of the part "Beyond the paper" (mot_lib.sweeps): the fair comparison (tuning, then the verdict
+    seeds at each model's chosen step multiplier) and the training-schedule sweeps, over worker processes."""
+    import time
+
+    import pandas as pd
+    import torch
+
+    from .book import datafiles
+    from .experiments import fair
+    from .experiments import schedule
+    from .experiments import sweeps
+    if (args.tuning_only or args.tuning) and args.table != "fair":
+        raise ValueError("--tuning-only and --tuning split the fair comparison in two; use them with `sweep fair`")
+    if args.tuning_only and args.tuning:
+        raise ValueError("--tuning-only writes the tuning rows and --tuning reads them: give one of them")
+    tables = ["fair", "schedule"] if args.table == "all" else [args.table]
+    modules = {"fair": ("fair",), "schedule": ("schedule",)}
+    if args.tuning_only and args.out is None:      # not a table set: its rows go outside data/ unless asked
+        out = datafiles.WORK
+        out.mkdir(parents=True, exist_ok=True)
+    else:
+        out = _out_folder(args, f"sweep-{args.table}", smoke=args.smoke)
+    prints = {t: sweeps.fingerprint(modules[t]) for t in tables}     # the code the workers import now
+    t0 = time.time()
+    shrink = sweeps.smoke if args.smoke else (lambda j: j)
+    datafiles.WORK.mkdir(parents=True, exist_ok=True)
+    partial = datafiles.WORK / f"sweep_{args.table}.partial.csv"    # finished jobs' rows, outside data/
+    partial.unlink(missing_ok=True)
+    machine = {"torch": torch.__version__, "cpus": os.cpu_count(), "jobs": args.jobs}
+    tuning_meta = {}
+    if args.tuning:                      # the tuning phase was run elsewhere (--tuning-only): read its rows
+        tpath = Path(args.tuning)
+        if not tpath.exists() or not tpath.with_suffix(".json").exists():
+            raise ValueError(f"--tuning {tpath}: the file (or its .json) is missing; write it with --tuning-only")
+        tuning_meta = json.loads(tpath.with_suffix(".json").read_text())
+        if sweeps.why_stale(tuning_meta, modules["fair"]):
+            raise ValueError(f"--tuning {tpath}: computed with another engine ({sweeps.why_stale(tuning_meta, modules['fair'])})")
+        rows, curves = pd.read_csv(tpath), pd.DataFrame(columns=["part", "step", "seed", "value", "quantity"])
+    else:
+        first = (fair.tuning_jobs() if "fair" in tables else []) + (schedule.jobs() if "schedule" in tables else [])
+        rows, curves = sweeps.run_jobs([shrink(j) for j in first], args.jobs, args.threads, partial)
+    if args.tuning_only:
+        out.mkdir(parents=True, exist_ok=True)
+        tpath = out / f"{fair.NAME}_tuning.csv"
+        rows.dropna(axis=1, how="all").to_csv(tpath, index=False, float_format="%.8g")
+        tpath.with_suffix(".json").write_text(json.dumps({**prints["fair"], **machine, "seconds": round(time.time() - t0),
+            "command": f"python -m mot_lib sweep fair --tuning-only --jobs {args.jobs} --threads {args.threads}"}, indent=2))
+        print(f"tuning rows written to {tpath}; run the verdict seeds with `sweep fair --tuning {tpath}`")
+        partial.unlink(missing_ok=True)
+        return 0
+    results = {}
+    if "schedule" in tables:
+        results["schedule"] = (rows[rows.part.isin(["schedules", "grid", "scaling", "explore"])],
+                               curves[curves.part.isin(["schedules", "grid", "scaling", "explore"])], {})
+    if "fair" in tables:
+        tuning = rows[rows.part == "tuning"].dropna(axis=1, how="all")
+        chosen = fair.choose_multipliers(tuning)
+        print(chosen.to_string(), flush=True)
+        vrows, vcurves = sweeps.run_jobs([shrink(j) for j in fair.verdict_jobs(chosen)], args.jobs, args.threads,
+                                         partial)
+        extra = {"chosen": chosen.to_dict(orient="records")}
+        if tuning_meta:
+            extra["tuning"] = {k: tuning_meta.get(k) for k in ("command", "torch", "cpus", "jobs", "seconds")}
+        results["fair"] = (pd.concat([tuning, vrows], ignore_index=True), vcurves, extra)
+    secs = round(time.time() - t0)
+    names = {"fair": fair.NAME, "schedule": schedule.NAME}
+    for t, (r, c, extra) in results.items():
+        if sweeps.why_stale(prints[t], modules[t]):
+            print(f"warning: the engine changed while {t} was computed; the manifest keeps the fingerprint of the "
+                  "code the run started with", file=sys.stderr)
+        meta = {**prints[t], "command": f"python -m mot_lib sweep {args.table} --jobs {args.jobs} --threads {args.threads}"
+                + (" --smoke" if args.smoke else "") + (f" --tuning {Path(args.tuning).name}" if args.tuning else ""),
+                **machine, "seconds": secs, **extra}
+        before = _replaced(out / names[t])
+        path = sweeps.save(names[t], r.dropna(axis=1, how="all"), c.dropna(axis=1, how="all"), meta, out)
+        print(f"written to {path}/ ({len(r)} rows, {len(c)} curve rows) in {secs} s"
+              + (f"; it replaced {before}" if before else ""))
+    partial.unlink(missing_ok=True)
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (exit code 2) like every other error of the command line."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception as one line: its message, after its type's name unless it is a ValueError, an OSError or a
+    chapter's error (their messages say what failed)."""
+    msg = str(e) if isinstance(e, (ValueError, OSError, ChapterError)) else f"{type(e).__name__}: {e}"
+    return " ".join(msg.split())
+
+
+def main(argv=None) -> int:
+    ap = _Parser(prog="python -m mot_lib", description=__doc__.splitlines()[0])
+    ap.add_argument("--verbose", action="store_true", help="on an error, show its traceback (also after the command)")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="list the chapters and their parameters")
+    r = sub.add_parser("run", help="execute one chapter (or all) with papermill")
+    r.add_argument("chapter", help="a chapter name (see `list`) or 'all'")
+    r.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"), help="a parameter, as in papermill")
+    r.add_argument("--out", default=None, help="folder for executed notebooks and verdicts (default: -p out_dir, "
+                   "else out/)")
+    g = sub.add_parser("regime", help="train MoT, attention-free MoE and single transformer; print the regime table")
+    g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    lv = sub.add_parser("levers", help="re-run Lemma 1's search for a floor regime; rewrite its cached table")
+    lv.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    lv.add_argument("--out", default=None, help="CSV to write (default: data/lemma1_levers.csv)")
+    rp = sub.add_parser("replicate", help="rerun every claim chapter on other seeds; verdicts to data/replication")
+    rp.add_argument("--sets", type=int, default=2, help="how many seed sets (default: 2)")
+    rp.add_argument("--draw", type=int, default=1126,
+                    help="seed of the draw of the sets' seeds (default: 1126, the committed sets); another value gives other sets")
+    rp.add_argument("--dest", default=None, help="folder to write (default: data/replication)")
+    rp.add_argument("--only", nargs="+", default=None, metavar="CHAPTER",
+                    help="rerun only these chapters and add them to the committed sets (same --sets and --draw)")
+    ag = sub.add_parser("agree", help="share of verdicts identical on the default seeds and on replication folders")
+    ag.add_argument("folders", nargs="+", help="replication folders (written by `replicate --dest`)")
+    ag.add_argument("--out", default=None, help="folder holding the default run's verdicts/ (default: _build/out)")
+    pr = sub.add_parser("predecessor", help="reproduce the predecessor MoE table (Chen et al. 2022) and the MoT "
+                        "comparison; write data/predecessor_table/")
+    pr.add_argument("--seeds", type=int, nargs="+", default=list(range(20)), help="seeds (default 0-19, as committed)")
+    pr.add_argument("--settings", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
+    pr.add_argument("--single-settings", type=int, nargs="*", default=[1], choices=[1, 2, 3, 4],
+                    help="settings on which the single CNNs run (default 1: the one with published single-CNN "
+                         "values here; the cubic one is the costliest model, about 10 CPU-minutes a setting)")
+    pr.add_argument("--attention-settings", type=int, nargs="*", default=[1], choices=[1, 2, 3, 4],
+                    help="settings of the MoT comparison (default 1; about 7 CPU-minutes a setting)")
+    pr.add_argument("--n", type=int, default=16000, help="training and test samples per setting (default 16000)")
+    pr.add_argument("--threads", type=int, default=0, help="torch threads per process (default: torch's choice)")
+    pr.add_argument("--jobs", type=int, default=1, help="worker processes, one setting each (default 1)")
+    pr.add_argument("--chunk", type=int, default=0,
+                    help="seeds per job (default 0: all seeds of a model and setting in one job); a smaller "
+                         "chunk spreads the work over more processes; each seed's data and noise are its own, "
+                         "but float32 rounding depends on the batch, so numbers agree to rounding (an early "
+                         "stop may turn on it); the manifest records the chunk")
+    pr.add_argument("--out", default=None, metavar="FOLDER",
+                    help="data folder to write the table set predecessor_table/ into (default: data/, replacing "
+                         "the committed table; the command says what it replaced)")
+    sw = sub.add_parser("sweep", help="compute the sweeps of the part 'Beyond the paper' (chapters 08, 09); "
+                        "write data/fair_comparison/ and data/training_schedule/")
+    sw.add_argument("table", choices=["fair", "schedule", "all"],
+                    help="fair: the fair comparison (about 100 CPU-minutes); schedule: the training schedules "
+                         "(about 20 CPU-minutes); all: both")
+    sw.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    sw.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    sw.add_argument("--out", default=None, metavar="FOLDER",
+                    help="data folder to write the table sets into (<out>/fair_comparison/, "
+                         "<out>/training_schedule/; default: data/, replacing the committed tables, and the command "
+                         "says what it replaced; with --smoke: a fresh temporary folder)")
+    sw.add_argument("--overwrite", action="store_true",
+                    help="with --smoke, allow --out to be the committed data folder (its tables are replaced)")
+    sw.add_argument("--tuning-only", action="store_true", help="fair only: run the tuning seeds and write "
+                    "<out>/fair_comparison_tuning.csv (and .json; default folder _build/work), for the verdict seeds "
+                    "to run elsewhere")
+    sw.add_argument("--tuning", default=None, metavar="CSV", help="fair only: read the tuning rows written by "
+                    "--tuning-only (same engine) and run the verdict seeds")
+    sw.add_argument("--smoke", action="store_true", help="every job at a tiny size (2 seeds, 200 samples, 40 steps): "
+                    "a check that the sweep runs, in about a minute; written to a fresh temporary folder (named in its output) "
+                    "unless --out is given")
+    for p in sub.choices.values():       # --verbose after the command too
+        p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "list":
+            for name, cls in sorted(book.load_chapters().items()):
+                print(name + ": " + ", ".join(f"{f.name}={f.default!r}" for f in fields(cls)))
+            return 0
+        return {"run": cmd_run, "regime": cmd_regime, "levers": cmd_levers, "replicate": cmd_replicate,
+                "agree": cmd_agree, "predecessor": cmd_predecessor, "sweep": cmd_sweep}[args.cmd](args)
+    except Exception as e:    # every error: one line on stderr, exit code 2; --verbose adds the traceback
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

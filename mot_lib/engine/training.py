@@ -1,0 +1,304 @@
+"""Training loops: the MoT's three-stage algorithm, its ablations, and the single transformer.
+
+One call trains every seed at once (seeds are the leading tensor dimension; the
+loss is summed over seeds, so their gradients never mix).  The history is a tidy
+DataFrame: one row per (step, seed, quantity[, expert, i, j]).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import metrics as mt
+from .config import Setting, SingleConfig, TrainConfig, check_seeds
+from .data import Dataset, Split, make_dataset, seed_streams
+from .models import (activation, attention_scores, effective_W, gather_experts, init_mot, init_single,
+                     logistic_loss, gate_prob, mot_forward, route, router_scores, shared_token_weights, single_forward,
+                     token_weights, token_weights_all, uniform_weights, _weights, eval_routing)
+
+HISTORY_COLUMNS = ["step", "seed", "stage", "quantity", "expert", "i", "j", "value"]
+
+
+class DivergenceError(FloatingPointError):
+    """A run produced NaN/inf: stop with a message instead of plotting NaN."""
+
+
+@dataclass
+class Run:
+    """A finished run: what went in (setting, cfg, seeds, data) and what came out."""
+    setting: Setting
+    cfg: TrainConfig | SingleConfig
+    seeds: list
+    data: Dataset
+    params: dict
+    history: pd.DataFrame
+    model: str  # "mot" | "single"
+    snapshots: dict = field(default_factory=dict)  # step -> weights kept during training (train_mot snapshot_at)
+
+    def rows(self, quantity: str) -> pd.DataFrame:
+        """The history's rows of one quantity (the history is split by quantity once, on first use:
+        comparing a million-row string column per call cost more than the training)."""
+        if getattr(self, "_by_quantity", None) is None:
+            self._by_quantity = dict(tuple(self.history.groupby("quantity", sort=False)))
+        return self._by_quantity.get(quantity, self.history.iloc[:0])
+
+    def at(self, quantity: str, step: int | None = None, seed: int | None = None) -> pd.DataFrame:
+        """The rows of one quantity, at one recorded step and/or for one seed."""
+        r = self.rows(quantity)
+        if step is not None:
+            r = r[r.step.to_numpy() == step]
+        if seed is not None:
+            r = r[r.seed.to_numpy() == seed]
+        return r
+
+    def scalar(self, quantity: str) -> pd.DataFrame:
+        """A per-seed scalar quantity as a wide table: index step, one column per seed."""
+        h = self.rows(quantity)
+        h = h[(h.expert < 0) & (h.i < 0)]
+        if h.empty:
+            raise KeyError(f"quantity {quantity!r} was not recorded; recorded: {sorted(self.history.quantity.unique())}")
+        return h.pivot(index="step", columns="seed", values="value")
+
+    def final(self, quantity: str) -> pd.Series:
+        """Last recorded value of a scalar quantity, per seed."""
+        return self.scalar(quantity).iloc[-1]
+
+
+class _Recorder:
+    """Collects recorded tensors as numpy arrays; the tidy DataFrame is built once, in ``frame``
+    (building a small DataFrame per quantity and step cost more than the step itself)."""
+
+    def __init__(self, seeds):
+        self.seeds = np.asarray(seeds)
+        self.parts = []
+
+    def add(self, step: int, stage: str, quantity: str, values: torch.Tensor, dims: tuple = ()):
+        """values has shape (S, *sizes); dims names the trailing axes among expert, i, j."""
+        self.parts.append((step, stage, quantity, values.detach().to(torch.float64).numpy().copy(), dims))
+
+    def frame(self) -> pd.DataFrame:
+        cols = {c: [] for c in HISTORY_COLUMNS}
+        for step, stage, quantity, v, dims in self.parts:
+            k = v.size
+            grids = np.meshgrid(np.arange(v.shape[0]), *[np.arange(n) for n in v.shape[1:]], indexing="ij")
+            cols["step"].append(np.full(k, step))
+            cols["seed"].append(self.seeds[grids[0].ravel()])
+            cols["stage"].append(np.full(k, stage, dtype=object))
+            cols["quantity"].append(np.full(k, quantity, dtype=object))
+            for name in ("expert", "i", "j"):
+                cols[name].append(grids[1 + dims.index(name)].ravel() if name in dims else np.full(k, -1))
+            cols["value"].append(v.ravel())
+        # columns already in HISTORY_COLUMNS order; copy=False keeps pandas from consolidating a million rows
+        return pd.DataFrame({c: np.concatenate(x) for c, x in cols.items()}, copy=False)
+
+
+def prepare(setting: Setting, cfg, cfg_type: type, who: str, seeds, data: Dataset | None):
+    """The checks every training entry point makes before any training: (seeds, data), the data drawn
+    here when not given.  A bad argument raises a ValueError naming it."""
+    seeds = check_seeds(seeds)
+    if not isinstance(setting, Setting) or not isinstance(cfg, cfg_type):
+        raise ValueError(f"{who} needs a Setting and a {cfg_type.__name__}")
+    data = data if data is not None else make_dataset(setting, seeds)
+    if data.seeds != seeds or data.setting != setting:
+        raise ValueError("data was drawn for another setting or other seeds")
+    return seeds, data
+
+
+def _progress(total: int, desc: str, progress):
+    """A tqdm bar unless disabled (progress=False, or MOT_PROGRESS=0 in the environment)."""
+    if progress is None:
+        progress = os.environ.get("MOT_PROGRESS", "1") != "0"
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, leave=False, mininterval=0.5)
+
+
+def _check_finite(step: int, stage: str, loss: torch.Tensor, seeds, params: dict):
+    bad = ~torch.isfinite(loss)
+    for name, p in params.items():
+        bad = bad | ~torch.isfinite(p.reshape(p.shape[0], -1)).all(-1)
+    if bad.any():
+        which = [seeds[i] for i in torch.nonzero(bad).ravel().tolist()]
+        raise DivergenceError(
+            f"training diverged at step {step} ({stage}): loss or weights became NaN/inf for seed(s) {which}; "
+            f"lower the step sizes (eta1, eta2, eta3, eta_router or eta) or sigma0")
+
+
+def stage_of(t: int, cfg: TrainConfig) -> str:
+    """Stage label of update t (1-based): "I", "II", "III", or "joint" (W and W_KQ trained together)."""
+    if cfg.schedule == "joint":
+        return "joint"
+    if cfg.schedule == "I_joint":
+        return "I" if t <= cfg.T1 else "joint"
+    if cfg.schedule == "joint_III":
+        return "joint" if t <= cfg.T2 else "III"
+    return "I" if t <= cfg.T1 else ("II" if t <= cfg.T2 else "III")
+
+
+def stage_ends(cfg: TrainConfig) -> tuple:
+    """The steps after which the schedule changes stage (recorded whatever ``record_every`` is)."""
+    return {"three_stage": (cfg.T1, cfg.T2), "I_joint": (cfg.T1,), "joint_III": (cfg.T2,)}.get(cfg.schedule, ())
+
+
+def _step(p: torch.Tensor, g: torch.Tensor, eta: float, opt: str):
+    """In-place update. ngd: per-expert (per leading two dims) normalized gradient step."""
+    if opt == "gd":
+        p -= eta * g
+    else:
+        norm = g.reshape(g.shape[0], g.shape[1], -1).norm(dim=-1)
+        norm = norm.reshape(norm.shape + (1,) * (g.dim() - 2))
+        p -= eta * torch.where(norm > 0, g / norm.clamp_min(1e-300), torch.zeros_like(g))
+
+
+def _mot_record(rec: _Recorder, step: int, stage: str, cfg: TrainConfig, p: dict, data: Dataset, sigma,
+                caches: dict):
+    N, M = data.setting.N, cfg.M
+    W = effective_W(p["W"])      # one vector per expert (J-neuron experts: sum_j s_j W^(m,j))
+    with torch.no_grad():
+        for name, sp in (("train", data.train), ("test", data.test)):
+            idx = route(router_scores(sp.xsum, p["theta"]))
+            a = _weights(cfg, sp.X, p["WKQ"], idx, caches.get(name))
+            F, _, _ = mot_forward(p, sp.X, sp.xsum, idx, a, sigma)
+            rec.add(step, stage, f"{name}_loss", logistic_loss(sp.y * F).mean(-1))
+            rec.add(step, stage, f"{name}_acc", (torch.sign(F) == sp.y).to(torch.float64).mean(-1))
+        # routing and attention measured on the fresh test sample (no exploration)
+        spec = mt.specialty(W, data.V)
+        D = mt.dispatch_matrix(idx, sp.cls, N, M)
+        rec.add(step, stage, "routing_acc", mt.routing_accuracy(idx, sp.cls, spec))
+        rec.add(step, stage, "experts_used", mt.experts_used(idx, M))
+        rec.add(step, stage, "dispatch_entropy", mt.dispatch_entropy(D))
+        rec.add(step, stage, "classes_covered",
+                torch.stack([torch.unique(spec[s]).numel() * torch.ones((), dtype=torch.float64)
+                             for s in range(spec.shape[0])]))
+        rec.add(step, stage, "label_weight",  # attention weight the label token receives, mean over samples
+                torch.gather(a, 2, sp.label_pos[..., None])[..., 0].mean(-1))
+        rec.add(step, stage, "dispatch", D, ("i", "expert"))
+        rec.add(step, stage, "align", mt.alignments(W, data.V), ("expert", "i"))
+        rec.add(step, stage, "gap", mt.specialization_gap(W, data.V), ("expert",))
+        rec.add(step, stage, "specialty", spec, ("expert",))
+        rec.add(step, stage, "attn", attention_scores(p["WKQ"], data.signals), ("expert", "i", "j"))
+
+
+def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = None,
+              progress: bool | None = None, snapshot_at=()) -> Run:
+    """Train the MoT (or its attention-free / joint ablations, per ``cfg``) for every seed at once.
+
+    ``snapshot_at``: steps after which a copy of the weights is kept in ``run.snapshots[t]`` (one run
+    gives the state at several checkpoints; training is deterministic, so a run cut at t would give
+    the same weights)."""
+    seeds, data = prepare(setting, cfg, TrainConfig, "train_mot", seeds, data)
+    streams = [seed_streams(s) for s in seeds]
+    S, d = len(seeds), setting.d
+    p = init_mot(S, cfg.M, d, cfg.sigma0, [g[1] for g in streams], cfg.J, cfg.shared_attention)
+    if not cfg.attention:
+        p["WKQ"].zero_()
+    explore = [g[2] for g in streams]
+    sigma = activation(cfg.activation)
+    X, y = data.train.X, data.train.y
+    rec = _Recorder(seeds)
+    caches: dict = {}
+    snapshots: dict = {}
+
+    def refresh_caches(stage, t):
+        caches.clear()
+        frozen = stage in ("I", "III")
+        if cfg.attention and frozen:
+            caches["train"] = token_weights_all(data.train.X, p["WKQ"], cfg.query_pool)
+            # the test split is read only at record time: cache all experts' weights when the stage records
+            # more often than there are experts (cheaper than gathering per-sample W_KQ at every record)
+            end = {"I": cfg.T1, "III": cfg.T}[stage]
+            if (end - t) // cfg.record_every > cfg.M:
+                caches["test"] = token_weights_all(data.test.X, p["WKQ"], cfg.query_pool)
+
+    stage = stage_of(1, cfg)
+    refresh_caches(stage, 0)
+    _mot_record(rec, 0, stage, cfg, p, data, sigma, caches)
+    bar = _progress(cfg.T, "MoT" if cfg.attention else "attention-free MoE", progress)
+    for t in range(1, cfg.T + 1):
+        new_stage = stage_of(t, cfg)
+        if new_stage != stage:
+            stage = new_stage
+            refresh_caches(stage, t)
+        train_W = stage in ("I", "III", "joint")
+        train_KQ = cfg.attention and stage in ("II", "joint")
+        p["W"].requires_grad_(train_W)
+        p["WKQ"].requires_grad_(train_KQ)
+        p["theta"].requires_grad_(cfg.eta_router > 0)
+        h = router_scores(data.train.xsum, p["theta"]).detach()
+        idx = route(h, cfg.lam, explore)
+        a = _weights(cfg, X, p["WKQ"], idx, caches.get("train"))
+        F, _, _ = mot_forward(p, X, data.train.xsum, idx, a, sigma)
+        per_seed = logistic_loss(y * F).mean(-1)
+        _check_finite(t, f"stage {stage}", per_seed.detach(), seeds, {})
+        wrt = [k for k in ("W", "WKQ", "theta") if p[k].requires_grad]
+        grads = dict(zip(wrt, torch.autograd.grad(per_seed.sum(), [p[k] for k in wrt])))
+        with torch.no_grad():
+            for k in wrt:
+                p[k].requires_grad_(False)
+            if "W" in grads:
+                opt, eta = ((cfg.stage3_opt, cfg.eta3) if stage == "III" else (cfg.stage1_opt, cfg.eta1))
+                _step(p["W"], grads["W"], eta, opt)
+            if "WKQ" in grads:
+                _step(p["WKQ"], grads["WKQ"], cfg.eta2, cfg.stage2_opt)
+            if "theta" in grads:
+                _step(p["theta"], grads["theta"], cfg.eta_router, "gd")
+        _check_finite(t, f"stage {stage}", per_seed.detach(), seeds, p)
+        if t in snapshot_at:
+            snapshots[t] = {k: v.detach().clone() for k, v in p.items()}
+        if t % cfg.record_every == 0 or t == cfg.T or t in stage_ends(cfg):
+            _mot_record(rec, t, stage, cfg, p, data, sigma, caches)
+            # the share of this step's training samples whose explored choice is the gate's own top choice
+            rec.add(t, stage, "explore_agree", (idx == h.argmax(-1)).to(torch.float64).mean(-1))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    for k in p:
+        p[k].requires_grad_(False)
+    return Run(setting, cfg, seeds, data, p, rec.frame(), "mot", snapshots)
+
+
+def _single_record(rec, step, p, data, sigma):
+    with torch.no_grad():
+        for name, sp in (("train", data.train), ("test", data.test)):
+            F = single_forward(p, sp.X, sigma)
+            rec.add(step, "single", f"{name}_loss", logistic_loss(sp.y * F).mean(-1))
+            rec.add(step, "single", f"{name}_acc", (torch.sign(F) == sp.y).to(torch.float64).mean(-1))
+        rec.add(step, "single", "attn", attention_scores(p["WKQ"], data.signals), ("expert", "i", "j"))
+
+
+def train_single(setting: Setting, cfg: SingleConfig, seeds, data: Dataset | None = None,
+                 progress: bool | None = None) -> Run:
+    """Train the single multi-head transformer by (normalized) GD on all parameters, every seed at once."""
+    seeds, data = prepare(setting, cfg, SingleConfig, "train_single", seeds, data)
+    streams = [seed_streams(s) for s in seeds]
+    p = init_single(len(seeds), cfg.H, cfg.J, setting.d, cfg.sigma0, [g[1] for g in streams])
+    sigma = activation(cfg.activation)
+    X, y = data.train.X, data.train.y
+    rec = _Recorder(seeds)
+    _single_record(rec, 0, p, data, sigma)
+    bar = _progress(cfg.T, "single transformer", progress)
+    for t in range(1, cfg.T + 1):
+        for k in p:
+            p[k].requires_grad_(True)
+        per_seed = logistic_loss(y * single_forward(p, X, sigma)).mean(-1)
+        _check_finite(t, "single transformer", per_seed.detach(), seeds, {})
+        gW, gKQ = torch.autograd.grad(per_seed.sum(), [p["W"], p["WKQ"]])
+        with torch.no_grad():
+            for k in p:
+                p[k].requires_grad_(False)
+            _step(p["W"], gW, cfg.eta, cfg.opt)
+            _step(p["WKQ"], gKQ, cfg.eta, cfg.opt)
+        _check_finite(t, "single transformer", per_seed.detach(), seeds, p)
+        if t % cfg.record_every == 0 or t == cfg.T:
+            _single_record(rec, t, p, data, sigma)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return Run(setting, cfg, seeds, data, p, rec.frame(), "single")
