@@ -474,6 +474,12 @@ def main(argv=None) -> int:
             traceback.print_exc()
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:   # Ctrl-C: one line too (tables are swapped in whole, so data/ is as it was)
+        if args.verbose:
+            traceback.print_exc()
+        print("interrupted: nothing was written under data/ (finished jobs of a sweep are kept under _build/work/)",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

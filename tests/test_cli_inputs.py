@@ -211,6 +211,17 @@ def test_os_errors_are_one_line_with_exit_2(tmp_path, capsys, monkeypatch, exc):
     assert exc.strerror in one_line_error(capsys.readouterr().err)
 
 
+def test_ctrl_c_is_one_line_with_exit_130(tmp_path, capsys, monkeypatch):
+    import papermill
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(papermill, "execute_notebook", interrupt)
+    assert main(["run", "01_setting", "--out", str(tmp_path)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("interrupted: nothing was written under data/")
+
+
 def test_a_failed_run_removes_its_own_stale_verdict_file(tmp_path, capsys, monkeypatch):
     for name in ("02_proposition1", "03_proposition2"):
         book.write_verdicts([ROW], name, tmp_path)
