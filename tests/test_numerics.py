@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 
-from mot_lib.numerics import THREADS
+from mot_lib.engine.numerics import THREADS
 
 SCRIPT = r"""
 import json, sys
