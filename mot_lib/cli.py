@@ -86,8 +86,9 @@ def _run_chapter(name: str, values: dict, out: Path) -> None:
     try:
         pm.execute_notebook(str(nb), str(out / f"{name}.ipynb"), parameters=inject, cwd=str(book.NOTEBOOKS),
                             progress_bar=False, kernel_name="python3",
-                            # the kernel's own log (ipykernel warns about TCP on every start) stays off stderr
-                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                            # the kernel's own log (ipykernel warns about TCP on every start; it logs "KeyboardInterrupt caught"
+                            # at ERROR when a failed run is shut down) stays off stderr: the chapter's error is reported
+                            extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
     except PapermillExecutionError as e:
         what = e.evalue if e.ename == "ValueError" else f"{e.ename}: {e.evalue}"
         raise ChapterError(f"{name}: {what} (the executed notebook: {out / f'{name}.ipynb'})") from e
