@@ -26,7 +26,6 @@ kernels and worker processes inherit them).  ``MOT_NUMERICS=native`` leaves the 
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 
 #: the environment variables that pin the CPU numerics, and their values

@@ -15,10 +15,9 @@ import torch
 
 from . import metrics as mt
 from .config import Setting, SingleConfig, TrainConfig, check_seeds
-from .data import Dataset, Split, make_dataset, seed_streams
-from .models import (activation, attention_scores, effective_W, gather_experts, init_mot, init_single,
-                     logistic_loss, gate_prob, mot_forward, route, router_scores, shared_token_weights, single_forward,
-                     token_weights, token_weights_all, uniform_weights, _weights, eval_routing)
+from .data import Dataset, make_dataset, seed_streams
+from .models import (activation, attention_scores, effective_W, init_mot, init_single, logistic_loss, mot_forward,
+                     route, router_scores, single_forward, token_weights_all, _weights)
 
 HISTORY_COLUMNS = ["step", "seed", "stage", "quantity", "expert", "i", "j", "value"]
 

@@ -10,8 +10,6 @@ The sweep is computed by ``python -m mot_lib sweep fair`` (``jobs``) and committ
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 

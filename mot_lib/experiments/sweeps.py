@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -366,12 +365,3 @@ def status(meta: dict, stale: str | None) -> str:
                       f"on: {meta.get('cpus')} CPU cores, torch {meta.get('torch')}, {meta.get('seconds')} s, "
                       f"{meta.get('jobs')} jobs",
                       f"files: {files}; {flag}"])
-
-
-def seed_band(values: np.ndarray) -> tuple[float, float, float]:
-    """(median, 25th, 75th percentile) over seeds, ignoring NaN."""
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
-    if len(v) == 0:
-        return (math.nan,) * 3
-    return float(np.median(v)), float(np.percentile(v, 25)), float(np.percentile(v, 75))
