@@ -154,8 +154,33 @@ def cmd_replicate(args) -> int:
             dirs[label] = Path(tmp) / label.replace(" ", "_")
             for name, s in seeds.items():
                 _run_chapter(name, {"seeds": s}, dirs[label])
-        dest = book.save_replication(dirs, sets, args.dest or book.REPLICATION, add=bool(args.only))
+        defaults = Path(args.defaults or os.environ.get("MOT_OUT_DIR", book.REPO / "_build" / "out"))
+        dest = book.save_replication(dirs, sets, args.dest or book.REPLICATION, add=bool(args.only), draw=args.draw,
+                                     defaults=defaults)
     print(f"replication verdicts and manifest written to {dest}; the scorecard shows them beside the book's")
+    return 0
+
+
+def cmd_claims(args) -> int:
+    """The claim registry with the verdicts in --out: JSON (--json) or a short text per statement and row."""
+    import json
+
+    out = Path(args.out) if args.out else Path(os.environ.get("MOT_OUT_DIR", book.REPO / "_build" / "out"))
+    if args.out and not out.is_dir():
+        raise ValueError(f"--out {out}: no such folder; give the folder a run wrote (it holds verdicts/)")
+    table = book.read_verdicts(out) if (out / "verdicts").is_dir() else None
+    reg = book.claim_registry.registry_json(table)
+    if table is None:
+        print(f"note: no verdicts in {out / 'verdicts'}: measured and verdict are null (run the chapters first, "
+              f"`make book` or `python -m mot_lib run all --out {out}`)", file=sys.stderr)
+    if args.json:
+        print(json.dumps(reg, indent=2, allow_nan=False))
+        return 0
+    print(f"registry {reg['registry_hash'][:12]}: {len(reg['rows'])} rows; headline rule: {reg['headline_rule']}")
+    for h in reg["headlines"]:
+        print(f"{h['statement']}: {h['verdict']}. {h['sentence']}")
+    for r in reg["rows"]:
+        print(f"  {r['id']:<45} {r['kind']:<13} {r['verdict'] or '-'}")
     return 0
 
 
@@ -411,11 +436,20 @@ def main(argv=None) -> int:
     lv.add_argument("--out", default=None, help="CSV to write (default: data/lemma1_levers.csv)")
     rp = sub.add_parser("replicate", help="rerun every claim chapter on other seeds; verdicts to data/replication")
     rp.add_argument("--sets", type=int, default=2, help="how many seed sets (default: 2)")
-    rp.add_argument("--draw", type=int, default=1126,
-                    help="seed of the draw of the sets' seeds (default: 1126, the committed sets); another value gives other sets")
+    rp.add_argument("--draw", type=int, default=book.replication.COMMITTED_DRAW,
+                    help=f"seed of the draw of the sets' seeds (default: {book.replication.COMMITTED_DRAW}, the committed "
+                         "sets); another value gives other sets")
+    rp.add_argument("--defaults", default=None, metavar="FOLDER",
+                    help="folder holding the default run's verdicts/, for the agreement the manifest's history records "
+                         "(default: $MOT_OUT_DIR or _build/out)")
     rp.add_argument("--dest", default=None, help="folder to write (default: data/replication)")
     rp.add_argument("--only", nargs="+", default=None, metavar="CHAPTER",
                     help="rerun only these chapters and add them to the committed sets (same --sets and --draw)")
+    cl = sub.add_parser("claims", help="the claim registry: every row the book decides, its kind, rule, measured value "
+                                       "and verdict, and one headline verdict per statement of the paper")
+    cl.add_argument("--json", action="store_true", help="print it as one JSON object")
+    cl.add_argument("--out", default=None, help="folder holding the verdicts/ to read (default: $MOT_OUT_DIR or "
+                                                 "_build/out)")
     ag = sub.add_parser("agree", help="share of verdicts identical on the default seeds and on replication folders")
     ag.add_argument("folders", nargs="+", help="replication folders (written by `replicate --dest`)")
     ag.add_argument("--out", default=None, help="folder holding the default run's verdicts/ (default: _build/out)")
@@ -469,7 +503,8 @@ def main(argv=None) -> int:
                 print(name + ": " + ", ".join(f"{f.name}={f.default!r}" for f in fields(cls)))
             return 0
         return {"run": cmd_run, "regime": cmd_regime, "levers": cmd_levers, "replicate": cmd_replicate,
-                "agree": cmd_agree, "predecessor": cmd_predecessor, "sweep": cmd_sweep}[args.cmd](args)
+                "agree": cmd_agree, "predecessor": cmd_predecessor, "sweep": cmd_sweep,
+                "claims": cmd_claims}[args.cmd](args)
     except Exception as e:    # every error: one line on stderr, exit code 2; --verbose adds the traceback
         if args.verbose:
             traceback.print_exc()

@@ -240,11 +240,14 @@ def leaning(est: Estimate, accept: tuple[float, float], n: int, more: str = "") 
 
 
 def population_row(claim: str, bound: str, est: Estimate, accept: tuple[float, float], test: str,
-                   n: int, more: str = "") -> dict:
+                   n: int, more: str = "", id: str | None = None) -> dict:
     """A verdict row that states its population test: ``test`` says what is estimated over the seeds
-    and how the interval is made (e.g. "share of seeds passing, Wilson 95%"), ``n`` how many seeds."""
+    and how the interval is made (e.g. "share of seeds passing, Wilson 95%"), ``n`` how many seeds; ``id`` the
+    row's id in the claim registry (``book.claim_registry``), without which ``write_verdicts`` refuses it."""
     row = verdict_row(claim, bound, est, accept)
     row.update(test=test, seeds=int(n), note=leaning(est, accept, n, more))
+    if id is not None:      # the row's id in the claim registry (mot_lib/book/claim_registry.py)
+        row = {"id": id, **row}
     return row
 
 

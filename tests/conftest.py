@@ -33,3 +33,13 @@ def html(tmp_path_factory):
                            "--builder", "html", "-W", "--keep-going"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out / "_build" / "html"
+
+
+def vrow(id: str, value: float = 0.5, lo: float = 0.4, hi: float = 0.6, accept=(0.25, 0.75), **extra) -> dict:
+    """A verdict row of the claim registry's row ``id`` (its declared population test) with the given estimate:
+    holds by default; ``extra`` overrides keys (``claim``, ``verdict``, ...)."""
+    import mot_lib as mot
+    d = mot.book.claim_registry.declared(id)
+    row = mot.stats.population_row(d.rule.quantity, "b", mot.stats.Estimate(value, lo, hi), accept, d.rule.test, 10,
+                                   id=id)
+    return {**row, **extra}

@@ -9,6 +9,7 @@ import pytest
 import mot_lib as mot
 from mot_lib import book
 from mot_lib.cli import main
+from conftest import vrow
 
 
 def test_chapter_params_unknown_and_bad_values():
@@ -35,12 +36,13 @@ def test_chapter_params_from_namespace():
 
 
 def test_verdict_files_roundtrip(tmp_path):
-    row = mot.stats.verdict_row("c", "b", mot.stats.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))
-    book.write_verdicts([row], "02_x", tmp_path)
+    row = vrow("prop1.routing")
+    book.write_verdicts([row], "02_proposition1", tmp_path)
     df = book.read_verdicts(tmp_path)
-    assert df.loc[0, "verdict"] == "holds" and df.loc[0, "chapter"] == "02_x"
+    assert df.loc[0, "verdict"] == "holds" and df.loc[0, "chapter"] == "02_proposition1"
+    assert df.loc[0, "id"] == "prop1.routing" and df.loc[0, "kind"] == "claim" and df.loc[0, "statement"] == "prop1"
     with pytest.raises(ValueError, match="must have the keys"):
-        book.write_verdicts([{"claim": "c"}], "02_y", tmp_path)
+        book.write_verdicts([{"claim": "c"}], "02_proposition1", tmp_path)
     (tmp_path / "verdicts" / "03_bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="03_bad.json"):
         book.read_verdicts(tmp_path)
@@ -90,21 +92,22 @@ def test_cli_errors_name_what_the_user_typed(capsys):
 
 def test_replication_roundtrip_compare_and_bad_manifest(tmp_path):
     """save_replication copies each set's verdicts and writes a manifest; compare_verdicts flags a change."""
-    a = mot.stats.verdict_row("c1", "b", mot.stats.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))   # holds
-    b = mot.stats.verdict_row("c2", "b", mot.stats.Estimate(0.5, 0.1, 0.9), (0.25, 0.75))   # inconclusive
-    book.write_verdicts([a, b], "02_x", tmp_path / "run1")
-    book.write_verdicts([a, a | {"claim": "c2"}], "02_x", tmp_path / "run2")
-    sets = {"set 1": {"02_x": [5, 6]}, "set 2": {"02_x": [7, 8]}}
+    a = vrow("prop1.routing")                                       # holds
+    b = vrow("prop1.gap_at_tspec", lo=0.1, hi=0.9)                 # inconclusive
+    book.write_verdicts([a, b], "02_proposition1", tmp_path / "run1")
+    book.write_verdicts([a, vrow("prop1.gap_at_tspec")], "02_proposition1", tmp_path / "run2")
+    sets = {"set 1": {"02_proposition1": [5, 6]}, "set 2": {"02_proposition1": [7, 8]}}
     dest = book.save_replication({"set 1": tmp_path / "run1", "set 2": tmp_path / "run2"}, sets, tmp_path / "rep")
     reps, manifest = book.load_replication(dest)
     assert manifest["sets"] == sets and manifest["library_hash"] == book.claim_fingerprint()["library_hash"]
+    assert manifest["registry_hash"] == book.registry_hash() and len(manifest["history"]) == 1
     assert book.replication_stale(manifest) is None
     assert "canary" in book.replication_stale({**manifest, "canary": [x * (1 + 1e-6) for x in manifest["canary"]]})
     assert list(reps) == ["set 1", "set 2"] and reps["set 2"].verdict.tolist() == ["holds", "holds"]
     mine = book.read_verdicts(tmp_path / "run1")
     mine.loc[1, "verdict"] = "holds"
-    extra = pd.DataFrame([{"chapter": "03_y", "claim": "new", "bound": "", "measured": 1.0,
-                           "interval": [0, 1], "verdict": "holds"}])
+    extra = pd.DataFrame([{"chapter": "03_proposition2", "id": "prop2.own_score", "claim": "new", "bound": "",
+                           "measured": 1.0, "interval": [0, 1], "verdict": "holds"}])
     both = book.compare_verdicts(pd.concat([mine, extra], ignore_index=True), reps["set 1"])
     assert both.same.tolist() == [True, False, False]
     assert both.replication.tolist() == ["holds", "inconclusive", ""]
@@ -144,25 +147,31 @@ def test_committed_replication_covers_every_claim_chapter():
     assert all(not (a & b) for i, a in enumerate(used) for b in used[i + 1:]), "replication sets overlap"
 
 
-def test_verdict_and_scorecard_markdown():
-    rows = [mot.stats.population_row("gap $= \\Theta(\\sigma_0^{0.5})$ | a pipe", "slope in $[0.25, 0.75]$",
-                                     mot.stats.Estimate(0.5, 0.4, 0.6), (0.25, 0.75), "mean of per-seed slopes, t 95%", 20),
-            mot.stats.verdict_row("c2", "b", mot.stats.Estimate(0.5, 0.1, 0.9), (0.25, 0.75))]
+def test_verdict_and_scorecard_markdown(tmp_path):
+    rows = [vrow("prop1.routing", claim="gap $= \\Theta(\\sigma_0^{0.5})$ | a pipe"),
+            vrow("prop1.gap_at_tspec", lo=0.1, hi=0.9),                  # inconclusive
+            vrow("prop1.gap_at_stated_T1", value=-0.4, lo=-0.5, hi=-0.3)]   # a check: does not hold, not counted
     md = book.verdict_markdown(rows)
     lines = md.strip().splitlines()
-    assert len(lines) == 4 and all(line.count(" | ") == 5 for line in lines[2:]), md
+    assert all(line.count(" | ") == 6 for line in lines[2:5]), md
     assert "{bdg-success}`holds`" in lines[2] and "{bdg-warning}`inconclusive`" in lines[3]
-    assert r"\| a pipe" in lines[2] and "(20 seeds)" in lines[2]
-    table = pd.DataFrame(rows).assign(chapter="02_proposition1")
+    assert r"\| a pipe" in lines[2] and "(10 seeds)" in lines[2] and "| claim |" in lines[2] and "| check |" in lines[4]
+    assert "*check* (" in md and "fixed by the optimizer" in md         # why the check is not counted
+    book.write_verdicts(rows, "02_proposition1", tmp_path)
+    table = book.read_verdicts(tmp_path)
     rep = table.copy()
     rep.loc[1, "verdict"] = "holds"
     card = book.scorecard_markdown(table, {"set 1": table, "set 2": rep})
-    assert card.startswith("**2 claims: 1 hold, 0 do not hold, 1 inconclusive.**")
-    assert "every untuned seed set (set 1, set 2): 1 of 2 (50%); each set alone gives the default verdict on 3 of 4" in card
-    assert "<verdict-02_proposition1>" in card and book.chapter_title("02_proposition1") in card
+    first = card.splitlines()[0]
+    assert first.startswith("* **Proposition 1** {bdg-warning}`inconclusive`") and "<verdict-02_proposition1>" in first
+    assert "Of its 2 claim rows: 1 holds, 1 inconclusive." in first and "1 check row shown apart" in first
+    assert "* **The experiments** {bdg-secondary}`not tested`" in card
+    assert "**2 claim rows: 1 hold, 0 do not hold, 1 inconclusive.** Not counted: 0 proxy rows, 0 instantiation " \
+           "rows, 1 check rows." in card
+    assert "on every set: 1 of 2 claim rows (50%); each set alone: 2 of 2 (100%), 1 of 2 (50%)." in card
+    assert card.index("### Claims") < card.index("### Checks") and book.chapter_title("02_proposition1") in card
     agree = book.agreement_report(table, {"set 1": table, "set 2": rep})
-    assert agree.loc["all", ["rows", "identical", "set 1", "set 2", "share"]].tolist() == [2, 1, 2, 1, 0.5]
-    assert agree.loc["all", "per set"] == 0.75 and agree.loc["02_proposition1", "identical"] == 1
+    assert agree.loc["all", ["rows", "identical", "set 1", "set 2", "share"]].tolist() == [3, 2, 3, 2, 0.667]
     with pytest.raises(ValueError, match="verdict='maybe'"):
         book.badge("maybe")
 
@@ -177,8 +186,8 @@ def test_parameters_cell_matches_the_registered_defaults(name):
     shown = {k: v for k, v in ns.items() if not k.startswith("__")}
     cls = book.load_chapters()[name]
     defaults = {f.name: getattr(cls(), f.name) for f in dataclasses.fields(cls)}
-    if name == "99_scorecard":
-        defaults.pop("seeds")           # the scorecard trains nothing
+    if name in book.READERS:
+        defaults.pop("seeds")           # the scorecard and the first page train nothing
     assert set(shown) == set(defaults), f"cell names {sorted(set(shown) ^ set(defaults))} differ"
     for k, v in shown.items():
         d = defaults[k]
@@ -186,19 +195,19 @@ def test_parameters_cell_matches_the_registered_defaults(name):
 
 
 def test_replication_adds_a_chapter_to_the_committed_sets(tmp_path):
-    row = mot.stats.verdict_row("c", "b", mot.stats.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))
     for k in (1, 2):
-        book.write_verdicts([row], "02_x", tmp_path / f"run{k}")
-        book.write_verdicts([row], "07_y", tmp_path / f"new{k}")
-    sets = {"set 1": {"02_x": [5]}, "set 2": {"02_x": [7]}}
+        book.write_verdicts([vrow("prop1.routing")], "02_proposition1", tmp_path / f"run{k}")
+        book.write_verdicts([vrow("experiments.digits.error_vs_single")], "07_real_data", tmp_path / f"new{k}")
+    sets = {"set 1": {"02_proposition1": [5]}, "set 2": {"02_proposition1": [7]}}
     dest = book.save_replication({"set 1": tmp_path / "run1", "set 2": tmp_path / "run2"}, sets, tmp_path / "rep")
-    more = {"set 1": {"07_y": [9]}, "set 2": {"07_y": [11]}}
+    more = {"set 1": {"07_real_data": [9]}, "set 2": {"07_real_data": [11]}}
     book.save_replication({"set 1": tmp_path / "new1", "set 2": tmp_path / "new2"}, more, dest, add=True)
     reps, manifest = book.load_replication(dest)
-    assert manifest["sets"]["set 1"] == {"02_x": [5], "07_y": [9]}
-    assert sorted(reps["set 2"].chapter) == ["02_x", "07_y"]
+    assert manifest["sets"]["set 1"] == {"02_proposition1": [5], "07_real_data": [9]}
+    assert sorted(reps["set 2"].chapter) == ["02_proposition1", "07_real_data"]
+    assert [h["added_chapters"] for h in manifest["history"]] == [False, True]     # the history keeps both
     with pytest.raises(ValueError, match="are not"):
-        book.save_replication({"set 9": tmp_path / "new1"}, {"set 9": {"07_y": [1]}}, dest, add=True)
+        book.save_replication({"set 9": tmp_path / "new1"}, {"set 9": {"07_real_data": [1]}}, dest, add=True)
 
 
 def test_quick_keeps_the_first_seeds():
@@ -222,25 +231,26 @@ def test_beyond_chapters_are_apart_from_the_claims():
 def test_replicate_and_agree_leave_the_beyond_chapters_out(tmp_path, capsys):
     assert main(["replicate", "--only", "10_predecessor", "--dest", str(tmp_path / "never")]) == 2
     assert "not claim chapters" in capsys.readouterr().err and not (tmp_path / "never").exists()
-    row = mot.stats.verdict_row("c", "b", mot.stats.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))
-    for name in ("02_proposition1", "10_predecessor"):
-        book.write_verdicts([row], name, tmp_path / "out")
-    book.write_verdicts([row], "02_proposition1", tmp_path / "run1")
+    book.write_verdicts([vrow("prop1.routing")], "02_proposition1", tmp_path / "out")
+    book.write_verdicts([vrow("predecessor.s1.cubic_MoE.acc")], "10_predecessor", tmp_path / "out")
+    book.write_verdicts([vrow("prop1.routing")], "02_proposition1", tmp_path / "run1")
     rep = book.save_replication({"set 1": tmp_path / "run1"}, {"set 1": {"02_proposition1": [5]}}, tmp_path / "rep")
     assert main(["agree", str(rep), "--out", str(tmp_path / "out")]) == 0
     report = capsys.readouterr().out
     assert "02_proposition1" in report and "10_predecessor" not in report, report
 
 
-def test_scorecard_beyond_section_counts_apart():
-    claim = mot.stats.verdict_row("c1", "b", mot.stats.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))
-    answer = mot.stats.population_row("setting 1: within 1 point | pipe", "mean in [98, 100]",
-                                      mot.stats.Estimate(99.0, 98.2, 99.7), (98, 100),
-                                      "mean over the committed table's seeds 0-9 (computed once), Student t 95%", 10)
-    other = mot.stats.verdict_row("a2", "b", mot.stats.Estimate(0.5, 0.1, 0.9), (0.25, 0.75))
-    beyond = pd.DataFrame([answer, other]).assign(chapter="10_predecessor")
-    card = book.scorecard_markdown(pd.DataFrame([claim]).assign(chapter="02_proposition1"))
-    assert card.startswith("**1 claims: 1 hold,") and "10_predecessor" not in card
+def test_scorecard_beyond_section_counts_apart(tmp_path):
+    answer = vrow("predecessor.s1.cubic_MoE.acc", 99.0, 98.2, 99.7, (98, 100), claim="setting 1: within 1 point | pipe",
+                  bound="mean in [98, 100]",
+                  test="mean over the committed table's seeds 0-9 (computed once), Student t 95%")
+    other = vrow("predecessor.s1.cubic_MoE.entropy", lo=0.1, hi=0.9, claim="a2")
+    book.write_verdicts([answer, other], "10_predecessor", tmp_path)
+    book.write_verdicts([vrow("prop1.routing")], "02_proposition1", tmp_path)
+    both = book.read_verdicts(tmp_path)
+    beyond = both[both.chapter == "10_predecessor"]
+    card = book.scorecard_markdown(both[both.chapter == "02_proposition1"])
+    assert "**1 claim rows: 1 hold," in card and "10_predecessor" not in card
     md = book.beyond_markdown(beyond)
     assert md.startswith("**2 measured answers, not claims of the paper: 1 hold, 0 do not hold, 1 inconclusive.**")
     assert "<verdict-10_predecessor>" in md and book.chapter_title("10_predecessor") in md

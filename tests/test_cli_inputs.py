@@ -14,7 +14,12 @@ import mot_lib as mot
 from mot_lib import book
 from mot_lib.cli import main
 
-ROW = mot.stats.verdict_row("c", "b", mot.stats.Estimate(0.5, 0.4, 0.6), (0.25, 0.75))
+from conftest import vrow  # noqa: E402
+
+
+def ROW(chapter: str, k: int = 0) -> dict:
+    """The ``k``-th declared row of ``chapter`` (the claim registry), holding."""
+    return vrow(book.claim_registry.chapter_ids(chapter)[k])
 
 
 @pytest.fixture
@@ -224,7 +229,7 @@ def test_ctrl_c_is_one_line_with_exit_130(tmp_path, capsys, monkeypatch):
 
 def test_a_failed_run_removes_its_own_stale_verdict_file(tmp_path, capsys, monkeypatch):
     for name in ("02_proposition1", "03_proposition2"):
-        book.write_verdicts([ROW], name, tmp_path)
+        book.write_verdicts([ROW(name)], name, tmp_path)
     _chapter_fails(monkeypatch)
     assert main(["run", "02_proposition1", "--out", str(tmp_path)]) == 2
     assert not (tmp_path / "verdicts" / "02_proposition1.json").exists()
@@ -236,25 +241,28 @@ def test_a_failed_run_removes_its_own_stale_verdict_file(tmp_path, capsys, monke
 def test_quick_verdicts_are_marked_and_not_compared_with_the_replication(tmp_path, monkeypatch):
     monkeypatch.setattr(book.registry, "RUNNING", {})                                  # this process's chapters, restored after
     book.chapter_params("02_proposition1", {"quick": True}, set())          # what the chapter's cell does
-    book.write_verdicts([ROW, ROW | {"claim": "c2"}], "02_proposition1", tmp_path)
+    book.write_verdicts([ROW("02_proposition1"), ROW("02_proposition1", 1)], "02_proposition1", tmp_path)
     book.chapter_params("03_proposition2", {"quick": False}, set())
-    f = book.write_verdicts([ROW], "03_proposition2", tmp_path)
-    assert f.read_text() == json.dumps([ROW], indent=2, allow_nan=True)     # a full-size file: as it always was
+    f = book.write_verdicts([ROW("03_proposition2")], "03_proposition2", tmp_path)
+    assert "quick" not in json.loads(f.read_text())[0]                       # a full-size file: no such key
     table = book.read_verdicts(tmp_path)
     assert table.chapter.tolist() == ["02_proposition1"] * 2 + ["03_proposition2"]
     rep = table.assign(verdict="does not hold")
     card = book.scorecard_markdown(table, {"set 1": rep})
     assert "quick run (3 seeds): not compared with the replication" in card
     # the agreement counts only the full-size row (it disagrees: 0 of 1), not the quick run's rows
-    assert "every untuned seed set (set 1): 0 of 1 (0%)" in card, card
-    assert "2 of them come from quick runs (fewer seeds, shorter runs) and are not compared" in card
+    assert "on every set: 0 of 1 claim rows (0%)" in card, card
+    assert "2 rows come from quick runs (fewer seeds, shorter runs) and are not compared" in card
     quick_part = card.split("quick run (3 seeds)")[1].split("**")[0]
     assert "does not hold" not in quick_part and "not compared" in quick_part
     book.chapter_params("02_proposition1", {}, set())
-    assert "quick" not in json.loads(book.write_verdicts([ROW], "02_proposition1", tmp_path).read_text())[0]
+    assert "quick" not in json.loads(book.write_verdicts([ROW("02_proposition1")], "02_proposition1",
+                                                         tmp_path).read_text())[0]
     book.chapter_params("08_fair_comparison", {"quick": True}, set())  # its verdicts come from the committed table
-    assert "quick" not in json.loads(book.write_verdicts([ROW], "08_fair_comparison", tmp_path).read_text())[0]
-    assert "quick" in json.loads(book.write_verdicts([ROW], "03_proposition2", tmp_path, quick=True).read_text())[0]
+    assert "quick" not in json.loads(book.write_verdicts([ROW("08_fair_comparison")], "08_fair_comparison",
+                                                         tmp_path).read_text())[0]
+    assert "quick" in json.loads(book.write_verdicts([ROW("03_proposition2")], "03_proposition2", tmp_path,
+                                                     quick=True).read_text())[0]
 
 
 # ------------------------------------------------------------------ progress bars and the parameters cells
@@ -288,7 +296,7 @@ def test_papermill_reads_every_parameters_cell_without_a_warning(name, caplog):
     with caplog.at_level(logging.WARNING, logger="papermill"):
         names = {p.name for p in PythonTranslator.inspect(cell)}
     assert not [r for r in caplog.records if "Unable to parse" in r.getMessage()], caplog.text
-    fields = {f.name for f in dataclasses.fields(book.load_chapters()[name])} - ({"seeds"} if name == "99_scorecard" else set())
+    fields = {f.name for f in dataclasses.fields(book.load_chapters()[name])} - ({"seeds"} if name in book.READERS else set())
     assert names == fields
 
 

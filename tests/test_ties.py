@@ -47,15 +47,19 @@ def test_floor_ratio_of_exactly_one_is_not_below():
     assert rows[0]["verdict"] == "does not hold"
 
 
-def test_mechanism_share_above_is_strict_and_share_at_least_is_not():
-    """Chapter 06: 'single transformer below the experts' (a share above seed_share) is strict; the
-    strong-convexity rows state 'a share of at least seed_share' and keep a closed range."""
+def test_mechanism_shares_above_are_strict():
+    """Chapter 06: every share row states 'a share above seed_share' (as the parameter's comment says, 'more than
+    this share'), and a share whose interval starts exactly at seed_share is not above it (#17 made the
+    strong-convexity and routing rows strict, like the rest, before the replication's seeds were drawn)."""
     rows = [{"model": "MoT specialists", "subspace": sub, "seed": s, "rel_min": 0.1} for sub in ("signals", "full")
             for s in range(12)]
     rows += [{"model": "single transformer", "subspace": "signals", "seed": s, "rel_min": 0.01} for s in range(12)]
     lo = rates.wilson(12, 12)[0]
     out = mech.curvature_rows(pd.DataFrame(rows), 1e-3, seed_share=lo)
-    assert [r["verdict"] for r in out] == ["holds", "holds", "inconclusive"]
+    assert [r["verdict"] for r in out] == ["inconclusive", "inconclusive", "inconclusive"]
+    assert all("a share above" in r["bound"] for r in out)
+    high = mech.curvature_rows(pd.DataFrame(rows), 1e-3, seed_share=lo - 1e-9)
+    assert [r["verdict"] for r in high] == ["holds", "holds", "holds"]
 
 
 def test_predecessor_attention_rows_tie():

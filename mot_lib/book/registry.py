@@ -32,7 +32,10 @@ CHAPTER_MODULES = {
     "09_training_schedule": "mot_lib.claims.schedule_chapter",
     "10_predecessor": "mot_lib.claims.predecessor_chapter",
     "99_scorecard": "mot_lib.book.scorecard",
+    "intro": "mot_lib.book.scorecard",     # the first page: what the book found (it reads the verdicts, so runs last)
 }
+#: The pages that read the chapters' verdicts and write none (they run after every verdict chapter).
+READERS = ("99_scorecard", "intro")
 IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
 
@@ -138,7 +141,7 @@ BEYOND = ("08_fair_comparison", "09_training_schedule", "10_predecessor")
 
 def verdict_chapters() -> list[str]:
     """Every chapter that writes verdicts (the paper's claims and the part "Beyond the paper"), in reading order."""
-    return [n for n in CHAPTER_MODULES if n not in ("01_setting", "99_scorecard")]
+    return [n for n in CHAPTER_MODULES if n != "01_setting" and n not in READERS]
 
 
 def claim_chapters() -> list[str]:

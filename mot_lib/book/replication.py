@@ -14,6 +14,9 @@ from .verdicts import BADGES, VERDICT_EXTRA, VERDICT_KEYS
 
 #: Verdicts of the claim chapters rerun on seeds nobody tuned on (``python -m mot_lib replicate``).
 REPLICATION = REPO / "data" / "replication"
+#: The draw of the committed replication's seed sets (drawn after the claim registry froze the rules; earlier draws,
+#: 2026 and 1126, met rules that were changed after them: the manifest's history keeps their figures).
+COMMITTED_DRAW = 1130
 
 #: The modules that compute the claim chapters' numbers (data, models, training, measurements, rules): the
 #: replication's manifest records the hash of those that hold the rules and a canary of numbers through the
@@ -36,6 +39,11 @@ def replication_stale(manifest: dict) -> str | None:
     claim chapters' rule modules or the canary (``staleness.why_stale``)."""
     if manifest.get("problem"):
         return manifest["problem"]
+    from .claim_registry import registry_hash
+    if manifest.get("registry_hash") != registry_hash():
+        return ("the claim registry (its rows, kinds, rules or the chapters' default parameters) changed since it was "
+                "computed" if manifest.get("registry_hash") else "it was computed before the claim registry froze "
+                "the rules (its manifest has no registry_hash)")
     from .staleness import claims_canary, why_stale
     return why_stale(manifest, CLAIM_ENGINE, claims_canary)
 
@@ -69,16 +77,29 @@ def _slug(label: str) -> str:
 
 
 def save_replication(run_dirs: dict[str, str | os.PathLike], sets: dict[str, dict[str, list[int]]],
-                     dest: str | os.PathLike = REPLICATION, add: bool = False) -> Path:
+                     dest: str | os.PathLike = REPLICATION, add: bool = False, draw: int | None = None,
+                     defaults: str | os.PathLike | None = None) -> Path:
     """Write the replication ``dest``: each run's verdict files (``run_dirs[label]``/verdicts) as
     ``dest``/<label>/verdicts/<chapter>.json, and ``dest``/manifest.json with the seeds of every set and chapter,
     the fingerprint of the claim chapters' engine (``claim_fingerprint``) and the sha256 and rows of every
     verdict file.  ``add``: the committed sets (which must be intact) keep their other chapters' files.  The
     folder is written beside ``dest`` and swapped in at once (``datafiles.write_set``): a failure leaves the old
-    replication as it was."""
+    replication as it was.
+
+    The manifest also records the claim registry's hash (``registry_hash``: the rules frozen when the seeds were
+    drawn), the ``draw``, and its ``history``: the earlier manifest's entries followed by this replication's,
+    with its agreement with the default-seed verdicts in folder ``defaults`` (``<defaults>/verdicts``; None or
+    no verdict files there: the agreement is left to ``python -m mot_lib agree``)."""
     from . import datafiles
+    from .claim_registry import registry_hash
     dest = Path(dest)
     files = {}
+    old = {}
+    if (dest / datafiles.MANIFEST).is_file():
+        try:
+            old = json.loads((dest / datafiles.MANIFEST).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            old = {}
     if add:   # add chapters to the committed sets: same sets, the other chapters' files kept
         loaded = load_replication(dest, strict=True)
         if loaded is None:
@@ -93,7 +114,56 @@ def save_replication(run_dirs: dict[str, str | os.PathLike], sets: dict[str, dic
             src = Path(run_dirs[label]) / "verdicts" / f"{name}.json"
             if not add or src.exists():
                 files[f"{_slug(label)}/verdicts/{name}.json"] = src.read_bytes()
-    return datafiles.write_set(dest, files, {"sets": sets, **claim_fingerprint()})
+    entry = history_entry(run_dirs, sets, draw, defaults, add)
+    history = [h for h in old.get("history", []) if isinstance(h, dict)] + [entry]
+    meta = {"sets": sets, **claim_fingerprint(), "registry_hash": registry_hash(), "draw": draw, "history": history}
+    return datafiles.write_set(dest, files, meta)
+
+
+def history_entry(run_dirs: dict, sets: dict, draw, defaults, add: bool) -> dict:
+    """One entry of the replication's history: when, at which commit, under which registry hash, and (where the
+    default-seed verdicts are in ``defaults``) its agreement, on the claim rows and on every row."""
+    import subprocess
+    import time
+    from .claim_registry import registry_hash
+    from .verdicts import read_verdicts
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                                check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    entry = {"draw": draw, "date": time.strftime("%Y-%m-%d"), "commit": commit, "registry_hash": registry_hash(),
+             "frozen_before_draw": True, "sets": len(sets), "added_chapters": bool(add)}
+    if defaults is not None and (Path(defaults) / "verdicts").is_dir():
+        table = read_verdicts(defaults)
+        chapters = sorted({n for s in sets.values() for n in s})
+        table = table[table.chapter.isin(chapters)]
+        table = table[_quick_mask(table).eq(False)]
+        if len(table):
+            reps = {label: read_verdicts(d) for label, d in run_dirs.items()}
+            entry["agreement"] = agreement_numbers(table, reps)
+    return entry
+
+
+def _quick_mask(table: pd.DataFrame) -> pd.Series:
+    if "quick" not in table:
+        return pd.Series(False, index=table.index)
+    return pd.to_numeric(table["quick"], errors="coerce").fillna(0) > 0
+
+
+def agreement_numbers(table: pd.DataFrame, reps: dict[str, pd.DataFrame]) -> dict:
+    """The replication's agreement with the default-seed verdicts ``table``: for the claim rows (kind ``claim``)
+    and for every row, how many rows, how many give the same verdict on every set (``identical``), per set how
+    many give the default verdict, and how many claim rows are inconclusive on the defaults."""
+    out = {}
+    for name, part in (("claims", table[table.get("kind", pd.Series(index=table.index)).eq("claim")]),
+                       ("all rows", table)):
+        same = same_everywhere(part, reps) if len(part) else pd.Series(dtype=bool)
+        out[name] = {"rows": int(len(part)), "identical": int(same.sum()),
+                     "per set": {k: int(compare_verdicts(part, v)["same"].sum()) for k, v in reps.items()}}
+    claims = table[table.get("kind", pd.Series(index=table.index)).eq("claim")]
+    out["claims"]["inconclusive on the defaults"] = int((claims.verdict == "inconclusive").sum())
+    return out
 
 
 def _verdict_rows(path: Path, redo: str) -> list[dict]:
@@ -157,7 +227,8 @@ def load_replication(path: str | os.PathLike = REPLICATION, strict: bool = False
                     raise datafiles.MissingFile(f"verdict file {datafiles.rel(f)} is missing ({label}, {name}, listed "
                                                 f"in {datafiles.rel(mf)}); {redo}")
                 frames.append(pd.DataFrame(_verdict_rows(f, redo)).assign(chapter=name))
-            cols = ["chapter", "claim", "bound", "measured", "interval", "verdict", "test", "seeds", "note", "digits"]
+            cols = ["chapter", "id", "kind", "statement", "claim", "bound", "measured", "interval", "verdict", "test",
+                    "seeds", "note", "digits"]
             reps[label] = (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()).reindex(columns=cols)
         datafiles.check_files(path, manifest, redo, where=datafiles.rel(mf))
     except ValueError as e:
@@ -168,13 +239,17 @@ def load_replication(path: str | os.PathLike = REPLICATION, strict: bool = False
 
 
 def compare_verdicts(table: pd.DataFrame, rep: pd.DataFrame) -> pd.DataFrame:
-    """The book's verdict rows with the replication's verdict for the same (chapter, claim) beside them.
+    """The book's verdict rows with the replication's verdict for the same row beside them: matched by the claim
+    registry's ``id`` where both have one, else by (chapter, claim text).
 
     Adds ``replication`` (the verdict on the replication's seeds; empty where it has no such row)
     and ``same`` (whether the two verdicts agree; False where the replication lacks the row).
     """
-    r = rep[["chapter", "claim", "verdict"]].rename(columns={"verdict": "replication"})
-    out = table.merge(r, on=["chapter", "claim"], how="left")
+    has_id = lambda df: "id" in df and df["id"].notna().all() and len(df)  # noqa: E731
+    key = ["id"] if has_id(table) and has_id(rep) else ["chapter", "claim"]
+    r = rep[key + ["verdict"]].rename(columns={"verdict": "replication"}).drop_duplicates(key)
+    out = table.merge(r, on=key, how="left")
+    out.index = table.index
     out["same"] = out["verdict"] == out["replication"]
     out["replication"] = out["replication"].fillna("")
     return out

@@ -7,7 +7,7 @@ import pandas as pd
 
 from .registry import ChapterParams, chapter_title, register, verdict_label
 from .replication import compare_verdicts, same_everywhere
-from .verdicts import _cell, _measured, _test_cell, badge
+from .verdicts import BADGES, _cell, _measured, _test_cell, badge
 
 @register("99_scorecard")
 @dataclass(frozen=True)
@@ -15,48 +15,159 @@ class ScorecardParams(ChapterParams):
     """The scorecard reads verdict files; it trains nothing."""
 
 
+@register("intro")
+@dataclass(frozen=True)
+class IntroParams(ChapterParams):
+    """The first page reads verdict files (what the book found); it trains nothing."""
+
+
+#: badge colour of a headline verdict (a statement with no claim row is "not tested")
+HEADLINE_BADGES = {**BADGES, "not tested": "secondary"}
+#: the scorecard's sections, by kind, in order (the beyond rows have their own section, ``beyond_markdown``)
+SECTIONS = (("claim", "Claims: tests of the paper's statements"),
+            ("proxy", "Proxies: the paper's experiments on a stand-in data set, counted apart"),
+            ("instantiation", "Instantiations: properties of settings this book chose, not counted"),
+            ("check", "Checks: true or false by construction, never counted"))
+
+
+def headline_badge(verdict: str) -> str:
+    """A headline verdict as a badge (``HEADLINE_BADGES``)."""
+    if verdict not in HEADLINE_BADGES:
+        raise ValueError(f"verdict={verdict!r} is not one of {list(HEADLINE_BADGES)}")
+    return f"{{bdg-{HEADLINE_BADGES[verdict]}}}`{verdict}`"
+
+
+def headlines_markdown(table: pd.DataFrame) -> str:
+    """One line per statement of the paper (``claim_registry.headlines``): its badge, the computed sentence, and a
+    link to its chapter's verdict section."""
+    from .claim_registry import headlines
+    lines = []
+    for h in headlines(table):
+        quick = table[table.chapter == h.chapter] if "chapter" in table else table.iloc[0:0]
+        q = " *(quick run)*" if len(quick) and _quick(quick).any() else ""
+        lines.append(f"* **{h.name}** {headline_badge(h.verdict)}{q} {_cell(h.sentence)} "
+                     f"{{ref}}`The chapter's verdicts <{verdict_label(h.chapter)}>`")
+    return "\n".join(lines) + "\n"
+
+
+def fair_answer_markdown(table: pd.DataFrame) -> str:
+    """The fair comparison's answer (chapter 08), per iteration and per FLOP, computed from its verdict rows: at
+    which numbers of experts the MoT reaches the loss level first against the best single transformer (tuned
+    step) and against the shared-attention MoE."""
+    import re
+    rows = table[table["id"].fillna("").str.startswith("fair.")] if "id" in table else table.iloc[0:0]
+    if rows.empty:
+        return ""
+    parse = lambda i: re.match(r"fair\.M(\d+)\.(iterations|flops)\.(.+)$", i)  # noqa: E731
+    got = {}
+    for _, r in rows.iterrows():
+        m = parse(r["id"])
+        if m:
+            got[(m.group(3), m.group(2))] = got.get((m.group(3), m.group(2)), []) + [(int(m.group(1)), r["verdict"])]
+
+    def said(key):
+        by = {}
+        for lev, v in sorted(got.get(key, [])):
+            by.setdefault(v, []).append(lev)
+        return "; ".join(f"{v} at {_levels(levs)}" for v, levs in by.items()) or "not measured"
+    eps = re.search(r"test loss ([0-9.e-]+)", rows.claim.iloc[0])
+    lvl = f"test loss {eps.group(1)}" if eps else "the loss level"
+    return (f"* **Fair comparison** (a question the paper does not ask, {{ref}}`chapter 08 <{verdict_label('08_fair_comparison')}>`): "
+            f"does the MoT reach {lvl} on more than half of the seeds before the best single transformer "
+            f"(its step tuned on other seeds, at most the MoT's total parameters)? Per iteration: "
+            f"{said(('single', 'iterations'))}. Per FLOP: {said(('single', 'flops'))}. Before the shared-attention "
+            f"MoE, per iteration: {said(('shared_attention', 'iterations'))}.\n")
+
+
+def _levels(levs) -> str:
+    levs = [str(x) for x in levs]
+    return (", ".join(levs[:-1]) + " and " + levs[-1] if len(levs) > 1 else levs[0]) + " experts"
+
+
+def _kinds(table: pd.DataFrame) -> pd.Series:
+    return table["kind"].fillna("undeclared") if "kind" in table else pd.Series("undeclared", index=table.index)
+
+
 def scorecard_markdown(table: pd.DataFrame, replications: dict[str, pd.DataFrame] | None = None) -> str:
-    """The scorecard of the paper's claims: a summary line, then per claim chapter a table of its claims with
-    the bound, the measured value, a verdict badge, the verdict on each replication seed set, and a link to the
-    chapter's verdict section.  ``replications`` maps a seed-set label to its verdict rows.  ``table`` holds
-    the claim chapters' rows only; the part "Beyond the paper" has its own section (``beyond_markdown``)."""
+    """The scorecard of the paper's claims: the six headline verdicts (``headlines_markdown``), a line counting
+    the claim rows alone with their agreement on the replication's seed sets, then the rows grouped by kind
+    (claims, proxies, instantiations, checks: ``SECTIONS``), per chapter a table with the bound, the measured
+    value, a verdict badge, the verdict on each replication seed set and a link to the chapter's verdict section.
+    ``replications`` maps a seed-set label to its verdict rows.  ``table`` holds the claim chapters' rows only; the
+    part "Beyond the paper" has its own section (``beyond_markdown``)."""
     replications = replications or {}
-    counts = table.verdict.value_counts()
-    parts = [f"**{len(table)} claims: {counts.get('holds', 0)} hold, {counts.get('does not hold', 0)} do not "
-             f"hold, {counts.get('inconclusive', 0)} inconclusive.**"]
+    kinds = _kinds(table)
+    claims = table[kinds == "claim"]
+    counts = claims.verdict.value_counts()
+    parts = [headlines_markdown(table)]
+    line = (f"**{len(claims)} claim rows: {counts.get('holds', 0)} hold, {counts.get('does not hold', 0)} do not "
+            f"hold, {counts.get('inconclusive', 0)} inconclusive.** Not counted: "
+            + ", ".join(f"{int((kinds == k).sum())} {k} rows" for k, _ in SECTIONS[1:]) + ".")
     quick = _quick(table)
-    full = table[~quick]            # a quick run's verdicts are not compared with the full-size replication
+    full = claims[~quick[kinds == "claim"]]     # a quick run's verdicts are not compared with the full-size replication
     if replications and len(full):
         same = same_everywhere(full, replications)
-        pairs = sum(int(compare_verdicts(full, rep)["same"].sum()) for rep in replications.values())
-        n_pairs = len(full) * len(replications)
-        parts[0] += (f" The same verdict on every untuned seed set ({', '.join(replications)}): "
-                     f"{int(same.sum())} of {len(full)} ({same.mean():.0%})")
-        parts[0] += (f"; each set alone gives the default verdict on {pairs} of {n_pairs} (claim, set) pairs "
-                     f"({pairs / n_pairs:.0%})." if n_pairs else ".")
+        per = [int(compare_verdicts(full, rep)["same"].sum()) for rep in replications.values()]
+        line += (f" On the untuned seed sets ({', '.join(replications)}), the same verdict as the defaults on every "
+                 f"set: {int(same.sum())} of {len(full)} claim rows ({same.mean():.0%}); each set alone: "
+                 + ", ".join(f"{k} of {len(full)} ({k / len(full):.0%})" for k in per) + ".")
     if quick.any():
         one = quick.sum() == 1
-        parts[0] += (f" {int(quick.sum())} of them {'comes' if one else 'come'} from quick runs (fewer seeds, shorter "
-                     f"runs)" + (f" and {'is' if one else 'are'} not compared with the replication." if replications
-                                 else "."))
-    head = "| claim | bound (accepted range) | measured [95% interval] | verdict |"
+        line += (f" {int(quick.sum())} {'row comes' if one else 'rows come'} from quick runs (fewer seeds, shorter "
+                 f"runs)" + (" and " + ("is" if one else "are") + " not compared with the replication." if replications
+                             else "."))
+    parts.append(line)
+    head = "| row | bound (accepted range) | measured [95% interval] | verdict |"
     rule = "|:--|:--|:--|:--|"
     for label in replications:
         head += f" {_cell(label)} |"
         rule += ":--|"
-    for chapter, rows in table.groupby("chapter", sort=False):
-        parts.append(_chapter_link(chapter, rows, "not compared with the replication" if replications else ""))
-        lines = [head, rule]
-        reps = {k: compare_verdicts(rows, v) for k, v in replications.items()}
-        rows_quick = _quick(rows).to_numpy()
-        for i, (_, r) in enumerate(rows.iterrows()):
-            line = f"| {_cell(r['claim'])} | {_cell(r['bound'])} | {_measured(r)} | {badge(r['verdict'])} |"
-            for rep in reps.values():
-                v = rep["replication"].iloc[i]
-                line += " not compared |" if rows_quick[i] else f" {badge(v) if v else 'not run'} |"
-            lines.append(line)
-        parts.append("\n".join(lines))
+    sections = list(SECTIONS) + ([("undeclared", "Rows no registry declares (rerun their chapters)")]
+                                 if (kinds == "undeclared").any() else [])
+    for kind, title in sections:
+        part = table[kinds == kind]
+        if part.empty:
+            continue
+        parts.append(f"### {title}")
+        for chapter, rows in part.groupby("chapter", sort=False):
+            parts.append(_chapter_link(chapter, rows, "not compared with the replication" if replications else ""))
+            lines = [head, rule]
+            reps = {k: compare_verdicts(rows, v) for k, v in replications.items()}
+            rows_quick = _quick(rows).to_numpy()
+            for i, (_, r) in enumerate(rows.iterrows()):
+                line = f"| {_cell(r['claim'])} | {_cell(r['bound'])} | {_measured(r)} | {badge(r['verdict'])} |"
+                for rep in reps.values():
+                    v = rep["replication"].iloc[i]
+                    line += " not compared |" if rows_quick[i] else f" {badge(v) if v else 'not run'} |"
+                lines.append(line)
+            parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
+
+
+def history_markdown(manifest: dict | None, current_hash: str) -> str:
+    """The replication's history (its manifest's ``history``): the agreement of rules frozen before their seeds
+    were drawn (an entry whose registry hash is the current one), beside the earlier figures, whose rules were
+    changed after their draws were seen."""
+    if not manifest or not manifest.get("history"):
+        return ""
+    lines = ["| replication | rules | claim rows: same verdict on every set | each set alone | every row: same on "
+             "every set | claim rows inconclusive on the defaults |", "|:--|:--|:--|:--|:--|:--|"]
+    for h in manifest["history"]:
+        frozen = h.get("registry_hash") == current_hash and h.get("frozen_before_draw")
+        rules = ("frozen before the draw (registry " + h["registry_hash"][:8] + ")" if frozen else
+                 "registry " + h["registry_hash"][:8] + ", changed since" if h.get("registry_hash") else
+                 "before the registry; rules changed after this draw was seen")
+        a = h.get("agreement") or {}
+        c, every = a.get("claims") or {}, a.get("all rows") or {}
+        frac = lambda k, n: f"{k} of {n} ({k / n:.0%})" if n else "—"  # noqa: E731
+        claims = frac(c["identical"], c["rows"]) if c else "—"
+        per = ", ".join(frac(k, c["rows"]) for k in c.get("per set", {}).values()) if c else "—"
+        allr = frac(every["identical"], every["rows"]) if every else h.get("identical", "—")
+        inc = str(c.get("inconclusive on the defaults", "—")) if c else "—"
+        what = f"draw {h['draw']}" if isinstance(h.get("draw"), int) else str(h.get("draw", "?"))
+        lines.append(f"| {_cell(what)}, {h.get('date', '?')} ({h.get('commit', '?')}) | {_cell(rules)} | {claims} | "
+                     f"{_cell(per) if c else _cell(h.get('per set', '—'))} | {_cell(allr)} | {inc} |")
+    return "\n".join(lines) + "\n"
 
 
 def _quick(rows: pd.DataFrame) -> pd.Series:

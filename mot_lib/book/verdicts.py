@@ -14,7 +14,8 @@ from .registry import BEYOND, out_dir
 #: test, the number of seeds, and for an inconclusive row which way it leans and what would settle it).
 VERDICT_KEYS = {"claim", "bound", "measured", "interval", "verdict"}
 VERDICT_EXTRA = {"test", "seeds", "note", "digits",  # digits: significant digits shown (default 3)
-                 "quick"}   # in the rows of a quick run (quick=True, a smoke run): its number of seeds; else absent
+                 "quick",   # in the rows of a quick run (quick=True, a smoke run): its number of seeds; else absent
+                 "id", "kind", "statement"}   # the row's declaration in the claim registry (``claim_registry``)
 
 def write_verdicts(rows: list[dict], chapter: str, path: str | os.PathLike | None = None,
                    quick: bool | None = None) -> Path:
@@ -24,10 +25,20 @@ def write_verdicts(rows: list[dict], chapter: str, path: str | os.PathLike | Non
     for a claim chapter: a chapter of ``BEYOND`` computes its verdicts from a committed table, which quick=True does
     not shrink) adds ``"quick": <number of seeds>`` (``true`` where the parameters are unknown) to every row, so that
     the scorecard does not read a smoke run as the chapter's verdicts; a full-size run's file has no such key."""
+    from . import claim_registry
+    stamped = []
     for r in rows:
         if not VERDICT_KEYS <= set(r) or not set(r) <= VERDICT_KEYS | VERDICT_EXTRA:
             raise ValueError(f"a verdict row must have the keys {sorted(VERDICT_KEYS)} and may have "
                              f"{sorted(VERDICT_EXTRA)}; got {sorted(r)}")
+        d = claim_registry.check_row(r, chapter)       # a declared id of this chapter, with the declared test
+        stamped.append({"id": d.id, "kind": d.kind, "statement": d.statement,
+                        **{k: v for k, v in r.items() if k not in ("id", "kind", "statement")}})
+    ids = [r["id"] for r in stamped]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ValueError(f"chapter {chapter}: verdict rows {twice} written twice")
+    rows = stamped
     P = registry.RUNNING.get(chapter)
     if quick is None:
         quick = P is not None and P.quick and chapter not in BEYOND
@@ -50,7 +61,8 @@ def read_verdicts(path: str | os.PathLike | None = None) -> pd.DataFrame:
         except json.JSONDecodeError as e:
             raise ValueError(f"verdict file {f.name} is not valid JSON: {e}") from None
         frames.append(pd.DataFrame(rows).assign(chapter=f.stem))
-    cols = ["chapter", "claim", "bound", "measured", "interval", "verdict", "test", "seeds", "note", "digits", "quick"]
+    cols = ["chapter", "id", "kind", "statement", "claim", "bound", "measured", "interval", "verdict", "test", "seeds",
+            "note", "digits", "quick"]
     if not frames:
         return pd.DataFrame(columns=cols)
     return pd.concat(frames, ignore_index=True).reindex(columns=cols)
@@ -106,15 +118,27 @@ def _test_cell(r) -> str:
 
 
 def verdict_markdown(rows) -> str:
-    """A chapter's verdict rows as a MyST markdown table: claim, bound, measured value with its 95%
-    interval, a verdict badge, the population test with its number of seeds, and for an inconclusive
-    row which way it leans and what would settle it.  Math in claims and bounds ($...$) is typeset."""
+    """A chapter's verdict rows as a MyST markdown table: claim, its kind in the claim registry, bound, measured
+    value with its 95% interval, a verdict badge, the population test with its number of seeds, and for an
+    inconclusive row which way it leans and what would settle it; under the table, why each row that is not a
+    ``claim`` is of its kind (it is not counted for or against the paper).  Math ($...$) is typeset."""
+    from . import claim_registry
     df = pd.DataFrame(list(rows))
-    out = ["| claim | bound (accepted range) | measured [95% interval] | verdict | population test | note |",
-           "|:--|:--|:--|:--|:--|:--|"]
-    for _, r in df.iterrows():
-        out.append(f"| {_cell(r['claim'])} | {_cell(r['bound'])} | {_measured(r)} | {badge(r['verdict'])} "
-                   f"| {_test_cell(r)} | {_cell(r.get('note', ''))} |")
+    reg = claim_registry.rows()
+    decl = [reg.get(i) if isinstance(i, str) else None for i in (df["id"] if "id" in df else [None] * len(df))]
+    out = ["| claim | kind | bound (accepted range) | measured [95% interval] | verdict | population test | note |",
+           "|:--|:--|:--|:--|:--|:--|:--|"]
+    for (_, r), d in zip(df.iterrows(), decl):
+        out.append(f"| {_cell(r['claim'])} | {d.kind if d else 'undeclared'} | {_cell(r['bound'])} | {_measured(r)} "
+                   f"| {badge(r['verdict'])} | {_test_cell(r)} | {_cell(r.get('note', ''))} |")
+    why = {}
+    for (_, r), d in zip(df.iterrows(), decl):
+        if d is not None and d.kind not in ("claim", "beyond"):
+            why.setdefault((d.kind, d.why), []).append(_cell(r["claim"]))
+    notes = [f"* *{kind}* ({'; '.join(claims)}): {text}." for (kind, text), claims in why.items()]
+    if notes:
+        out += ["", "Not counted for or against the paper (the claim registry, `mot_lib/book/claim_registry.py`):",
+                ""] + notes
     return "\n".join(out) + "\n"
 
 

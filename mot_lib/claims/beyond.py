@@ -22,14 +22,14 @@ def faster(a, b) -> np.ndarray:
     return (a < b) & np.isfinite(a)
 
 
-def share_row(claim: str, bound: str, passed, level: float, seed_share: float, what: str) -> dict:
+def share_row(claim: str, bound: str, passed, level: float, seed_share: float, what: str, id: str | None = None) -> dict:
     """A verdict on a per-seed property: holds when the Wilson interval of the share of passing seeds lies above
     ``seed_share``, does not hold when it lies below, inconclusive otherwise.  ``what`` says what a seed is."""
     passed = np.asarray(passed, bool)
     est = rates.share(passed, level)
     test = (f"share of seeds where {what} ({int(passed.sum())} of {len(passed)}), Wilson {100 * level:g}%, "
             f"against more than {seed_share:g}")
-    return rates.population_row(claim, bound, est, rates.above(seed_share, 1.0), test, len(passed))
+    return rates.population_row(claim, bound, est, rates.above(seed_share, 1.0), test, len(passed), id=id)
 
 
 def censored_median_ci(values, level: float = 0.95) -> rates.Estimate:

@@ -257,11 +257,11 @@ def fits_table(fits: dict[str, dict], reached: dict[str, float]) -> pd.DataFrame
 GROWTH_TEST = "mean over seeds of each seed's growth exponent k, Student t 95%"
 
 
-def growth_row(claim: str, bound: str, fits: dict, accept) -> dict:
+def growth_row(claim: str, bound: str, fits: dict, accept, id: str | None = None) -> dict:
     """A verdict row on the growth exponent k of one model (fitted per seed, mean over seeds)."""
     est, _, n = fits["growth exponent k (per-decade iterations vs 1/eps)"]
     more = "" if n else "no seed reached three points of the eps grid: a longer run would settle it"
-    return stats.population_row(claim, bound, est, accept, GROWTH_TEST, n, more)
+    return stats.population_row(claim, bound, est, accept, GROWTH_TEST, n, more, id=id)
 
 
 # ----------------------------------------------------------------------------- experiments

@@ -176,8 +176,10 @@ def verdicts(rows: pd.DataFrame, meta: dict, P: FairParams) -> list[dict]:
         who = c["label"] if c["what"] != "best" else f"{size}, {c['label']}"
         claim = (f"With {c['level']} experts, the MoT reaches test loss {P.eps:g} in fewer {c['axis']} than "
                  + (f"{who}" if c["what"] == "best" else f"the {who} {size}"))
+        slug = {"shared-attention MoE": "shared_attention", "attention-free MoE": "attention_free"}.get(c["base"][1], "single")
+        rid = f"fair.M{c['level']}.{c['axis'].lower()}.{slug}" + ("_active" if c["what"] == "active" else "")
         out.append(beyond.share_row(claim, f"share of seeds > {P.seed_share:g}", passed, P.level, P.seed_share,
-                                    f"the MoT reaches {P.eps:g} first ({c['axis']}, same data)"))
+                                    f"the MoT reaches {P.eps:g} first ({c['axis']}, same data)", id=rid))
     return out
 
 

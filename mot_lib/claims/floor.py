@@ -200,23 +200,23 @@ def verdict_rows(runs: dict[str, Run], regime: str, P: FloorParams) -> list[dict
         stats.population_row(f"[{regime}] MoT final test loss below the attention-free MoE's",
                              "ratio MoE / MoT above 1", log_ratio_estimate(moe.final_loss, mot.final_loss),
                              stats.above(1.0), "geometric mean over seeds of the per-seed ratio, Student t 95% (log scale)",
-                             n),
+                             n, id=f"lemma1.{regime}.mot_loss"),
         stats.population_row(f"[{regime}] attention-free MoE test loss plateaus (a floor)",
                              f"seeds whose tail slope of log loss against log $t$ lies in "
                              f"$[-{P.flat_tol:g}, {P.flat_tol:g}]$: {most}",
                              stats.share((moe.tail_slope.abs() <= P.flat_tol).to_numpy(float)),
                              stats.above(P.seed_share, 1.0),
-                             share, n),
+                             share, n, id=f"lemma1.{regime}.moe_plateau"),
         stats.population_row(f"[{regime}] attention-free MoE has a nonzero test-error floor",
                              f"seeds whose tail test error is at least {P.min_floor_err:g}: {most}",
                              stats.share((moe.tail_err >= P.min_floor_err).to_numpy(float)),
                              stats.above(P.seed_share, 1.0),
-                             share, n),
+                             share, n, id=f"lemma1.{regime}.moe_floor"),
         stats.population_row(f"[{regime}] MoT final test error below the attention-free floor",
                              f"seeds whose MoT final error is at least {P.min_floor_err:g} below the MoE's tail "
                              f"error: {most}",
                              stats.share((moe.tail_err - mot.final_err >= P.min_floor_err).to_numpy(float)),
-                             stats.above(P.seed_share, 1.0), share, n),
+                             stats.above(P.seed_share, 1.0), share, n, id=f"lemma1.{regime}.mot_below_floor"),
     ]
 
 

@@ -471,28 +471,32 @@ def conflict_rows(conf: pd.DataFrame, T: int, margin: float, clear_gap: float, s
     return [
         stats.population_row("shared expert: per-class gradients conflict (class against the other classes' pull)",
                              f"mean $\\cos(g_n, \\sum_{{m \\ne n}} g_m)$ at most $-{margin:g}$",
-                             stats.mean_t(sh.to_numpy()), (-np.inf, -margin), MEAN_TEST.format("cosine"), len(sh)),
+                             stats.mean_t(sh.to_numpy()), (-np.inf, -margin), MEAN_TEST.format("cosine"), len(sh),
+                             id="mechanism.shared_conflict"),
         stats.population_row("specialists: the gradient of the samples routed to them agrees with itself, "
                              "clearly more than the shared expert's classes agree",
                              f"within-specialist cosine minus shared cosine at least {clear_gap:g}",
-                             stats.mean_t(gap.to_numpy()), (clear_gap, np.inf), MEAN_TEST.format("difference"), len(gap)),
+                             stats.mean_t(gap.to_numpy()), (clear_gap, np.inf), MEAN_TEST.format("difference"), len(gap),
+                             id="mechanism.specialists_agree"),
         stats.population_row("specialists: routing keeps the other classes' pull out",
                              f"seeds whose worst used expert gets at least {purity_min:g} of its samples from its own "
-                             f"class: a share of at least {seed_share:g}",
-                             stats.share(pure.to_numpy()), (seed_share, 1.0), SHARE_TEST, len(pure)),
+                             f"class: a share above {seed_share:g}",
+                             stats.share(pure.to_numpy()), stats.above(seed_share, 1.0), SHARE_TEST, len(pure),
+                             id="mechanism.routing_pure"),
     ]
 
 
 def curvature_rows(seedwise: pd.DataFrame, rel_tol: float, seed_share: float = 0.5) -> list[dict]:
     """Verdict rows on the smallest Hessian eigenvalue (relative to the largest), as population statements."""
     rows = []
-    for sub, name in (("signals", "$\\mathrm{span}\\{c_n, v_n\\}$"), ("full", "$\\mathbb{R}^d$")):
+    for sub, name, id in (("signals", "$\\mathrm{span}\\{c_n, v_n\\}$", "mechanism.convex_signals"),
+                          ("full", "$\\mathbb{R}^d$", "mechanism.convex_full")):
         e = seedwise[(seedwise.model == "MoT specialists") & (seedwise.subspace == sub)].rel_min.to_numpy()
         rows.append(stats.population_row(
             f"each used expert's Stage III loss is strongly convex on {name}",
             f"seeds whose worst used expert has $\\lambda_{{\\min}}/\\lambda_{{\\max}} \\ge {rel_tol:g}$: "
-            f"a share of at least {seed_share:g}",
-            stats.share((e >= rel_tol).astype(float)), (seed_share, 1.0), SHARE_TEST, len(e)))
+            f"a share above {seed_share:g}",
+            stats.share((e >= rel_tol).astype(float)), stats.above(seed_share, 1.0), SHARE_TEST, len(e), id=id))
     e = seedwise[(seedwise.model == "MoT specialists") & (seedwise.subspace == "signals")].set_index("seed").rel_min
     s = seedwise[(seedwise.model == "single transformer") & (seedwise.subspace == "signals")].set_index("seed").rel_min
     # a per-seed comparison (the single transformer against the same seed's experts): the differences are
@@ -503,5 +507,6 @@ def curvature_rows(seedwise: pd.DataFrame, rel_tol: float, seed_share: float = 0
         "single transformer's smallest eigenvalue is below the experts' (signal span)",
         "seeds whose single $\\lambda_{\\min}/\\lambda_{\\max}$ is below their experts' worst: "
         f"a share above {seed_share:g}",
-        stats.share((d < 0).astype(float)), stats.above(seed_share, 1.0), SHARE_TEST, len(d)))
+        stats.share((d < 0).astype(float)), stats.above(seed_share, 1.0), SHARE_TEST, len(d),
+        id="mechanism.single_flatter"))
     return rows

@@ -126,7 +126,8 @@ def reproduction_rows(df: pd.DataFrame, P: PredecessorParams) -> list[dict]:
         row = rates.population_row(
             f"setting {k}: our {model}'s mean test accuracy is within {P.acc_tol:g} {pts} of the published {what}",
             f"mean in [{pub['acc'] - P.acc_tol:g}, {pub['acc'] + P.acc_tol:g}]", e,
-            (pub["acc"] - P.acc_tol, pub["acc"] + P.acc_tol), test, int(np.isfinite(g.test_acc).sum()))
+            (pub["acc"] - P.acc_tol, pub["acc"] + P.acc_tol), test, int(np.isfinite(g.test_acc).sum()),
+            id=f"predecessor.s{k}.{model.replace(' ', '_')}.acc")
         if single:
             row["note"] = "; ".join(x for x in ["the published value is one run, not a mean over runs", row["note"]] if x)
         rows.append(row)
@@ -135,7 +136,7 @@ def reproduction_rows(df: pd.DataFrame, P: PredecessorParams) -> list[dict]:
             row = rates.population_row(
                 f"setting {k}: our {model}'s dispatch-entropy interval contains the published mean {pub['entropy']:g}",
                 f"interval contains {pub['entropy']:g}", e, (pub["entropy"], pub["entropy"]), test,
-                int(np.isfinite(g.entropy).sum()))
+                int(np.isfinite(g.entropy).sum()), id=f"predecessor.s{k}.{model.replace(' ', '_')}.entropy")
             inside = bool(e.lo <= pub["entropy"] <= e.hi)
             row.update(verdict="holds" if inside else "does not hold", note="" if inside else
                        f"the interval lies {'above' if e.lo > pub['entropy'] else 'below'} the published mean")
@@ -309,7 +310,8 @@ def attention_rows(df: pd.DataFrame, P: PredecessorParams) -> list[dict]:
         rows.append(rates.population_row(
             f"setting {k}, {loss}: MoT experts' test accuracy above the attention-free MoE's",
             "paired difference (points) > 0", e, rates.above(0.0),
-            f"mean paired difference over seeds, Student t {100 * P.level:g}%", int(np.isfinite(g.test_acc).sum())))
+            f"mean paired difference over seeds, Student t {100 * P.level:g}%", int(np.isfinite(g.test_acc).sum()),
+            id=f"predecessor.s{k}.{pt.LOSSES[loss]}.attention"))
     return rows
 
 

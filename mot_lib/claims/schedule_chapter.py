@@ -603,37 +603,40 @@ def verdict_rows(rows: pd.DataFrame, P: ScheduleParams) -> list[dict]:
     lvl, share = P.level, P.seed_share
     bound = f"share of seeds > {share:g}"
     for other, name in (("joint", "one-stage joint training"), ("I_joint", "Stage I then II+III joint"),
-                        ("joint_III", "I+II joint then Stage III")):
+                        ("joint_III", "I+II joint then Stage III")):   # ids schedule.vs_<other> (the claim registry)
         if other not in steps or "three_stage" not in steps:
             raise ValueError(f"the table's part 'schedules' lacks the schedule {other!r} or 'three_stage'")
         out.append(beyond.share_row(
             f"Three stages reach test loss {P.eps:g} in fewer iterations than {name}", bound,
             beyond.faster(steps["three_stage"], steps[other]), lvl, share,
-            f"three stages reach it at an earlier recorded step than {name}, same data and initialisation"))
+            f"three stages reach it at an earlier recorded step than {name}, same data and initialisation",
+            id=f"schedule.vs_{other}"))
     T1h, gap0 = BASE.T1 // 2, BASE.T2 - BASE.T1
     g = _cell(rows, "grid", T1=T1h, T2=T1h + gap0)
     out.append(beyond.share_row(
         f"A Stage I of half the default (T1 = {T1h}, T2 − T1 = {gap0}) reaches test loss {P.eps:g} by T = {int(g['T'].iloc[0])}",
-        bound, g.final_test_loss <= P.eps, lvl, share, f"the run ends at test loss ≤ {P.eps:g}"))
+        bound, g.final_test_loss <= P.eps, lvl, share, f"the run ends at test loss ≤ {P.eps:g}", id="schedule.half_stage1"))
     g = _cell(rows, "grid", T1=BASE.T1, T2=BASE.T1)
     out.append(beyond.share_row(
         f"Skipping Stage II (T2 = T1 = {BASE.T1}) reaches test loss {P.eps:g} by T = {int(g['T'].iloc[0])}",
-        bound, g.final_test_loss <= P.eps, lvl, share, f"the run ends at test loss ≤ {P.eps:g}"))
+        bound, g.final_test_loss <= P.eps, lvl, share, f"the run ends at test loss ≤ {P.eps:g}", id="schedule.skip_stage2"))
     g = _cell(rows, "scaling", M=BASE.M // 2, T1=T1h)
     out.append(beyond.share_row(
         f"Proposition 1's scaling: with half the experts (M = {BASE.M // 2}), half the default Stage I (T1 = {T1h}, "
         f"T2 − T1 = {int(g.T2.iloc[0] - g.T1.iloc[0])}) reaches test loss {P.eps:g} by T = {int(g['T'].iloc[0])}",
-        bound, g.final_test_loss <= P.eps, lvl, share, f"the run ends at test loss ≤ {P.eps:g}"))
+        bound, g.final_test_loss <= P.eps, lvl, share, f"the run ends at test loss ≤ {P.eps:g}",
+        id="schedule.half_M_half_stage1"))
     g = _cell(rows, "explore", lam=BASE.lam, eta_router=BASE.eta_router)
     T = int(g["T"].iloc[0])
     out.append(beyond.share_row(
         f"The experts specialize before the gate commits (t_spec < t_agree) at the default lam = {BASE.lam:g}, "
         f"eta_router = {BASE.eta_router:g}", bound, beyond.faster(g.t_spec, g.t_agree), lvl, share,
-        f"t_spec < t_agree, a gate that does not commit within {T} steps counting as later"))
+        f"t_spec < t_agree, a gate that does not commit within {T} steps counting as later", id="schedule.spec_before_gate"))
     g = _cell(rows, "explore", lam=0.0, eta_router=BASE.eta_router)
     out.append(beyond.share_row(
         f"Without exploration (lam = 0, eta_router = {BASE.eta_router:g}) the experts specialize within {T} steps",
-        bound, np.isfinite(g.t_spec.to_numpy(float)), lvl, share, f"t_spec is within the {T} steps"))
+        bound, np.isfinite(g.t_spec.to_numpy(float)), lvl, share, f"t_spec is within the {T} steps",
+        id="schedule.spec_without_exploration"))
     return out
 
 

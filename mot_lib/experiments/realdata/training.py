@@ -240,6 +240,7 @@ def verdict_rows(runs: dict[str, RealRun], target: float, share_pass: float, lab
     (``learned_nothing`` with ``chance_margin``, a rule fixed before looking: 0.05, five points of error).
     """
     tag = f" ({label})" if label else ""
+    ds = {"": "digits", "cifar10+cifar100": "cifar"}.get(label, label)   # the registry's ids: experiments.<ds>.<row>
     err = {k: (1 - r.final("test_acc")).to_numpy() for k, r in runs.items()}
     n = len(err["MoT"])
     rows = []
@@ -256,7 +257,8 @@ def verdict_rows(runs: dict[str, RealRun], target: float, share_pass: float, lab
         d = err[base] - err["MoT"]
         add(stats.population_row(
             f"MoT's final test error is below the {base}'s{tag}", "mean paired difference > 0",
-            stats.mean_t(d), stats.above(0.0), "mean over seeds of (baseline error - MoT error), Student t 95%", n),
+            stats.mean_t(d), stats.above(0.0), "mean over seeds of (baseline error - MoT error), Student t 95%", n,
+            id=f"experiments.{ds}.error_vs_{'single' if base == 'single ViT' else 'moe'}"),
             ("MoT", base))
     if "single ViT" in runs:
         em, es = epochs_to_target(runs["MoT"], target), epochs_to_target(runs["single ViT"], target)
@@ -264,7 +266,7 @@ def verdict_rows(runs: dict[str, RealRun], target: float, share_pass: float, lab
         add(stats.population_row(
             f"MoT reaches test accuracy {target:g} in fewer epochs than the single ViT{tag}",
             f"share of seeds > {share_pass:g}", stats.share(passed), stats.above(share_pass, 1.0),
-            "share of seeds where it does, Wilson 95%", n), ("MoT", "single ViT"))
+            "share of seeds where it does, Wilson 95%", n, id=f"experiments.{ds}.epochs_vs_single"), ("MoT", "single ViT"))
     return rows
 
 
@@ -274,7 +276,8 @@ def used_verdict_row(used10: np.ndarray, used100: np.ndarray) -> dict:
     d = np.asarray(used100, float) - np.asarray(used10, float)
     return stats.population_row("the gate uses more experts on CIFAR-100 than on CIFAR-10",
                                 "mean paired difference > 0", stats.mean_t(d), stats.above(0.0),
-                                "mean over seeds of (experts used on CIFAR-100 - on CIFAR-10), Student t 95%", len(d))
+                                "mean over seeds of (experts used on CIFAR-100 - on CIFAR-10), Student t 95%", len(d),
+                                id="experiments.cifar.used_experts")
 
 
 # ============================================================================ the chapter
