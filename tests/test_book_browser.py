@@ -33,7 +33,7 @@ PARTS = {part["caption"]: [Path(c["file"]).name for c in part["chapters"]]
 # the part "Beyond the paper": measured answers, listed apart on the scorecard (not claims of the paper)
 BEYOND_CHAPTERS = PARTS.get("Beyond the paper", [])
 CLAIM_CHAPTERS = sorted(p.stem for p in (REPO / "notebooks").glob("*.ipynb")
-                        if p.stem not in ("01_setting", "99_scorecard", *BEYOND_CHAPTERS))
+                        if p.stem not in ("01_setting", "99_scorecard", "intro", *BEYOND_CHAPTERS))
 # the chapters of the part "The claims" state a proposition, lemma or theorem of the paper
 STATEMENT_CHAPTERS = PARTS.get("The claims", [])
 BEYOND_SECTION = "beyond-the-paper-measured-answers"   # the scorecard's section id
@@ -145,6 +145,12 @@ def _claims(soup: BeautifulSoup) -> list[str]:
     return out
 
 
+def _kinds(soup: BeautifulSoup) -> list[str]:
+    """The second cell's text (the claim registry's kind) of every verdict table row on a chapter page."""
+    return [" ".join(tr.find_all("td")[1].get_text(" ").split()) for tr in soup.select("table tbody tr")
+            if tr.select(".sd-badge")]
+
+
 def test_scorecard_lists_every_claim_with_a_badge_and_no_code(pages):
     """Every claim chapter's rows among the paper's claims, every chapter of "Beyond the paper" in its own
     section after them, and each summary line counting its own rows only."""
@@ -170,9 +176,11 @@ def test_scorecard_lists_every_claim_with_a_badge_and_no_code(pages):
         f"{total} claims but only {len(verdicts)} verdict badges on the scorecard"
     text = visible_text(dom)
     assert "..." not in text and "…" not in text, "a scorecard row is cut"
-    m = re.search(r"(\d+) claims: \d+ hold, \d+ do not hold, \d+ inconclusive", text)
+    m = re.search(r"(\d+) claim rows: \d+ hold, \d+ do not hold, \d+ inconclusive", text)
     assert m, "no summary line"
-    assert int(m.group(1)) == len(card), f"the summary counts {m.group(1)} claims, the paper's sections list {len(card)}"
+    kinds = [k for name in CLAIM_CHAPTERS for k in _kinds(pages[f"notebooks/{name}"][0])]
+    assert int(m.group(1)) == kinds.count("claim"), \
+        f"the summary counts {m.group(1)} claim rows, the chapters' tables mark {kinds.count('claim')} rows as claims"
     if BEYOND_CHAPTERS:
         m = re.search(r"(\d+) measured answers, not claims of the paper: \d+ hold", visible_text(section))
         assert m and int(m.group(1)) == len(answers), "the section beyond the paper has no summary line of its own"

@@ -14,6 +14,8 @@ import yaml
 
 from conftest import REPO, toc_notebooks
 
+READERS = ("99_scorecard", "intro")     # the pages that read the verdicts: no figure, no verdict table of their own
+
 
 @pytest.mark.book
 def test_every_chapter_in_toc_exists():
@@ -28,9 +30,9 @@ def test_chapter_page(html, chapter):
     assert "Traceback" not in page
     assert not re.search(r"\b\w*(Error|Exception)\b: ", re.sub(r"<[^>]+>", " ", page)), "an exception in the output"
     name = Path(chapter).name
-    if name != "99_scorecard":
+    if name not in READERS:
         assert page.count("<img") >= 1, "no figure"
-    if name not in ("01_setting", "99_scorecard"):
+    if name not in ("01_setting", *READERS):
         assert re.search(r"<th[^>]*>\s*(<p>)?verdict(</p>)?\s*</th>", page), "no verdict table"
         assert re.search(r'class="[^"]*sd-badge[^"]*">(holds|does not hold|inconclusive)</span>', page), \
             "verdict table without verdict badges"
@@ -43,9 +45,28 @@ def test_scorecard_lists_every_claim_chapter(html):
     page = (html / "notebooks" / "99_scorecard.html").read_text()
     for f in toc_notebooks():
         n = Path(f).name
-        if n not in ("01_setting", "99_scorecard"):
+        if n not in ("01_setting", *READERS):
             anchor = "verdict-" + n.replace("_", "-")
             assert f'{n}.html#{anchor}"' in page, f"the scorecard does not link to the verdicts of {n}"
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("page_name", ["intro", "99_scorecard"])
+def test_what_the_book_found_opens_the_first_page_and_the_scorecard(html, page_name):
+    """Six headline lines, one per statement of the paper, each with a badge and a link to its chapter's verdicts,
+    then the fair comparison's answer per iteration and per FLOP; on the scorecard before any table."""
+    from mot_lib.book import claim_registry as cr
+    page = (html / "notebooks" / f"{page_name}.html").read_text()
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page))
+    at = [text.find(name) for name, _, _ in cr.STATEMENTS.values()]
+    assert all(a > 0 for a in at) and at == sorted(at), f"headlines missing or out of order: {at}"
+    for _, chapter, _ in cr.STATEMENTS.values():
+        assert f'{chapter}.html#verdict-{chapter.replace("_", "-")}"' in page
+    badges = re.findall(r'class="[^"]*sd-badge[^"]*">(holds|does not hold|inconclusive|not tested)</span>', page)
+    assert len(badges) >= 6
+    assert "Per iteration:" in text and "Per FLOP:" in text
+    if page_name == "99_scorecard":
+        assert text.find("Per FLOP:") < text.find("claim rows:") < text.find("Claims: tests of the paper")
 
 
 @pytest.mark.book
@@ -60,7 +81,8 @@ def test_scorecard_lists_the_part_beyond_the_paper_after_the_claims(html):
     assert start > 0, "no section 'Beyond the paper: measured answers'"
     for f in toc_notebooks():
         n = Path(f).name
-        if n in ("01_setting", "99_scorecard"):
+        if n in ("01_setting", *READERS):
             continue
-        at = page.find(f'{n}.html#verdict-{n.replace("_", "-")}"')
+        link = f'{n}.html#verdict-{n.replace("_", "-")}"'
+        at = page.find(link, start)     # (a headline or the fair comparison's answer links above the tables too)
         assert (at > start) == (n in beyond), f"{n} is linked in the wrong section of the scorecard"

@@ -463,7 +463,8 @@ def _sentence(h: Headline, table, mine) -> str:
     by = dict(mine)
     text = dict(zip(table["id"], table["claim"])) if "claim" in table else {}
     name = lambda i: text.get(i) or reg[i].rule.quantity  # noqa: E731
-    apart = "; ".join(f"{_plural(n, k + ' row')} shown apart" for k, n in h.apart.items())
+    apart = " and ".join(_plural(n, k + " row") for k, n in h.apart.items())
+    apart = f"{apart} shown apart" if apart else ""
     if not h.rows:
         proxies = [i for i, _ in mine if reg[i].kind == "proxy"]
         held = sum(1 for i in proxies if by[i] == "holds")

@@ -146,6 +146,7 @@ def history_entry(run_dirs: dict, sets: dict, draw, defaults, add: bool) -> dict
 
 
 def _quick_mask(table: pd.DataFrame) -> pd.Series:
+    """Per verdict row: whether it comes from a quick run (a ``"quick"`` key in its verdict file)."""
     if "quick" not in table:
         return pd.Series(False, index=table.index)
     return pd.to_numeric(table["quick"], errors="coerce").fillna(0) > 0
@@ -267,7 +268,7 @@ def agreement_report(table: pd.DataFrame, replications: dict[str, pd.DataFrame])
     """Per chapter and overall: rows, rows with the same verdict on the default seeds and every seed set
     (``identical``, ``share``), and, per set, the rows whose verdict is the default one; ``per set`` is the
     share of (row, set) pairs that give the default verdict (the measure of a reader rerunning a chapter
-    on one seed set of their own)."""
+    on one seed set of their own).  A last line ``claim rows`` counts the claim registry's claim rows alone."""
     same = same_everywhere(table, replications)
     df = table.assign(same=same.to_numpy())
     labels = list(replications)
@@ -276,9 +277,12 @@ def agreement_report(table: pd.DataFrame, replications: dict[str, pd.DataFrame])
     agg = {"rows": ("same", "size"), "identical": ("same", "sum"), **{label: (label, "sum") for label in labels}}
     rep = df.groupby("chapter", sort=False).agg(**agg)
     rep.loc["all"] = [len(df), int(df.same.sum())] + [int(df[label].sum()) for label in labels]
-    rep["share"] = (rep.identical / rep.rows).round(3)
+    if "kind" in df:     # the rows the headlines count (the claim registry's kind "claim")
+        c = df[df["kind"] == "claim"]
+        rep.loc["claim rows"] = [len(c), int(c.same.sum())] + [int(c[label].sum()) for label in labels]
+    rep["share"] = (rep.identical / rep.rows.where(rep.rows > 0)).round(3)
     if labels:
-        rep["per set"] = (rep[labels].sum(axis=1) / (rep.rows * len(labels))).round(3)
+        rep["per set"] = (rep[labels].sum(axis=1) / (rep.rows.where(rep.rows > 0) * len(labels))).round(3)
     return rep
 
 

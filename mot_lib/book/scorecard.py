@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .registry import ChapterParams, chapter_title, register, verdict_label
+from .replication import _quick_mask as _quick  # per verdict row: whether it comes from a quick run
 from .replication import compare_verdicts, same_everywhere
 from .verdicts import BADGES, _cell, _measured, _test_cell, badge
 
@@ -88,18 +89,20 @@ def _kinds(table: pd.DataFrame) -> pd.Series:
     return table["kind"].fillna("undeclared") if "kind" in table else pd.Series("undeclared", index=table.index)
 
 
-def scorecard_markdown(table: pd.DataFrame, replications: dict[str, pd.DataFrame] | None = None) -> str:
+def scorecard_markdown(table: pd.DataFrame, replications: dict[str, pd.DataFrame] | None = None,
+                       beyond: pd.DataFrame | None = None) -> str:
     """The scorecard of the paper's claims: the six headline verdicts (``headlines_markdown``), a line counting
     the claim rows alone with their agreement on the replication's seed sets, then the rows grouped by kind
     (claims, proxies, instantiations, checks: ``SECTIONS``), per chapter a table with the bound, the measured
     value, a verdict badge, the verdict on each replication seed set and a link to the chapter's verdict section.
     ``replications`` maps a seed-set label to its verdict rows.  ``table`` holds the claim chapters' rows only; the
-    part "Beyond the paper" has its own section (``beyond_markdown``)."""
+    part "Beyond the paper" has its own section (``beyond_markdown``); its rows (``beyond``), when given, add the
+    fair comparison's answer under the headlines (``fair_answer_markdown``)."""
     replications = replications or {}
     kinds = _kinds(table)
     claims = table[kinds == "claim"]
     counts = claims.verdict.value_counts()
-    parts = [headlines_markdown(table)]
+    parts = [headlines_markdown(table) + (fair_answer_markdown(beyond) if beyond is not None else "")]
     line = (f"**{len(claims)} claim rows: {counts.get('holds', 0)} hold, {counts.get('does not hold', 0)} do not "
             f"hold, {counts.get('inconclusive', 0)} inconclusive.** Not counted: "
             + ", ".join(f"{int((kinds == k).sum())} {k} rows" for k, _ in SECTIONS[1:]) + ".")
@@ -168,13 +171,6 @@ def history_markdown(manifest: dict | None, current_hash: str) -> str:
         lines.append(f"| {_cell(what)}, {h.get('date', '?')} ({h.get('commit', '?')}) | {_cell(rules)} | {claims} | "
                      f"{_cell(per) if c else _cell(h.get('per set', '—'))} | {_cell(allr)} | {inc} |")
     return "\n".join(lines) + "\n"
-
-
-def _quick(rows: pd.DataFrame) -> pd.Series:
-    """Per verdict row: whether it comes from a quick run (a ``"quick"`` key in its verdict file)."""
-    if "quick" not in rows:
-        return pd.Series(False, index=rows.index)
-    return pd.to_numeric(rows["quick"], errors="coerce").fillna(0) > 0     # a number of seeds, or true
 
 
 def _chapter_link(chapter: str, rows: pd.DataFrame | None = None, quick_note: str = "") -> str:
