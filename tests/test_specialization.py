@@ -97,7 +97,8 @@ def test_measurements_on_a_tiny_run(tiny):
     assert D.shape == (3, 9) and np.allclose(D.sum(axis=1), 1)
     assert spz.align_at(run, 0, 30).shape == (3, 9)
     row = spz.routing_row(run, 0.95)
-    assert row["verdict"] in mot.stats.VERDICTS and set(row) == mot.book.VERDICT_KEYS | {"test", "seeds", "note"}
+    assert row["verdict"] in mot.stats.VERDICTS and set(row) == mot.book.VERDICT_KEYS | {"test", "seeds", "note", "id"}
+    assert row["id"] == "prop1.routing"
     assert row["seeds"] == 2 and row["test"].startswith("share of seeds")
     assert spz.missing(pd.DataFrame({"t_spec": [1.0, np.nan, np.nan]})) == 2
     with pytest.raises(ValueError, match="field="):
