@@ -48,7 +48,8 @@ def replication_stale(manifest: dict) -> str | None:
     return why_stale(manifest, CLAIM_ENGINE, claims_canary)
 
 
-def replication_sets(n_sets: int = 2, draw: int = 1126, size: int | None = None) -> dict[str, dict[str, list[int]]]:
+def replication_sets(n_sets: int = 2, draw: int = COMMITTED_DRAW, size: int | None = None
+                     ) -> dict[str, dict[str, list[int]]]:
     """Seed sets for a replication: ``n_sets`` sets, each giving every claim chapter as many seeds as it
     uses by default (``size`` overrides that), drawn at random from [1000, 10**6) with the generator
     seeded by ``draw`` (so they are not the integers after the defaults), disjoint from every chapter's

@@ -131,7 +131,7 @@ def scorecard_markdown(table: pd.DataFrame, replications: dict[str, pd.DataFrame
         part = table[kinds == kind]
         if part.empty:
             continue
-        parts.append(f"### {title}")
+        parts.append(f"## {title}")
         for chapter, rows in part.groupby("chapter", sort=False):
             parts.append(_chapter_link(chapter, rows, "not compared with the replication" if replications else ""))
             lines = [head, rule]
