@@ -26,9 +26,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-## make book: execute every chapter (cached; the cache is cleared when mot_lib changes) and build the HTML book
+## make book: execute every chapter (cached; the cache is cleared when mot_lib changes; tools/prebuild.py runs the
+## chapters the cache lacks on every core, MOT_BUILD_JOBS at a time) and build the HTML book
 book: $(STAMP)
 	$(PY) tools/cache_guard.py
+	$(PY) tools/prebuild.py
 	$(VENV)/bin/jupyter-book build . --builder html -W --keep-going
 	@echo "open _build/html/index.html"
 
