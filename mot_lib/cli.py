@@ -163,8 +163,6 @@ def cmd_replicate(args) -> int:
 
 def cmd_claims(args) -> int:
     """The claim registry with the verdicts in --out: JSON (--json) or a short text per statement and row."""
-    import json
-
     out = Path(args.out) if args.out else Path(os.environ.get("MOT_OUT_DIR", book.REPO / "_build" / "out"))
     if args.out and not out.is_dir():
         raise ValueError(f"--out {out}: no such folder; give the folder a run wrote (it holds verdicts/)")

@@ -3,7 +3,6 @@ rule; chapters cannot write an undeclared row; the headlines follow the declared
 holds the registry's hash, and a registry changed since the replication was drawn fails here."""
 import json
 
-import pandas as pd
 import pytest
 
 from mot_lib import book

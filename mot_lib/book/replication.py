@@ -124,15 +124,10 @@ def save_replication(run_dirs: dict[str, str | os.PathLike], sets: dict[str, dic
 def history_entry(run_dirs: dict, sets: dict, draw, defaults, add: bool) -> dict:
     """One entry of the replication's history: when, at which commit, under which registry hash, and (where the
     default-seed verdicts are in ``defaults``) its agreement, on the claim rows and on every row."""
-    import subprocess
     import time
     from .claim_registry import registry_hash
     from .verdicts import read_verdicts
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                                check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+    commit = _commit()
     entry = {"draw": draw, "date": time.strftime("%Y-%m-%d"), "commit": commit, "registry_hash": registry_hash(),
              "frozen_before_draw": True, "sets": len(sets), "added_chapters": bool(add)}
     if defaults is not None and (Path(defaults) / "verdicts").is_dir():
@@ -144,6 +139,16 @@ def history_entry(run_dirs: dict, sets: dict, draw, defaults, add: bool) -> dict
             reps = {label: read_verdicts(d) for label, d in run_dirs.items()}
             entry["agreement"] = agreement_numbers(table, reps)
     return entry
+
+
+def _commit() -> str:
+    """The short hash of the checkout's HEAD ("unknown" outside git)."""
+    import subprocess
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def _quick_mask(table: pd.DataFrame) -> pd.Series:
@@ -316,7 +321,6 @@ def restamp_replication(before: str | os.PathLike, after: str | os.PathLike, rea
     current.  Returns the new manifest.  After the move into sub-packages:
     ``python -c "import mot_lib as m; m.book.restamp_replication('/tmp/verdicts_before', '_build/out/verdicts',
     'modules moved into sub-packages, no rule changed', old_commit='<main before the merge>')"``."""
-    import subprocess
     import time
     from . import datafiles
     from .staleness import claims_canary, table_stale
@@ -336,11 +340,7 @@ def restamp_replication(before: str | os.PathLike, after: str | os.PathLike, rea
     stale = table_stale(manifest, claims_canary)
     if stale:
         raise ValueError(f"{path}: {stale}; rerun `python -m mot_lib replicate` instead of re-stamping")
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+    commit = _commit()
     new = claim_fingerprint()
     note = {"at": commit, "date": time.strftime("%Y-%m-%d"), "reason": reason,
             "checked": f"its rule hash was current at {old_commit}; the default-seed verdict files ({len(names)}) "
