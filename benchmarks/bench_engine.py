@@ -5,8 +5,12 @@ three-stage schedule over a few hundred full-batch steps.  The reference is what
 one would write first: a Python loop over seeds, and inside it a loop over
 per-expert ``nn.Module``s applied to the samples routed to them.  Both see the
 same data, initial weights and exploration noise; the script checks that they
-agree numerically, then prints timings, the peak memory, and as its last line
-``speedup: <ratio>x``.
+agree numerically, then prints timings, the peak memory, GFLOP/s against the
+machine's measured matmul peak, and as its last line ``speedup: <ratio>x``
+(the engine's closed-form passes, ``mot_lib.engine.grads``, against the loop).
+It also times the engine through autograd (``gradients="autograd"``, the engine
+before the closed form) and the single transformer both ways (S=8 seeds, H=16
+heads, the size chapters 05-06 train), so each ratio is measured in one run.
 
     make bench        # or: .venv/bin/python benchmarks/bench_engine.py [--steps 300]
 """
@@ -87,6 +91,13 @@ def step_flops(S, n, L, d, M, stage, attention=True) -> float:
     return 3.0 * S * n * fwd
 
 
+def single_step_flops(S, n, L, d, H, J) -> float:
+    """Approximate matmul FLOPs of one single-transformer step (backward counted as twice the forward): per
+    sample and head, x W_KQ for every token (2 L d^2), the scores (2 L^2 d), the FFN's inputs (2 L d J) and
+    the attention-weighted sums (2 L^2 J)."""
+    return 3.0 * S * n * H * (2 * L * d * d + 2 * L * L * d + 2 * L * d * J + 2 * L * L * J)
+
+
 def matmul_peak(threads: int, size: int = 1024, reps: int = 5) -> float:
     """Measured float64 GFLOP/s of a square matmul on this machine, at the benchmark's thread count."""
     a = torch.randn(size, size, dtype=torch.float64)
@@ -104,6 +115,8 @@ def main(argv=None):
     ap.add_argument("--experts", type=int, default=8)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--heads", type=int, default=16, help="the single transformer's heads")
+    ap.add_argument("--single-steps", type=int, default=20, help="the single transformer's steps (each way)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     setting = mot.Setting()
@@ -114,11 +127,17 @@ def main(argv=None):
     print(f"workload: S={len(seeds)} seeds x M={cfg.M} experts, N={setting.N} d={setting.d} L={setting.L} "
           f"n_train={setting.n_train}, {T} full-batch steps (T1={cfg.T1}, T2={cfg.T2}), torch threads={args.threads}")
 
+    # warm-up (MKL's and the allocator's first calls), so that neither timed run pays for them
+    mot.train_mot(setting, cfg.replace(T=6, T1=2, T2=4), seeds, data=data, progress=False)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     run = mot.train_mot(setting, cfg, seeds, data=data, progress=False)
     t_engine = time.perf_counter() - t0
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+    t0 = time.perf_counter()
+    mot.train_mot(setting, cfg, seeds, data=data, progress=False, gradients="autograd")
+    t_auto = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     ref = reference_train(setting, cfg, seeds, data)
@@ -130,15 +149,34 @@ def main(argv=None):
     if not worst < 1e-6:
         print("FAIL: engine and reference disagree", file=sys.stderr)
         return 1
-    print(f"batched engine: {t_engine:.2f} s ({1e3 * t_engine / T:.1f} ms/step, history recorded at step 0, T1, T2 and T only)")
-    print(f"reference loop: {t_ref:.2f} s ({1e3 * t_ref / T:.1f} ms/step)")
+    print(f"batched engine, closed-form passes: {t_engine:.2f} s ({1e3 * t_engine / T:.1f} ms/step, history recorded at "
+          f"step 0, T1, T2 and T only)")
+    print(f"batched engine through autograd:    {t_auto:.2f} s ({1e3 * t_auto / T:.1f} ms/step)")
+    print(f"reference loop:                     {t_ref:.2f} s ({1e3 * t_ref / T:.1f} ms/step)")
     print(f"peak memory (process max RSS) after the batched run: {rss1 / 2**20:.2f} GiB "
           f"(+{(rss1 - rss0) / 2**20:.2f} GiB over the data and imports)")
+    peak = matmul_peak(args.threads)
     flops = sum(step_flops(len(seeds), setting.n_train, setting.L, setting.d, cfg.M, mot.stage_of(t, cfg))
                 for t in range(1, T + 1))
-    print(f"achieved: {flops / t_engine / 1e9:.2f} GFLOP/s (approximate matmul FLOPs of the batched run) against a "
-          f"measured float64 matmul peak of {matmul_peak(args.threads):.1f} GFLOP/s on this machine "
-          f"({args.threads} threads)")
+    print(f"MoT achieved: {flops / t_engine / 1e9:.2f} GFLOP/s (approximate matmul FLOPs) against a measured float64 "
+          f"matmul peak of {peak:.1f} GFLOP/s on this machine ({args.threads} threads): "
+          f"{100 * flops / t_engine / 1e9 / peak:.0f}% (through autograd: {flops / t_auto / 1e9:.2f} GFLOP/s)")
+
+    sc = mot.SingleConfig(H=args.heads, J=2, T=args.single_steps, record_every=args.single_steps)
+    times = {}
+    for how in ("closed", "autograd"):
+        t0 = time.perf_counter()
+        runs = mot.train_single(setting, sc, seeds, data=data, progress=False, gradients=how)
+        times[how] = (time.perf_counter() - t0, runs)
+    gap = max(float((times["closed"][1].params[k] - times["autograd"][1].params[k]).abs().max()
+                    / times["autograd"][1].params[k].abs().max()) for k in ("W", "WKQ"))
+    sflops = args.single_steps * single_step_flops(len(seeds), setting.n_train, setting.L, setting.d, sc.H, sc.J)
+    print(f"single transformer (H={sc.H}, J={sc.J}), {sc.T} steps: closed form {times['closed'][0]:.2f} s, "
+          f"through autograd {times['autograd'][0]:.2f} s; weights agree to {gap:.1e}; "
+          f"{sflops / times['closed'][0] / 1e9:.2f} GFLOP/s ({100 * sflops / times['closed'][0] / 1e9 / peak:.0f}% of peak)")
+    print(f"single transformer speedup: {times['autograd'][0] / times['closed'][0]:.1f}x (closed form against "
+          f"its autograd implementation)")
+    print(f"MoT through autograd against the loop: {t_ref / t_auto:.1f}x")
     print(f"speedup: {t_ref / t_engine:.1f}x")
     return 0
 

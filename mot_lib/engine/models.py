@@ -234,6 +234,9 @@ def _weights(cfg, X, WKQ, idx, cache):
         S, M, n, L = cache.shape
         rows = ((torch.arange(S)[:, None] * M + idx) * n + torch.arange(n)).reshape(-1)
         return cache.reshape(-1, L).index_select(0, rows).view(S, n, L)
+    if not (WKQ.requires_grad and torch.is_grad_enabled()):   # no graph needed: grouped by expert (grads)
+        from .grads import live_attention
+        return live_attention(X, WKQ, idx, False, cfg.query_pool)[1]
     return token_weights(X, gather_experts(WKQ, idx), cfg.query_pool)
 
 

@@ -16,6 +16,7 @@ import torch
 from . import metrics as mt
 from .config import Setting, SingleConfig, TrainConfig, check_seeds
 from .data import Dataset, make_dataset, seed_streams
+from .grads import mot_step, single_step
 from .models import (activation, attention_scores, effective_W, init_mot, init_single, logistic_loss, mot_forward,
                      route, router_scores, single_forward, token_weights_all, _weights)
 
@@ -183,13 +184,34 @@ def _mot_record(rec: _Recorder, step: int, stage: str, cfg: TrainConfig, p: dict
         rec.add(step, stage, "attn", attention_scores(p["WKQ"], data.signals), ("expert", "i", "j"))
 
 
+#: how the training loops compute gradients: "closed" (``grads``: the written-out passes, the default) or
+#: "autograd" (the graph through ``models``; kept as the reference the tests and ``make bench`` compare with)
+GRADIENTS = ("closed", "autograd")
+
+
+def _check_gradients(gradients: str):
+    if gradients not in GRADIENTS:
+        raise ValueError(f"gradients={gradients!r} is not allowed; choose one of {list(GRADIENTS)}")
+
+
+def _autograd_mot_step(cfg, p, X, xsum, y, idx, cache, sigma, wrt):
+    """The MoT's loss and gradients through autograd (the reference for ``grads.mot_step``)."""
+    q = {k: v.detach().requires_grad_(k in wrt) for k, v in p.items()}
+    a = _weights(cfg, X, q["WKQ"], idx, cache)
+    F, _, _ = mot_forward(q, X, xsum, idx, a, sigma)
+    per_seed = logistic_loss(y * F).mean(-1)
+    grads = dict(zip(wrt, torch.autograd.grad(per_seed.sum(), [q[k] for k in wrt]))) if wrt else {}
+    return per_seed.detach(), grads
+
+
 def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = None,
-              progress: bool | None = None, snapshot_at=()) -> Run:
+              progress: bool | None = None, snapshot_at=(), gradients: str = "closed") -> Run:
     """Train the MoT (or its attention-free / joint ablations, per ``cfg``) for every seed at once.
 
     ``snapshot_at``: steps after which a copy of the weights is kept in ``run.snapshots[t]`` (one run
     gives the state at several checkpoints; training is deterministic, so a run cut at t would give
     the same weights)."""
+    _check_gradients(gradients)
     seeds, data = prepare(setting, cfg, TrainConfig, "train_mot", seeds, data)
     streams = [seed_streams(s) for s in seeds]
     S, d = len(seeds), setting.d
@@ -225,20 +247,17 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
             refresh_caches(stage, t)
         train_W = stage in ("I", "III", "joint")
         train_KQ = cfg.attention and stage in ("II", "joint")
-        p["W"].requires_grad_(train_W)
-        p["WKQ"].requires_grad_(train_KQ)
-        p["theta"].requires_grad_(cfg.eta_router > 0)
         h = router_scores(data.train.xsum, p["theta"]).detach()
         idx = route(h, cfg.lam, explore)
-        a = _weights(cfg, X, p["WKQ"], idx, caches.get("train"))
-        F, _, _ = mot_forward(p, X, data.train.xsum, idx, a, sigma)
-        per_seed = logistic_loss(y * F).mean(-1)
-        _check_finite(t, f"stage {stage}", per_seed.detach(), seeds, {})
-        wrt = [k for k in ("W", "WKQ", "theta") if p[k].requires_grad]
-        grads = dict(zip(wrt, torch.autograd.grad(per_seed.sum(), [p[k] for k in wrt])))
+        wrt = tuple(k for k, on in (("W", train_W), ("WKQ", train_KQ), ("theta", cfg.eta_router > 0)) if on)
+        if gradients == "closed":
+            a = None if train_KQ else _weights(cfg, X, p["WKQ"], idx, caches.get("train"))
+            per_seed, grads = mot_step(p, X, data.train.xsum, y, idx, h, a, activation=cfg.activation,
+                                       query_pool=cfg.query_pool, shared=cfg.shared_attention, wrt=wrt)
+        else:
+            per_seed, grads = _autograd_mot_step(cfg, p, X, data.train.xsum, y, idx, caches.get("train"), sigma, wrt)
+        _check_finite(t, f"stage {stage}", per_seed, seeds, {})
         with torch.no_grad():
-            for k in wrt:
-                p[k].requires_grad_(False)
             if "W" in grads:
                 opt, eta = ((cfg.stage3_opt, cfg.eta3) if stage == "III" else (cfg.stage1_opt, cfg.eta1))
                 _step(p["W"], grads["W"], eta, opt)
@@ -257,45 +276,45 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
             bar.update(1)
     if bar is not None:
         bar.close()
-    for k in p:
-        p[k].requires_grad_(False)
     return Run(setting, cfg, seeds, data, p, rec.frame(), "mot", snapshots)
 
 
-def _single_record(rec, step, p, data, sigma):
+def _single_record(rec, step, p, data, cfg):
     with torch.no_grad():
         for name, sp in (("train", data.train), ("test", data.test)):
-            F = single_forward(p, sp.X, sigma)
+            F = single_step(p, sp.X, sp.y, activation=cfg.activation, grads=False)[2]
             rec.add(step, "single", f"{name}_loss", logistic_loss(sp.y * F).mean(-1))
             rec.add(step, "single", f"{name}_acc", (torch.sign(F) == sp.y).to(torch.float64).mean(-1))
         rec.add(step, "single", "attn", attention_scores(p["WKQ"], data.signals), ("expert", "i", "j"))
 
 
 def train_single(setting: Setting, cfg: SingleConfig, seeds, data: Dataset | None = None,
-                 progress: bool | None = None) -> Run:
+                 progress: bool | None = None, gradients: str = "closed") -> Run:
     """Train the single multi-head transformer by (normalized) GD on all parameters, every seed at once."""
+    _check_gradients(gradients)
     seeds, data = prepare(setting, cfg, SingleConfig, "train_single", seeds, data)
     streams = [seed_streams(s) for s in seeds]
     p = init_single(len(seeds), cfg.H, cfg.J, setting.d, cfg.sigma0, [g[1] for g in streams])
     sigma = activation(cfg.activation)
     X, y = data.train.X, data.train.y
     rec = _Recorder(seeds)
-    _single_record(rec, 0, p, data, sigma)
+    _single_record(rec, 0, p, data, cfg)
     bar = _progress(cfg.T, "single transformer", progress)
     for t in range(1, cfg.T + 1):
-        for k in p:
-            p[k].requires_grad_(True)
-        per_seed = logistic_loss(y * single_forward(p, X, sigma)).mean(-1)
+        if gradients == "closed":
+            per_seed, g, _ = single_step(p, X, y, activation=cfg.activation)
+            gW, gKQ = g["W"], g["WKQ"]
+        else:
+            q = {k: v.detach().requires_grad_(True) for k, v in p.items()}
+            per_seed = logistic_loss(y * single_forward(q, X, sigma)).mean(-1)
+            gW, gKQ = torch.autograd.grad(per_seed.sum(), [q["W"], q["WKQ"]])
         _check_finite(t, "single transformer", per_seed.detach(), seeds, {})
-        gW, gKQ = torch.autograd.grad(per_seed.sum(), [p["W"], p["WKQ"]])
         with torch.no_grad():
-            for k in p:
-                p[k].requires_grad_(False)
             _step(p["W"], gW, cfg.eta, cfg.opt)
             _step(p["WKQ"], gKQ, cfg.eta, cfg.opt)
         _check_finite(t, "single transformer", per_seed.detach(), seeds, p)
         if t % cfg.record_every == 0 or t == cfg.T:
-            _single_record(rec, t, p, data, sigma)
+            _single_record(rec, t, p, data, cfg)
         if bar is not None:
             bar.update(1)
     if bar is not None:
