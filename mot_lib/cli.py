@@ -323,14 +323,22 @@ def cmd_predecessor(args) -> int:
 
 def cmd_sweep(args) -> int:
     """The sweeps of the part "Beyond the paper" (mot_lib.sweeps): the fair comparison (tuning, then the verdict
-    seeds at each model's chosen step multiplier) and the training-schedule sweeps, over worker processes."""
+    seeds at each model's chosen step multiplier) and the training-schedule sweeps, on one executor (in process,
+    worker processes, a Dask cluster: ``experiments.executor``), resumable."""
+    import contextlib
+    with contextlib.ExitStack() as stack:
+        return _sweep(args, stack)
+
+
+def _sweep(args, stack) -> int:
+    import shutil
     import time
 
     import pandas as pd
     import torch
 
     from .book import datafiles
-    from .experiments import fair
+    from .experiments import executor, fair
     from .experiments import schedule
     from .experiments import sweeps
     if (args.tuning_only or args.tuning) and args.table != "fair":
@@ -344,13 +352,17 @@ def cmd_sweep(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
     else:
         out = _out_folder(args, f"sweep-{args.table}", smoke=args.smoke)
+    executor.check_scheduler(args.scheduler, args.cluster, args.jobs)
     prints = {t: sweeps.fingerprint(modules[t]) for t in tables}     # the code the workers import now
     t0 = time.time()
     shrink = sweeps.smoke if args.smoke else (lambda j: j)
-    datafiles.WORK.mkdir(parents=True, exist_ok=True)
-    partial = datafiles.WORK / f"sweep_{args.table}.partial.csv"    # finished jobs' rows, outside data/
-    partial.unlink(missing_ok=True)
+    # each finished job's result, outside data/: a stopped run resumes from them (``--fresh`` drops them)
+    cache = executor.CACHE / (f"sweep_{args.table}" + ("_smoke" if args.smoke else ""))
+    if args.fresh:
+        shutil.rmtree(cache, ignore_errors=True)
     machine = {"torch": torch.__version__, "cpus": os.cpu_count(), "jobs": args.jobs}
+    ex = stack.enter_context(executor.executor(args.scheduler, args.cluster, args.jobs))
+    run = lambda jobs: sweeps.run_jobs([shrink(j) for j in jobs], ex, args.threads, cache, prints)   # noqa: E731
     tuning_meta = {}
     if args.tuning:                      # the tuning phase was run elsewhere (--tuning-only): read its rows
         tpath = Path(args.tuning)
@@ -362,7 +374,7 @@ def cmd_sweep(args) -> int:
         rows, curves = pd.read_csv(tpath), pd.DataFrame(columns=["part", "step", "seed", "value", "quantity"])
     else:
         first = (fair.tuning_jobs() if "fair" in tables else []) + (schedule.jobs() if "schedule" in tables else [])
-        rows, curves = sweeps.run_jobs([shrink(j) for j in first], args.jobs, args.threads, partial)
+        rows, curves = run(first)
     if args.tuning_only:
         out.mkdir(parents=True, exist_ok=True)
         tpath = out / f"{fair.NAME}_tuning.csv"
@@ -370,7 +382,6 @@ def cmd_sweep(args) -> int:
         tpath.with_suffix(".json").write_text(json.dumps({**prints["fair"], **machine, "seconds": round(time.time() - t0),
             "command": f"python -m mot_lib sweep fair --tuning-only --jobs {args.jobs} --threads {args.threads}"}, indent=2))
         print(f"tuning rows written to {tpath}; run the verdict seeds with `sweep fair --tuning {tpath}`")
-        partial.unlink(missing_ok=True)
         return 0
     results = {}
     if "schedule" in tables:
@@ -380,8 +391,7 @@ def cmd_sweep(args) -> int:
         tuning = rows[rows.part == "tuning"].dropna(axis=1, how="all")
         chosen = fair.choose_multipliers(tuning)
         print(chosen.to_string(), flush=True)
-        vrows, vcurves = sweeps.run_jobs([shrink(j) for j in fair.verdict_jobs(chosen)], args.jobs, args.threads,
-                                         partial)
+        vrows, vcurves = run(fair.verdict_jobs(chosen))
         extra = {"chosen": chosen.to_dict(orient="records")}
         if tuning_meta:
             extra["tuning"] = {k: tuning_meta.get(k) for k in ("command", "torch", "cpus", "jobs", "seconds")}
@@ -399,7 +409,6 @@ def cmd_sweep(args) -> int:
         path = sweeps.save(names[t], r.dropna(axis=1, how="all"), c.dropna(axis=1, how="all"), meta, out)
         print(f"written to {path}/ ({len(r)} rows, {len(c)} curve rows) in {secs} s"
               + (f"; it replaced {before}" if before else ""))
-    partial.unlink(missing_ok=True)
     return 0
 
 
@@ -476,7 +485,14 @@ def main(argv=None) -> int:
     sw.add_argument("table", choices=["fair", "schedule", "all"],
                     help="fair: the fair comparison (about 100 CPU-minutes); schedule: the training schedules "
                          "(about 20 CPU-minutes); all: both")
-    sw.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    sw.add_argument("--jobs", type=int, default=1, help="worker processes (default 1: in this process); with "
+                    "--scheduler local or --cluster, the number of Dask workers")
+    sw.add_argument("--scheduler", default=None, help="'local' (a Dask LocalCluster of --jobs workers) or a running "
+                    "Dask scheduler's address, e.g. tcp://10.0.0.5:8786 (default: no Dask)")
+    sw.add_argument("--cluster", default=None, choices=sorted(["slurm", "pbs"]),
+                    help="start --jobs Dask workers on a batch system through dask-jobqueue (an optional extra)")
+    sw.add_argument("--fresh", action="store_true", help="drop the finished jobs kept from an earlier, stopped "
+                    "run (_build/cache/) and compute every job again")
     sw.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     sw.add_argument("--out", default=None, metavar="FOLDER",
                     help="data folder to write the table sets into (<out>/fair_comparison/, "
@@ -511,7 +527,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:   # Ctrl-C: one line too (tables are swapped in whole, so data/ is as it was)
         if args.verbose:
             traceback.print_exc()
-        print("interrupted: nothing was written under data/ (finished jobs of a sweep are kept under _build/work/)",
+        print("interrupted: nothing was written under data/ (finished jobs of a sweep are kept under _build/cache/; "
+              "the same command resumes from them)",
               file=sys.stderr)
         return 130
 

@@ -426,28 +426,35 @@ def test_smoke_into_the_committed_data_needs_overwrite(capsys):
     assert _data_digest() == before
 
 
-def test_an_interrupted_sweep_leaves_nothing_in_data(monkeypatch, capsys):
-    """A sweep stopped after its first job keeps that job's rows outside data/ (datafiles.WORK), never in it."""
-    jobs = schedule.jobs()[:2]
+def test_an_interrupted_sweep_leaves_nothing_in_data_and_resumes(monkeypatch, capsys, tmp_path):
+    """A sweep stopped after its first job keeps that job's result in the cache (outside data/), never in data/;
+    the rerun skips it, says so, and writes the same files as an uninterrupted run."""
+    from mot_lib.experiments import executor
+    jobs = schedule.jobs()[:3]
     monkeypatch.setattr(schedule, "jobs", lambda *a, **k: jobs)
     monkeypatch.setattr(sweeps, "fingerprint", lambda modules: {"canary": [1.0]})
-    real, n = sweeps._indexed, []
+    monkeypatch.setattr(executor, "CACHE", tmp_path / "cache")
+    real, n = sweeps._run_job_in_worker, []
 
     def stop_after_one(a):
         n.append(1)
         if len(n) == 2:
             raise KeyboardInterrupt
         return real(a)
-    monkeypatch.setattr(sweeps, "_indexed", stop_after_one)
+    monkeypatch.setattr(sweeps, "_run_job_in_worker", stop_after_one)
     before, status = _data_digest(), _git_status_data()
-    assert main(["sweep", "schedule", "--smoke", "--jobs", "1"]) == 130      # Ctrl-C: one line, exit 130
+    assert main(["sweep", "schedule", "--smoke", "--out", str(tmp_path / "a")]) == 130   # Ctrl-C: one line, exit 130
     out, err = capsys.readouterr()
-    assert err.strip().startswith("interrupted: nothing was written under data/")
-    shutil.rmtree(re.search(r"smoke run: writing to (\S+)", out).group(1))
-    partial = datafiles.WORK / "sweep_schedule.partial.csv"
-    assert partial.exists() and len(pd.read_csv(partial)) == 2
-    partial.unlink()
+    assert err.strip().splitlines()[-1].startswith("interrupted: nothing was written under data/")
+    assert len(list((tmp_path / "cache" / "sweep_schedule_smoke").glob("*.pkl"))) == 1
+    assert not (tmp_path / "a" / "training_schedule").exists()
     assert _data_digest() == before and _git_status_data() == status
+    assert main(["sweep", "schedule", "--smoke", "--out", str(tmp_path / "a")]) == 0
+    assert "1 of 3 jobs already computed" in capsys.readouterr().out
+    assert main(["sweep", "schedule", "--smoke", "--fresh", "--out", str(tmp_path / "b")]) == 0
+    assert "0 of 3 jobs already computed" in capsys.readouterr().out
+    for f in ("rows.csv", "curves.csv"):
+        assert (tmp_path / "a" / "training_schedule" / f).read_bytes() == (tmp_path / "b" / "training_schedule" / f).read_bytes()
 
 
 def test_a_full_run_says_what_it_replaced(tmp_path, monkeypatch, capsys):

@@ -8,7 +8,8 @@ step multiplier, stage boundaries...).  ``run_job`` trains it (seeds batched) an
 a grid, the routing accuracy at T1, the label token's attention weight at T2, the specialization and
 gate-commitment steps, the parameter and FLOP counts) and the per-step curves of the quantities the job
 keeps.  Every seed draws its data, initialisation and exploration from its own streams, so a seed's numbers
-do not depend on the job (or the process) it runs in: the CLI spreads jobs over worker processes.
+do not depend on the job (or the process) it runs in: the CLI hands the jobs to one executor (``executor``: in
+process, local processes, a Dask cluster), which keeps each finished job's result so a stopped run resumes.
 
 The files, one folder per table (``datafiles.write_set`` swaps the whole folder in at once): ``data/<name>/rows.csv``
 (the per-seed rows), ``data/<name>/curves.csv`` (step, seed, quantity, value, and the labels) and
@@ -120,37 +121,25 @@ def _run_job_in_worker(args) -> tuple[pd.DataFrame, pd.DataFrame]:
     import torch
     if threads:
         torch.set_num_threads(threads)
-    t0 = time.time()
-    out = run_job(job)
-    print(f"{job.table}: {job.labels} seeds {list(job.seeds)}: {time.time() - t0:.0f} s", flush=True)
-    return out
+    return run_job(job)
 
 
-def _indexed(args):
-    i, job, threads = args
-    return i, _run_job_in_worker((job, threads))
+def describe(args) -> str:
+    job = args[0]
+    return f"{job.labels} seeds {list(job.seeds)}"
 
 
-def run_jobs(jobs: list[Job], workers: int = 1, threads: int = 1,
-             partial: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every job (heaviest first), in ``workers`` processes; (rows, curves) of all, in the jobs' order.
-    ``partial``: a CSV to which each finished job's rows are appended (a run that is stopped keeps them)."""
+def run_jobs(jobs: list[Job], ex=None, threads: int = 1, cache: Path | None = None,
+             fingerprint=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every job (heaviest first) on executor ``ex`` (``executor.executor``; None: in this process); (rows, curves)
+    of all, in the jobs' order, so the tables do not depend on where or in which order the jobs ran.  ``cache``: a
+    folder where each finished job's result is kept, keyed by the job, the threads and ``fingerprint`` (the
+    canary): a stopped run resumes there (``executor.run``)."""
+    from . import executor
     order = sorted(range(len(jobs)), key=lambda i: -jobs[i].cost * len(jobs[i].seeds))
-    args = [(i, jobs[i], threads) for i in order]
-    back = [None] * len(jobs)
-
-    def keep(i, out):
-        back[i] = out
-        if partial is not None:
-            out[0].to_csv(partial, mode="a", header=not Path(partial).exists(), index=False, float_format="%.8g")
-    if workers > 1:
-        import multiprocessing as mp
-        with mp.get_context("spawn").Pool(workers) as pool:
-            for i, out in pool.imap_unordered(_indexed, args, chunksize=1):
-                keep(i, out)
-    else:
-        for a in args:
-            keep(*_indexed(a))
+    tasks = [(j, threads) for j in jobs]
+    back = executor.run(_run_job_in_worker, tasks, ex or executor.InProcess(), cache=cache, fingerprint=fingerprint,
+                        desc=jobs[0].table if jobs else "jobs", order=order, describe=describe)
     rows = pd.concat([r for r, _ in back], ignore_index=True)
     kept = [c for _, c in back if len(c)]
     curves = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(columns=["step", "seed", "value", "quantity"])
