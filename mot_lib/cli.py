@@ -131,15 +131,40 @@ def cmd_run(args) -> int:
             raise ValueError(f"{name}: {e}" if args.chapter == "all" else str(e)) from None
     book.writable_folder(out, "--out")                       # before any training
     book.writable_folder(out / "verdicts", "--out")
-    for name, values in runs.items():
-        _run_chapter(name, values, out)
+    from .experiments import executor
+    executor.check_scheduler(args.scheduler, args.cluster, args.jobs)
+    readers = [n for n in runs if n in book.READERS]           # the scorecard and the first page read the others
+    tasks = [(name, dict(values), str(out)) for name, values in runs.items() if name not in readers]
+    with executor.executor(args.scheduler, args.cluster, args.jobs) as ex:
+        executor.run(_chapter_task, tasks, ex, desc="chapters", describe=lambda t: t[0])
+    for name in readers:
+        _run_chapter(name, runs[name], out)
     print(f"executed notebooks and verdicts are in {out}")
     return 0
 
 
+def _replication_key() -> dict:
+    """What a replicated chapter's verdicts depend on beyond its name and seeds: the claim chapters' rule modules
+    and canary, the registry, and the chapters' sources (a kept verdict is reused only while all four hold)."""
+    import hashlib
+    sources = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(book.NOTEBOOKS.glob("*.md"))}
+    return {**book.claim_fingerprint(), "registry": book.registry_hash(), "sources": sources}
+
+
+def _chapter_task(task) -> str:
+    """One chapter run (name, parameters, folder) as an executor's job; returns its verdict file's text ('' when
+    the chapter writes none)."""
+    name, values, out = task
+    _run_chapter(name, values, Path(out))
+    v = Path(out) / "verdicts" / f"{name}.json"
+    return v.read_text() if v.exists() else ""
+
+
 def cmd_replicate(args) -> int:
     """Every claim chapter at its full defaults on ``--sets`` seed sets drawn at random (disjoint from the
-    defaults and from each other); their verdicts and a manifest go to data/replication."""
+    defaults and from each other); their verdicts and a manifest go to data/replication.  The chapter runs are
+    the jobs of the sweeps' executor (``--jobs``, ``--scheduler``), resumable."""
+    import shutil
     import tempfile
 
     sets = book.replication_sets(args.sets, args.draw)
@@ -148,15 +173,26 @@ def cmd_replicate(args) -> int:
         if unknown:
             raise ValueError(f"--only {unknown}: not claim chapters; choose from {book.claim_chapters()}")
         sets = {label: {n: s for n, s in seeds.items() if n in args.only} for label, seeds in sets.items()}
+    from .experiments import executor
+    executor.check_scheduler(args.scheduler, args.cluster, args.jobs)
+    # each finished chapter's verdicts, kept until the replication is written: a stopped run resumes from them
+    cache = executor.CACHE / f"replicate_{args.draw}"
+    if args.fresh:
+        shutil.rmtree(cache, ignore_errors=True)
     with tempfile.TemporaryDirectory() as tmp:
-        dirs = {}
-        for label, seeds in sets.items():
-            dirs[label] = Path(tmp) / label.replace(" ", "_")
-            for name, s in seeds.items():
-                _run_chapter(name, {"seeds": s}, dirs[label])
+        dirs = {label: Path(tmp) / label.replace(" ", "_") for label in sets}
+        tasks = [(name, {"seeds": s}, str(dirs[label])) for label, seeds in sets.items() for name, s in seeds.items()]
+        with executor.executor(args.scheduler, args.cluster, args.jobs) as ex:
+            texts = executor.run(_chapter_task, tasks, ex, cache=cache, fingerprint=_replication_key(),
+                                 desc="replication", describe=lambda t: f"{t[0]} on seeds {t[1]['seeds']}")
+        for (name, _, folder), text in zip(tasks, texts):       # the skipped ones' verdicts come from the cache
+            if text:
+                (Path(folder) / "verdicts").mkdir(parents=True, exist_ok=True)
+                (Path(folder) / "verdicts" / f"{name}.json").write_text(text)
         defaults = Path(args.defaults or os.environ.get("MOT_OUT_DIR", book.REPO / "_build" / "out"))
         dest = book.save_replication(dirs, sets, args.dest or book.REPLICATION, add=bool(args.only), draw=args.draw,
                                      defaults=defaults)
+    shutil.rmtree(cache, ignore_errors=True)
     print(f"replication verdicts and manifest written to {dest}; the scorecard shows them beside the book's")
     return 0
 
@@ -273,14 +309,17 @@ def _replaced(folder: Path) -> str | None:
 
 
 def cmd_predecessor(args) -> int:
-    """The predecessor's four settings, four baselines and the MoT comparison; the table set to data/."""
+    """The predecessor's four settings, four baselines and the MoT comparison; the table set to data/.  Its jobs run
+    on the sweeps' executor (``experiments.executor``: in process, worker processes, a Dask cluster), resumably."""
+    import shutil
     import time
 
     import pandas as pd
     import torch
 
-    from .book import datafiles
+    from .experiments import executor
     from .experiments import predecessor_table as pt
+    executor.check_scheduler(args.scheduler, args.cluster, args.jobs)
     out = _out_folder(args, pt.NAME, smoke=False)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -288,15 +327,13 @@ def cmd_predecessor(args) -> int:
     engine = pt.fingerprint()           # the code the workers import now, before anything is edited
     jobs = pt.jobs_for(args.settings, args.single_settings, args.attention_settings, args.seeds, args.n, args.threads,
                        args.chunk)
-    datafiles.WORK.mkdir(parents=True, exist_ok=True)
-    for j in jobs:     # each job's finished models, kept outside data/ if the run is stopped
-        j["partial"] = str(datafiles.WORK / f"{pt.NAME}.partial{j['job']}.csv")
-    if args.jobs > 1:   # independent jobs in worker processes: the numbers do not depend on how they are spread
-        import multiprocessing as mp
-        with mp.get_context("spawn").Pool(args.jobs) as pool:
-            parts = pool.map(pt.compute_job, jobs, chunksize=1)
-    else:
-        parts = [pt.compute_job(j) for j in jobs]
+    cache = executor.CACHE / pt.NAME    # each finished job's rows: a stopped run resumes from them
+    if args.fresh:
+        shutil.rmtree(cache, ignore_errors=True)
+    tasks = [{k: v for k, v in j.items() if k not in ("cost", "job")} for j in jobs]   # the content of each job
+    with executor.executor(args.scheduler, args.cluster, args.jobs) as ex:
+        parts = executor.run(pt.compute_job, tasks, ex, cache=cache, fingerprint=engine, desc=pt.NAME,
+                             describe=lambda t: f"settings {list(t['settings'])}, seeds {list(t['seeds'])}")
     df = pd.concat(parts, ignore_index=True)
     order = {m: i for i, m in enumerate(pt.BASELINES + pt.ATTENTION_MODELS)}
     df = df.sort_values(["setting", "model", "loss", "seed"], key=lambda c: c.map(order) if c.name == "model" else c,
@@ -312,8 +349,6 @@ def cmd_predecessor(args) -> int:
             "seconds": round(secs)}
     before = _replaced(out / pt.NAME)
     path = pt.save_table(df, out / pt.NAME, meta)
-    for j in jobs:
-        Path(j["partial"]).unlink(missing_ok=True)
     summary = df.groupby(["setting", "model", "loss"])[["test_acc", "entropy"]].agg(["mean", "std"])
     print(summary.round(3).to_string())
     print(f"written to {path}/ (rows.csv, {len(df)} rows, and manifest.json) in {secs:.0f} s"
@@ -412,6 +447,16 @@ def _sweep(args, stack) -> int:
     return 0
 
 
+def _executor_options(p) -> None:
+    """--scheduler, --cluster and --fresh: where a multi-job command's jobs run, and whether it resumes."""
+    p.add_argument("--scheduler", default=None, help="'local' (a Dask LocalCluster of --jobs workers) or a running "
+                   "Dask scheduler's address, e.g. tcp://10.0.0.5:8786 (default: no Dask)")
+    p.add_argument("--cluster", default=None, choices=["pbs", "slurm"],
+                   help="start --jobs Dask workers on a batch system through dask-jobqueue (an optional extra)")
+    p.add_argument("--fresh", action="store_true", help="drop the finished jobs kept from an earlier, stopped "
+                   "run (_build/cache/) and compute every job again")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with its errors on one line (exit code 2) like every other error of the command line."""
 
@@ -436,6 +481,10 @@ def main(argv=None) -> int:
     r.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"), help="a parameter, as in papermill")
     r.add_argument("--out", default=None, help="folder for executed notebooks and verdicts (default: -p out_dir, "
                    "else out/)")
+    r.add_argument("--jobs", type=int, default=1, help="chapters run at a time with `run all` (default 1: in this "
+                   "process); with --scheduler local or --cluster, the number of Dask workers")
+    r.add_argument("--scheduler", default=None, help="'local' (a Dask LocalCluster) or a Dask scheduler's address")
+    r.add_argument("--cluster", default=None, choices=["pbs", "slurm"], help="Dask workers through dask-jobqueue")
     g = sub.add_parser("regime", help="train MoT, attention-free MoE and single transformer; print the regime table")
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     lv = sub.add_parser("levers", help="re-run Lemma 1's search for a floor regime; rewrite its cached table")
@@ -452,6 +501,9 @@ def main(argv=None) -> int:
     rp.add_argument("--dest", default=None, help="folder to write (default: data/replication)")
     rp.add_argument("--only", nargs="+", default=None, metavar="CHAPTER",
                     help="rerun only these chapters and add them to the committed sets (same --sets and --draw)")
+    rp.add_argument("--jobs", type=int, default=1, help="chapters run at a time (default 1: in this process); with "
+                    "--scheduler local or --cluster, the number of Dask workers")
+    _executor_options(rp)
     cl = sub.add_parser("claims", help="the claim registry: every row the book decides, its kind, rule, measured value "
                                        "and verdict, and one headline verdict per statement of the paper")
     cl.add_argument("--json", action="store_true", help="print it as one JSON object")
@@ -471,7 +523,9 @@ def main(argv=None) -> int:
                     help="settings of the MoT comparison (default 1; about 7 CPU-minutes a setting)")
     pr.add_argument("--n", type=int, default=16000, help="training and test samples per setting (default 16000)")
     pr.add_argument("--threads", type=int, default=0, help="torch threads per process (default: torch's choice)")
-    pr.add_argument("--jobs", type=int, default=1, help="worker processes, one setting each (default 1)")
+    pr.add_argument("--jobs", type=int, default=1, help="worker processes, one setting each (default 1: in this "
+                    "process); with --scheduler local or --cluster, the number of Dask workers")
+    _executor_options(pr)
     pr.add_argument("--chunk", type=int, default=0,
                     help="seeds per job (default 0: all seeds of a model and setting in one job); a smaller "
                          "chunk spreads the work over more processes; each seed's data and noise are its own, "
@@ -487,12 +541,7 @@ def main(argv=None) -> int:
                          "(about 20 CPU-minutes); all: both")
     sw.add_argument("--jobs", type=int, default=1, help="worker processes (default 1: in this process); with "
                     "--scheduler local or --cluster, the number of Dask workers")
-    sw.add_argument("--scheduler", default=None, help="'local' (a Dask LocalCluster of --jobs workers) or a running "
-                    "Dask scheduler's address, e.g. tcp://10.0.0.5:8786 (default: no Dask)")
-    sw.add_argument("--cluster", default=None, choices=sorted(["slurm", "pbs"]),
-                    help="start --jobs Dask workers on a batch system through dask-jobqueue (an optional extra)")
-    sw.add_argument("--fresh", action="store_true", help="drop the finished jobs kept from an earlier, stopped "
-                    "run (_build/cache/) and compute every job again")
+    _executor_options(sw)
     sw.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     sw.add_argument("--out", default=None, metavar="FOLDER",
                     help="data folder to write the table sets into (<out>/fair_comparison/, "

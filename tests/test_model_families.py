@@ -285,9 +285,12 @@ def test_one_neuron_per_expert_attention_gives_the_old_numbers(engine_before, ch
     pd.testing.assert_frame_equal(new.history, mot.train_mot(TINY, cfg, [2], progress=False).history,
                                   check_exact=True)
     old_cfg = engine_before.TrainConfig(**{k: v for k, v in cfg.as_dict().items()
-                                           if k not in ("J", "shared_attention")})
+                                           if k not in ("J", "shared_attention", "lam3")})
     old = engine_before.train_mot(engine_before.Setting(**TINY.as_dict()), old_cfg, [2], progress=False)
-    h = new.history[new.history.quantity != "explore_agree"].reset_index(drop=True)
+    # the engine's autograd path gives the old numbers bit for bit; its closed-form passes agree to rounding
+    graph = mot.train_mot(TINY, explicit, [2], progress=False, gradients="autograd")
+    h = graph.history[graph.history.quantity != "explore_agree"].reset_index(drop=True)
     pd.testing.assert_frame_equal(h, old.history, check_exact=True)
     for k in ("W", "WKQ", "theta"):
-        assert torch.equal(new.params[k], old.params[k]), k
+        assert torch.equal(graph.params[k], old.params[k]), k
+        assert torch.allclose(new.params[k], old.params[k], rtol=1e-10, atol=1e-14), k

@@ -117,3 +117,19 @@ def test_snapshots_equal_a_run_cut_at_that_step():
         for k in ("W", "WKQ", "theta"):
             assert torch.equal(full.snapshots[t][k], cut.params[k]), (t, k)
     assert set(full.snapshots) == {7, 12}
+
+
+def test_stage3_exploration_is_its_own_parameter():
+    """lam3 = 0: Stage III routes every sample to the gate's own choice (explore_agree = 1 there), Stages I-II
+    unchanged; lam3 = None is lam in every stage (the same numbers as before the parameter existed)."""
+    st = mot.Setting(n_train=200, n_test=200)
+    base = mot.TrainConfig(M=4, T=30, T1=10, T2=20, record_every=5)
+    a = mot.train_mot(st, base, [0, 1], progress=False)
+    b = mot.train_mot(st, base.replace(lam3=base.lam), [0, 1], progress=False)
+    c = mot.train_mot(st, base.replace(lam3=0.0), [0, 1], progress=False)
+    assert all(torch.equal(a.params[k], b.params[k]) for k in a.params)
+    agree_a, agree_c = a.scalar("explore_agree"), c.scalar("explore_agree")
+    assert (agree_c.loc[25:] == 1.0).all().all() and (agree_a.loc[25:] < 1.0).any().any()
+    assert agree_c.loc[:20].equals(agree_a.loc[:20])
+    with pytest.raises(ValueError, match="lam3"):
+        base.replace(lam3=-1.0)

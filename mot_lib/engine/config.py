@@ -178,6 +178,9 @@ class TrainConfig(_Validated):
 
     attention=False fixes W_KQ at 0: each expert mean-pools its per-token FFN
     outputs (the attention-free MoE of Lemma 1).
+    lam: the router's exploration, r_m ~ U[0, lam] added to the gate's scores before the top-1 choice, at
+    every step; lam3: the exploration in Stage III alone (None: lam), so that Stage III can fine-tune each expert
+    on the samples the gate itself sends it (lam3 = 0).
     query_pool: "sum" (default) sums the attention output over queries, so with
     W_KQ = 0 an expert is exactly a one-neuron MoE expert summed over tokens;
     "mean" divides by L.
@@ -198,6 +201,7 @@ class TrainConfig(_Validated):
     eta3: float = 0.01
     eta_router: float = 0.5
     lam: float = 1.0
+    lam3: float | None = None
     attention: bool = True
     activation: str = "cubic"
     query_pool: str = "sum"
@@ -229,6 +233,8 @@ class TrainConfig(_Validated):
             _check(name, getattr(self, name), lo=0.0, hi=1e4, lo_open=True)
         _check("eta_router", self.eta_router, lo=0.0, hi=1e4)
         _check("lam", self.lam, lo=0.0, hi=1e4)
+        if self.lam3 is not None:
+            _check("lam3", self.lam3, lo=0.0, hi=1e4)
         _check("attention", self.attention, kind=bool)
         if self.shared_attention and not self.attention:
             raise ValueError("shared_attention=True is not allowed with attention=False; a shared key-query "

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from .models import gather_experts, output_signs, row_softmax
+from .models import gather_experts, live_attention, output_signs, row_softmax
 
 #: the number of float64 elements of the single transformer's largest per-block temporary (samples x heads x
 #: tokens x d): 4 MiB, the fastest of 2^16..2^21 measured on a 2-core EPYC (its L2: 1 MiB per core).  Fixed, so that the blocks, hence the
@@ -51,69 +51,6 @@ def loss_slope(y: torch.Tensor, F: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 
 def _pool_scale(query_pool: str, L: int) -> float:
     return 1.0 if query_pool == "sum" else 1.0 / L
-
-
-class _Groups:
-    """The samples of every seed sorted by the expert they are routed to (stable, so samples keep their order
-    within a group): ``X`` (S*n, L, d) in that order, and each (seed, expert) group's rows.  The routed
-    experts' key-query products then run as one matrix product per group (X_g W_KQ^(g), X_g^T T_g) instead of
-    one 8 x 16 by 16 x 16 product per sample (three times faster, measured at S=20, n=500, M=16)."""
-
-    def __init__(self, X: torch.Tensor, idx: torch.Tensor, M: int):
-        S, n, L, d = X.shape
-        key = (idx + M * torch.arange(S)[:, None]).reshape(-1)
-        self.perm = torch.argsort(key, stable=True)
-        self.X = X.reshape(S * n, L * d).index_select(0, self.perm).view(S * n, L, d)
-        counts = torch.bincount(key, minlength=S * M).tolist()
-        starts = [0]
-        for c in counts:
-            starts.append(starts[-1] + c)
-        self.spans = [(g, starts[g] * L, starts[g + 1] * L) for g in range(S * M) if counts[g]]
-        self.shape = (S, n, L, d)
-
-    def times(self, WKQ: torch.Tensor) -> torch.Tensor:
-        """x W_KQ^(m*) for every token (S*n, L, d), sorted."""
-        S, n, L, d = self.shape
-        Xf, Wf = self.X.view(-1, d), WKQ.reshape(-1, d, d)
-        out = torch.empty_like(Xf)
-        for g, a, b in self.spans:
-            torch.mm(Xf[a:b], Wf[g], out=out[a:b])
-        return out.view(S * n, L, d)
-
-    def outer(self, T: torch.Tensor, M: int) -> torch.Tensor:
-        """sum over each group's tokens of x ⊗ T (S,M,d,d), from T (S*n, L, d) sorted."""
-        S, n, L, d = self.shape
-        Xf, Tf = self.X.view(-1, d), T.reshape(-1, d)
-        out = torch.zeros(S * M, d, d, dtype=T.dtype)
-        for g, a, b in self.spans:
-            torch.mm(Xf[a:b].T, Tf[a:b], out=out[g])
-        return out.view(S, M, d, d)
-
-    def sort(self, v: torch.Tensor) -> torch.Tensor:
-        """A per-sample tensor (S,n,...) in the sorted order (S*n,...)."""
-        return v.reshape(self.perm.numel(), *v.shape[2:]).index_select(0, self.perm)
-
-    def unsort(self, v: torch.Tensor) -> torch.Tensor:
-        """The inverse of ``sort``: (S*n,...) sorted -> (S,n,...)."""
-        out = torch.empty_like(v)
-        out[self.perm] = v
-        return out.view(*self.shape[:2], *v.shape[1:])
-
-
-def live_attention(X: torch.Tensor, WKQ: torch.Tensor, idx: torch.Tensor, shared: bool, query_pool: str):
-    """The routed experts' attention rows A and the pooled token weights a (S,n,L) (softmax over keys of
-    x_q^T W_KQ^(m*) x_k); WKQ (S,M,d,d), or (S,1,d,d) when shared.  A is (S,n,L,L) when shared; otherwise
-    (S*n,L,L) in the order of the returned ``_Groups``."""
-    S, n, L, d = X.shape
-    if shared:
-        XW = torch.bmm(X.reshape(S, n * L, d), WKQ[:, 0]).view(S, n, L, d)
-        A = row_softmax(torch.matmul(XW, X.transpose(-1, -2)))
-        a, groups = A.sum(-2), None
-    else:
-        groups = _Groups(X, idx, WKQ.shape[1])
-        A = row_softmax(torch.bmm(groups.times(WKQ), groups.X.transpose(1, 2)))
-        a = groups.unsort(A.sum(-2))
-    return A, (a if query_pool == "sum" else a / L), groups
 
 
 def _expert_accumulate(coef: torch.Tensor, idx: torch.Tensor, M: int, X: torch.Tensor) -> torch.Tensor:

@@ -248,7 +248,7 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
         train_W = stage in ("I", "III", "joint")
         train_KQ = cfg.attention and stage in ("II", "joint")
         h = router_scores(data.train.xsum, p["theta"]).detach()
-        idx = route(h, cfg.lam, explore)
+        idx = route(h, cfg.lam3 if stage == "III" and cfg.lam3 is not None else cfg.lam, explore)
         wrt = tuple(k for k, on in (("W", train_W), ("WKQ", train_KQ), ("theta", cfg.eta_router > 0)) if on)
         if gradients == "closed":
             a = None if train_KQ else _weights(cfg, X, p["WKQ"], idx, caches.get("train"))

@@ -159,7 +159,7 @@ def _load(path: Path):
 
 
 def _bar(total: int, desc: str):
-    if os.environ.get("MOT_PROGRESS", "1") == "0" or total == 0:
+    if os.environ.get("MOT_PROGRESS", "1") == "0" or total <= 1:
         return None
     from tqdm.auto import tqdm
     return tqdm(total=total, desc=desc, unit="job", mininterval=1.0, leave=False)
@@ -194,7 +194,7 @@ def run(fn, tasks: list, ex: Executor, *, cache: Path | None = None, fingerprint
                     _save(paths[i], value)
                 if bar is not None:
                     bar.update(1)
-                else:
+                elif n > 1:
                     what = describe(tasks[i]) if describe else f"job {i + 1}"
                     print(f"{desc}: {what} done ({sum(done)} of {n}, {time.time() - t0:.0f} s)", flush=True)
             try:
