@@ -76,3 +76,39 @@ def test_tiny_run_measures_the_mot():
     assert set(df.seed) == {0, 1} and len(df) == 2 * 13
     ok = df.iterations.dropna()
     assert (ok >= 0).all() and (ok <= 30).all()
+
+
+def test_plain_gd_params_are_checked():
+    with pytest.raises(ValueError, match=r"^tune_seeds=\[0, 100\] share seeds"):
+        cv.Theorem1Params(tune_seeds=(0, 100))
+    with pytest.raises(ValueError, match=r"^gd_eta_grid=\[\] is empty"):
+        cv.Theorem1Params(gd_eta_grid=())
+    with pytest.raises(ValueError, match=r"^gd_eta_grid=0"):
+        cv.Theorem1Params(gd_eta_grid=(1.0, 0.0))
+    with pytest.raises(ValueError, match=r"^lam3=-1"):
+        cv.Theorem1Params(lam3=-1.0)
+    with pytest.raises(ValueError, match=r"^train_eps_max=0"):
+        cv.Theorem1Params(train_eps_max=0.0)
+    c = cv.Theorem1Params().mot_config("gd", lam3=0.0)
+    assert c.lam3 == 0.0 and cv.Theorem1Params().mot_config("gd").lam3 is None
+
+
+def test_the_step_is_chosen_on_the_tuning_seeds(monkeypatch):
+    """The rule: the lowest median training loss after tune_steps among the steps that do not diverge; a diverged
+    step is skipped (here the largest, made to diverge), and every step diverging is a clear error."""
+    P = cv.Theorem1Params(seeds=(0,), tune_seeds=(5, 6), T1=20, T2=30, tune_steps=20, gd_eta_grid=(0.01, 0.1, 1e4))
+    st = mot.Setting(N=3, d=12, L=6, n_train=100, n_test=100)
+    real = cv.train_mot
+
+    def diverge_at_largest(setting, cfg, seeds, **kw):
+        if cfg.eta3 == 1e4:
+            raise mot.DivergenceError("made to diverge")
+        return real(setting, cfg, seeds, **kw)
+    monkeypatch.setattr(cv, "train_mot", diverge_at_largest)
+    eta, tab = cv.tune_step(P, st)
+    assert list(tab.diverged) == [False, False, True]
+    ok = tab[~tab.diverged]
+    assert eta == float(ok.sort_values("median training loss after tune_steps").eta3.iloc[0])
+    monkeypatch.setattr(cv, "train_mot", lambda *a, **k: (_ for _ in ()).throw(mot.DivergenceError("x")))
+    with pytest.raises(ValueError, match="every step diverged on tune_seeds"):
+        cv.tune_step(P, st)

@@ -27,9 +27,9 @@ import pandas as pd
 
 from .. import stats
 from ..book.registry import ChapterParams, register
-from ..engine.config import Setting, SingleConfig, TrainConfig, _check, _check_list
+from ..engine.config import Setting, SingleConfig, TrainConfig, _check, _check_list, check_seeds
 from ..engine.data import make_dataset
-from ..engine.training import Run, train_mot, train_single
+from ..engine.training import DivergenceError, Run, train_mot, train_single
 
 # acceptance ranges of the growth exponent k (stated in the notebook)
 K_TOL = 0.25
@@ -48,9 +48,17 @@ class Theorem1Params(ChapterParams):
     n_test: int = 500                # fresh test samples per seed: the expected loss
     T1: int = 200                    # end of Stage I (the book's default)
     T2: int = 300                    # end of Stage II (the book's default)
-    gd_steps: int = 400              # Stage III length under plain GD (the paper's optimizer)
-    eta3_gd: float = 0.01            # plain-GD step in Stage III (the book's default)
-    gd_etas: tuple = (0.1, 1.0)      # further plain-GD steps tried in Stage III
+    gd_steps: int = 1500             # Stage III length under plain GD (the paper's optimizer), exploration lam3
+    lam3: float = 0.0                # router exploration in Stage III of the plain-GD runs the theorem's rows read
+    gd_eta_grid: tuple = (100.0, 10000.0, 1000000.0)  # their plain-GD steps, tried on tune_seeds
+    tune_seeds: tuple = (100, 101, 102)  # seeds that choose the step (disjoint from the verdict seeds)
+    tune_steps: int = 200            # Stage III length of the tuning runs (the step with the lowest loss there wins)
+    gd_eps_max: float = 3e-7         # largest eps of their expected-loss grid (past the first steps' drop)
+    train_eps_max: float = 3e-9      # largest eps of their training-loss grid (past the first steps' drop)
+    gd_every: int = 20               # their record cadence
+    explore_steps: int = 400         # Stage III length of the plain-GD run that keeps exploring (lam = 1)
+    eta3_gd: float = 0.01            # its plain-GD step (the book's default)
+    gd_etas: tuple = (0.1, 1.0)      # further plain-GD steps tried with lam = 1
     sweep_steps: int = 200           # Stage III length of those extra GD runs
     ngd_steps: int = 300             # Stage III length under normalized GD
     eta3_ngd: float = 0.01           # normalized-GD step in Stage III
@@ -69,6 +77,15 @@ class Theorem1Params(ChapterParams):
     def __post_init__(self):
         super().__post_init__()
         object.__setattr__(self, "gd_etas", _check_list("gd_etas", self.gd_etas))
+        object.__setattr__(self, "gd_eta_grid", _check_list("gd_eta_grid", self.gd_eta_grid, lo=0.0, hi=1e8,
+                                                           lo_open=True))
+        object.__setattr__(self, "tune_seeds", tuple(check_seeds(list(self.tune_seeds))))
+        if not self.gd_eta_grid:
+            raise ValueError("gd_eta_grid=[] is empty; give at least one plain-GD step")
+        if set(self.tune_seeds) & set(self.seeds):
+            raise ValueError(f"tune_seeds={list(self.tune_seeds)} share seeds with seeds={list(self.seeds)}; the "
+                             f"step is chosen on other seeds than the verdict's")
+        _check("lam3", self.lam3, lo=0.0, hi=1e4)
         _check("n_train", self.n_train, kind=int, lo=2, hi=1_000_000)
         _check("n_test", self.n_test, kind=int, lo=2, hi=1_000_000)
         _check("side_seeds", self.side_seeds, kind=int, lo=1, hi=10_000)
@@ -77,20 +94,22 @@ class Theorem1Params(ChapterParams):
         for name in ("eta3_gd", "eta3_ngd", "single_eta", "single_gd_eta"):
             _check(name, getattr(self, name), lo=0.0, hi=1e4, lo_open=True)
         _check("single_gd_sigma0", self.single_gd_sigma0, lo=0.0, hi=10.0, lo_open=True)
-        for name in ("gd_steps", "sweep_steps", "ngd_steps", "single_T"):
+        for name in ("gd_steps", "sweep_steps", "ngd_steps", "single_T", "tune_steps", "explore_steps"):
             _check(name, getattr(self, name), kind=int, lo=10, hi=100_000)
         _check("single_gd_T", self.single_gd_T, kind=int, lo=1, hi=100_000)
-        for name in ("mot_every", "single_every"):
+        for name in ("mot_every", "single_every", "gd_every"):
             _check(name, getattr(self, name), kind=int, lo=1, hi=1000)
         for e in self.gd_etas:
             _check("gd_etas", e, lo=0.0, hi=100.0, lo_open=True)
-        for name in ("mot_eps_max", "single_eps_max"):
+        for name in ("mot_eps_max", "single_eps_max", "train_eps_max", "gd_eps_max"):
             _check(name, getattr(self, name), lo=0.0, hi=0.5, lo_open=True)
         _check("decades", self.decades, lo=3.0, hi=30.0)
         _check("per_decade", self.per_decade, kind=int, lo=2, hi=50)
         self.setting()
         self.mot_config("gd")
         self.mot_config("ngd")
+        for eta in self.gd_eta_grid:
+            self.mot_config("gd", eta3=eta, lam3=self.lam3, steps=self.tune_steps)
         for eta in self.gd_etas:
             self.mot_config("gd", eta3=eta, steps=self.sweep_steps)
         self.single_config()
@@ -107,8 +126,9 @@ class Theorem1Params(ChapterParams):
         return Setting(n_train=self.n_train, n_test=self.n_test)
 
     def mot_config(self, opt: str, eta3: float | None = None, steps: int | None = None,
-                   every: int | None = None) -> TrainConfig:
-        """The book's three-stage MoT with Stage III under ``opt`` for ``steps`` steps after T2."""
+                   every: int | None = None, lam3: float | None = None) -> TrainConfig:
+        """The book's three-stage MoT with Stage III under ``opt`` for ``steps`` steps after T2 (router exploration
+        ``lam3`` in Stage III; None: the book's lam in every stage)."""
         if steps is None:
             steps = self.gd_steps if opt == "gd" else self.ngd_steps
         if eta3 is None:
@@ -116,7 +136,7 @@ class Theorem1Params(ChapterParams):
         if every is None:  # plain GD moves slowly: half the cadence is enough, and records cost time
             every = 2 * self.mot_every if opt == "gd" else self.mot_every
         return TrainConfig(T1=self.T1, T2=self.T2, T=self.T2 + self.scale(steps), stage3_opt=opt, eta3=eta3,
-                           record_every=every)
+                           record_every=every, lam3=lam3)
 
     def single_config(self) -> SingleConfig:
         return SingleConfig(T=self.scale(self.single_T), eta=self.single_eta, opt="ngd",
@@ -168,9 +188,9 @@ def iterations_to_eps(steps, loss, eps_grid, start: int = 0) -> np.ndarray:
     return np.asarray(out)
 
 
-def iterations_table(run: Run, eps_grid, start: int = 0, label: str = "") -> pd.DataFrame:
-    """Tidy table: one row per (seed, eps) with the iterations to reach eps on the test loss."""
-    tl = run.scalar("test_loss")
+def iterations_table(run: Run, eps_grid, start: int = 0, label: str = "", quantity: str = "test_loss") -> pd.DataFrame:
+    """Tidy table: one row per (seed, eps) with the iterations to reach eps on the test loss (or ``quantity``)."""
+    tl = run.scalar(quantity)
     rows = []
     for seed in tl.columns:
         n = iterations_to_eps(tl.index.to_numpy(), tl[seed].to_numpy(), eps_grid, start)
@@ -265,13 +285,49 @@ def growth_row(claim: str, bound: str, fits: dict, accept, id: str | None = None
 
 
 # ----------------------------------------------------------------------------- experiments
+#: the model label of the runs the theorem's rows read (plain GD in Stage III, exploration lam3, the chosen step)
+GD = "MoT, Stage III GD"
+#: the same run read on its training loss
+GD_TRAIN = "MoT, Stage III GD (training loss)"
+#: the run that keeps the book's exploration (lam = 1) in Stage III, at eta3_gd
+GD_EXPLORE = "MoT, Stage III GD, exploring"
+
+
+def tune_step(P: Theorem1Params, setting: Setting) -> tuple[float, pd.DataFrame]:
+    """The plain-GD Stage III step of the theorem's runs, chosen on ``tune_seeds`` before any verdict seed runs:
+    among the steps of ``gd_eta_grid`` at which no tuning seed diverges, the one with the lowest median training
+    loss ``tune_steps`` iterations into Stage III (ties: the smaller step).  Returns (step, one row per step)."""
+    seeds = list(P.tune_seeds)
+    data = make_dataset(setting, seeds)
+    rows = []
+    for eta in P.gd_eta_grid:
+        row = {"eta3": eta}
+        try:
+            cfg = P.mot_config("gd", eta3=eta, lam3=P.lam3, steps=P.tune_steps, every=P.scale(P.tune_steps))
+            run = train_mot(setting, cfg, seeds, data=data, progress=False)
+            row["median training loss after tune_steps"] = float(run.final("train_loss").median())
+        except DivergenceError:
+            row["median training loss after tune_steps"] = float("nan")
+        row["diverged"] = not np.isfinite(row["median training loss after tune_steps"])
+        rows.append(row)
+    tab = pd.DataFrame(rows)
+    ok = tab[~tab.diverged]
+    if ok.empty:
+        raise ValueError(f"gd_eta_grid={list(P.gd_eta_grid)}: every step diverged on tune_seeds; give smaller steps")
+    best = ok.sort_values(["median training loss after tune_steps", "eta3"]).iloc[0]
+    return float(best.eta3), tab
+
+
 def run_all(P: Theorem1Params) -> dict:
-    """Every run of the chapter on one data set: MoT under GD and NGD in Stage III, the extra GD
-    steps, the single transformer under NGD and the plain-GD diagnostics."""
+    """Every run of the chapter on one data set: the MoT with plain GD in Stage III (exploration lam3, the step
+    chosen on the tuning seeds) and with the book's exploring Stage III, under NGD, the extra GD steps, the single
+    transformer under NGD and the plain-GD diagnostics."""
     setting = P.setting()
     seeds = list(P.seeds)
+    eta_star, tuning = tune_step(P, setting)
     data = make_dataset(setting, seeds)
-    runs = {"MoT, Stage III GD": train_mot(setting, P.mot_config("gd"), seeds, data=data),
+    runs = {GD: train_mot(setting, P.mot_config("gd", eta3=eta_star, lam3=P.lam3, every=P.gd_every), seeds, data=data),
+            GD_EXPLORE: train_mot(setting, P.mot_config("gd", steps=P.explore_steps), seeds, data=data),
             "MoT, Stage III NGD": train_mot(setting, P.mot_config("ngd"), seeds, data=data),
             "single transformer, NGD": train_single(setting, P.single_config(), seeds, data=data)}
     # the descriptive runs (further plain-GD steps, plain-GD single transformer) on the first side_seeds seeds
@@ -282,18 +338,34 @@ def run_all(P: Theorem1Params) -> dict:
         cfg = P.mot_config("gd", eta3=eta, steps=P.sweep_steps, every=max(P.mot_every, P.scale(P.sweep_steps) // 20))
         sweep[eta] = train_mot(setting, cfg, side, data=side_data)
     single_gd = {k: train_single(setting, c, side, data=side_data) for k, c in P.single_gd_configs().items()}
-    return {"data": data, "runs": runs, "gd_sweep": sweep, "single_gd": single_gd}
+    return {"data": data, "runs": runs, "gd_sweep": sweep, "single_gd": single_gd, "eta3": eta_star,
+            "tuning": tuning}
 
 
 def measure(P: Theorem1Params, runs: dict[str, Run]) -> pd.DataFrame:
-    """Iterations-to-eps for every main run (MoT counted after T2 on the MoT grid)."""
+    """Iterations-to-eps for every main run (MoT counted after T2 on the MoT grid), on the expected (test) loss;
+    and the theorem's plain-GD run on its training loss too (``GD_TRAIN``, on the training-loss grid)."""
     frames = []
     for name, run in runs.items():
         if run.model == "mot":
-            frames.append(iterations_table(run, P.eps_grid(P.mot_eps_max), start=run.cfg.T2, label=name))
+            top = P.gd_eps_max if name == GD else P.mot_eps_max
+            frames.append(iterations_table(run, P.eps_grid(top), start=run.cfg.T2, label=name))
+            if name == GD:
+                frames.append(iterations_table(run, P.eps_grid(P.train_eps_max), start=run.cfg.T2, label=GD_TRAIN,
+                                               quantity="train_loss"))
         else:
             frames.append(iterations_table(run, P.eps_grid(P.single_eps_max), start=0, label=name))
     return pd.concat(frames, ignore_index=True)
+
+
+def routing_share(run: Run, T2: int) -> pd.DataFrame:
+    """The share of each step's training samples sent to the gate's own top choice (``explore_agree``) in Stage III:
+    median and range over seeds, at T2 and at the end."""
+    a = run.scalar("explore_agree")
+    a = a[a.index > T2]
+    return pd.DataFrame({"first Stage III record (median)": [a.iloc[0].median()],
+                         "end of Stage III (median)": [a.iloc[-1].median()],
+                         "end of Stage III (min over seeds)": [a.iloc[-1].min()]})
 
 
 def stage3_summary(P: Theorem1Params, main_gd: Run, sweep: dict[float, Run]) -> pd.DataFrame:

@@ -229,8 +229,10 @@ class TrainConfig(_Validated):
         _check("stage1_opt", self.stage1_opt, choices=STAGE_OPTIMIZERS)
         _check("stage2_opt", self.stage2_opt, choices=STAGE_OPTIMIZERS)
         _check("stage3_opt", self.stage3_opt, choices=STAGE_OPTIMIZERS)
-        for name in ("eta1", "eta2", "eta3"):
+        for name in ("eta1", "eta2"):
             _check(name, getattr(self, name), lo=0.0, hi=1e4, lo_open=True)
+        # plain GD in Stage III starts where the loss (and so the gradient) is about 1e-5: useful steps are large
+        _check("eta3", self.eta3, lo=0.0, hi=1e8, lo_open=True)
         _check("eta_router", self.eta_router, lo=0.0, hi=1e4)
         _check("lam", self.lam, lo=0.0, hi=1e4)
         if self.lam3 is not None:
