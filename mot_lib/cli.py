@@ -144,11 +144,20 @@ def cmd_run(args) -> int:
 
 
 def _replication_key() -> dict:
-    """What a replicated chapter's verdicts depend on beyond its name and seeds: the claim chapters' rule modules
-    and canary, the registry, and the chapters' sources (a kept verdict is reused only while all four hold)."""
+    """What every replicated chapter's verdicts depend on beyond the job itself: the claim chapters' rule modules and
+    canary, and the registry (a kept verdict is reused only while they hold)."""
+    return {**book.claim_fingerprint(), "registry": book.registry_hash()}
+
+
+def _source_hash(name: str) -> str:
     import hashlib
-    sources = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(book.NOTEBOOKS.glob("*.md"))}
-    return {**book.claim_fingerprint(), "registry": book.registry_hash(), "sources": sources}
+    return hashlib.sha256((book.NOTEBOOKS / f"{name}.md").read_bytes()).hexdigest()
+
+
+def _replicated_chapter(task) -> str:
+    """One chapter of a replication set: (name, parameters, set folder name, source hash, work folder)."""
+    name, values, label, _, tmp = task
+    return _chapter_task((name, values, str(Path(tmp) / label)))
 
 
 def _chapter_task(task) -> str:
@@ -179,6 +188,23 @@ def cmd_replicate(args) -> int:
     cache = executor.CACHE / f"replicate_{args.draw}"
     if args.fresh:
         shutil.rmtree(cache, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        dirs = {label: Path(tmp) / label.replace(" ", "_") for label in sets}
+        # a job's content: its chapter, seeds and set, and the chapter's source (so an edited chapter runs again)
+        tasks = [(name, {"seeds": s}, label.replace(" ", "_"), _source_hash(name)) for label, seeds in sets.items()
+                 for name, s in seeds.items()]
+        with executor.executor(args.scheduler, args.cluster, args.jobs) as ex:
+            texts = executor.run(_replicated_chapter, [(*t, tmp) for t in tasks], ex, cache=cache,
+                                 fingerprint=_replication_key(), desc="replication", key=lambda t: t[:4],
+                                 describe=lambda t: f"{t[0]} on seeds {t[1]['seeds']}")
+        for (name, _, label, _), text in zip(tasks, texts):       # the skipped ones' verdicts come from the cache
+            if text:
+                (Path(tmp) / label / "verdicts").mkdir(parents=True, exist_ok=True)
+                (Path(tmp) / label / "verdicts" / f"{name}.json").write_text(text)
+        defaults = Path(args.defaults or os.environ.get("MOT_OUT_DIR", book.REPO / "_build" / "out"))
+        dest = book.save_replication(dirs, sets, args.dest or book.REPLICATION, add=bool(args.only), draw=args.draw,
+                                     defaults=defaults)
+    shutil.rmtree(cache, ignore_errors=True)
     with tempfile.TemporaryDirectory() as tmp:
         dirs = {label: Path(tmp) / label.replace(" ", "_") for label in sets}
         tasks = [(name, {"seeds": s}, str(dirs[label])) for label, seeds in sets.items() for name, s in seeds.items()]

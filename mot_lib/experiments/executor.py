@@ -166,15 +166,17 @@ def _bar(total: int, desc: str):
 
 
 def run(fn, tasks: list, ex: Executor, *, cache: Path | None = None, fingerprint=None, desc: str = "jobs",
-        order=None, describe=None) -> list:
+        order=None, describe=None, key=None) -> list:
     """``[fn(t) for t in tasks]``, computed on ``ex``; with ``cache``, resumable (module docstring).
 
     ``order``: the indices of the tasks in the order to submit them (heaviest first); ``describe(t)``: a task in
-    words, for the log line each finished task prints.  A local pool broken by a killed worker is restarted and
+    words, for the log line each finished task prints; ``key(t)``: the part of a task that names its result in
+    the cache (default: the whole task; leave out what changes from run to run, such as a temporary folder).  A local pool broken by a killed worker is restarted and
     the unfinished tasks resubmitted (``RETRIES`` times); a Dask executor retries them itself."""
     n = len(tasks)
     results, done = [None] * n, [False] * n
-    paths = [Path(cache) / f"{task_key(t, fingerprint)}.pkl" for t in tasks] if cache is not None else [None] * n
+    paths = ([Path(cache) / f"{task_key(key(t) if key else t, fingerprint)}.pkl" for t in tasks] if cache is not None
+             else [None] * n)
     for i, p in enumerate(paths):
         if p is not None and p.exists():
             done[i], results[i] = _load(p)
