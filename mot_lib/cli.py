@@ -205,20 +205,6 @@ def cmd_replicate(args) -> int:
         dest = book.save_replication(dirs, sets, args.dest or book.REPLICATION, add=bool(args.only), draw=args.draw,
                                      defaults=defaults)
     shutil.rmtree(cache, ignore_errors=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        dirs = {label: Path(tmp) / label.replace(" ", "_") for label in sets}
-        tasks = [(name, {"seeds": s}, str(dirs[label])) for label, seeds in sets.items() for name, s in seeds.items()]
-        with executor.executor(args.scheduler, args.cluster, args.jobs) as ex:
-            texts = executor.run(_chapter_task, tasks, ex, cache=cache, fingerprint=_replication_key(),
-                                 desc="replication", describe=lambda t: f"{t[0]} on seeds {t[1]['seeds']}")
-        for (name, _, folder), text in zip(tasks, texts):       # the skipped ones' verdicts come from the cache
-            if text:
-                (Path(folder) / "verdicts").mkdir(parents=True, exist_ok=True)
-                (Path(folder) / "verdicts" / f"{name}.json").write_text(text)
-        defaults = Path(args.defaults or os.environ.get("MOT_OUT_DIR", book.REPO / "_build" / "out"))
-        dest = book.save_replication(dirs, sets, args.dest or book.REPLICATION, add=bool(args.only), draw=args.draw,
-                                     defaults=defaults)
-    shutil.rmtree(cache, ignore_errors=True)
     print(f"replication verdicts and manifest written to {dest}; the scorecard shows them beside the book's")
     return 0
 
