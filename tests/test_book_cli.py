@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -289,3 +290,35 @@ def test_the_default_draw_gives_the_committed_replication_sets():
     manifest = json.loads((book.REPLICATION / "manifest.json").read_text())
     drawn = book.replication_sets(len(manifest["sets"]))
     assert {k: {c: drawn[k][c] for c in v} for k, v in manifest["sets"].items()} == manifest["sets"]
+
+
+def test_a_stopped_replication_resumes_from_its_finished_chapters(tmp_path, monkeypatch, capsys):
+    """replicate keeps each finished chapter's verdicts (keyed by chapter, seeds, set and the chapter's source, not
+    by its temporary folder): stopped after one chapter, the same command skips it and runs the rest."""
+    import papermill
+
+    from mot_lib.cli import main as cli_main
+    from mot_lib.experiments import executor
+    monkeypatch.setattr(executor, "CACHE", tmp_path / "cache")
+    monkeypatch.setenv("MOT_PROGRESS", "0")
+    ran = []
+
+    def fake(inp, out, parameters=None, **kw):
+        name = Path(inp).stem
+        if len(ran) == 1 and not (tmp_path / "stopped").exists():
+            (tmp_path / "stopped").write_text("")
+            raise KeyboardInterrupt
+        ran.append(name)
+        book.write_verdicts([vrow(book.claim_registry.chapter_ids(name)[0])], name, parameters["out_dir"])
+    monkeypatch.setattr(papermill, "execute_notebook", fake)
+    book.write_verdicts([vrow("prop1.routing")], "02_proposition1", tmp_path / "out")
+    args = ["replicate", "--sets", "1", "--only", "02_proposition1", "03_proposition2", "--dest", str(tmp_path / "rep"),
+            "--defaults", str(tmp_path / "out")]
+    book.write_verdicts([vrow("prop1.routing")], "02_proposition1", tmp_path / "seed")
+    book.save_replication({"set 1": tmp_path / "seed"}, {"set 1": {"02_proposition1": [5]}}, tmp_path / "rep")
+    assert cli_main(args) == 130
+    assert ran == ["02_proposition1"] or ran == ["03_proposition2"]
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert "1 of 2 jobs already computed" in out and len(ran) == 2 and set(ran) == {"02_proposition1", "03_proposition2"}
+    assert not (tmp_path / "cache" / "replicate_1130").exists()      # dropped once the replication is written
