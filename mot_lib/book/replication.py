@@ -15,8 +15,8 @@ from .verdicts import BADGES, VERDICT_EXTRA, VERDICT_KEYS
 #: Verdicts of the claim chapters rerun on seeds nobody tuned on (``python -m mot_lib replicate``).
 REPLICATION = REPO / "data" / "replication"
 #: The draw of the committed replication's seed sets (drawn after the claim registry froze the rules; earlier draws,
-#: 2026 and 1126, met rules that were changed after them: the manifest's history keeps their figures).
-COMMITTED_DRAW = 1130
+#: 2026, 1126 and 1130, met rules that were changed after them: the manifest's history keeps their figures).
+COMMITTED_DRAW = 1202
 
 #: The modules that compute the claim chapters' numbers (data, models, training, measurements, rules): the
 #: replication's manifest records the hash of those that hold the rules and a canary of numbers through the
