@@ -20,7 +20,6 @@ and raises, naming the file; ``why_stale`` compares the canaries.
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
