@@ -193,11 +193,10 @@ class Schedule:
 
 def compute_table(settings=(1, 2, 3, 4), seeds=tuple(range(10)), n: int = 16000, schedule: Schedule = Schedule(),
                   baselines=BASELINES, attention_settings=(1, 2, 3, 4), losses=tuple(LOSSES.values()),
-                  progress: bool | None = None, log=None, partial: Path | None = None) -> pd.DataFrame:
+                  progress: bool | None = None, log=None) -> pd.DataFrame:
     """``baselines`` on every setting, then the MoT comparison (both models, each loss in ``losses``) on
     ``attention_settings``; seeds batched, the same data for every model of a setting (each seed's data are
-    drawn from its own stream, so a setting's data do not depend on which models run).
-    ``partial``: a CSV rewritten after every model (a long run that is stopped keeps what it finished)."""
+    drawn from its own stream, so a setting's data do not depend on which models run)."""
     seeds = check_seeds(list(seeds))
     frames = []
     jobs = [(k, model, None) for k in settings for model in baselines]
@@ -219,8 +218,6 @@ def compute_table(settings=(1, 2, 3, 4), seeds=tuple(range(10)), n: int = 16000,
         frames.append(per_seed_rows(run, k, model, name, level))
         if log is not None:
             log(f"setting {k}: {model} ({name}): {time.time() - t0:.0f} s")
-        if partial is not None:
-            pd.concat(frames, ignore_index=True).to_csv(partial, index=False, float_format="%.6g")
     return pd.concat(frames, ignore_index=True)
 
 
@@ -264,8 +261,7 @@ def compute_job(job: dict) -> pd.DataFrame:
     threads = job.pop("threads", 0)
     if threads:
         torch.set_num_threads(threads)
-    partial = job.pop("partial", None)
-    return compute_table(**job, progress=False, partial=Path(partial) if partial else None,
+    return compute_table(**job, progress=False,
                          log=lambda m: print(m, flush=True))
 
 
