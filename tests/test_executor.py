@@ -1,9 +1,14 @@
 """The executor seam of the sweeps (mot_lib.experiments.executor): the same files in process, on local worker
 processes and on a Dask cluster found by its address; clear errors for options that cannot work."""
+import os
+from pathlib import Path
+
 import pytest
 
 from mot_lib.cli import main
 from mot_lib.experiments import executor, schedule, sweeps
+
+REPO = executor.REPO
 
 
 @pytest.fixture
@@ -70,3 +75,45 @@ def test_a_missing_jobqueue_is_named(monkeypatch, capsys):
     monkeypatch.setattr(builtins, "__import__", no_jobqueue)
     assert main(["sweep", "schedule", "--smoke", "--cluster", "slurm", "--jobs", "2"]) == 2
     assert "dask-jobqueue" in capsys.readouterr().err
+
+
+def _marked(marker: str) -> list[int]:
+    """The processes whose environment holds ``marker`` (a sweep and the workers it spawned)."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if marker.encode() in (p / "environ").read_bytes():
+                    out.append(int(p.name))
+            except OSError:
+                pass
+    return out
+
+
+def test_a_terminated_sweep_ends_its_worker_processes(tmp_path):
+    """SIGTERM to `sweep --jobs 2` stops it like Ctrl-C (exit 130, one line) and ends its workers, which would
+    otherwise go on computing for nobody (seen: two orphaned workers of a killed sweep at full CPU)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import uuid
+    marker = f"MOT_TEST_MARKER={uuid.uuid4().hex}"
+    env = {**os.environ, "MOT_TEST_MARKER": marker.split("=")[1], "MOT_PROGRESS": "0",
+           "MOT_CACHE": str(tmp_path / "cache")}
+    p = subprocess.Popen([sys.executable, "-m", "mot_lib", "sweep", "schedule", "--fresh", "--jobs", "2",
+                          "--out", str(tmp_path / "out")], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while len(_marked(marker)) < 3 and time.time() - t0 < 60:     # the sweep and its two workers
+        time.sleep(0.2)
+    assert len(_marked(marker)) >= 3, "the sweep did not start its workers"
+    time.sleep(4.0)          # the workers are inside their first full-size job (tens of seconds each)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("interrupted:")
+    t0 = time.time()
+    while _marked(marker) and time.time() - t0 < 15:
+        time.sleep(0.2)
+    assert _marked(marker) == [], "worker processes outlived the terminated sweep"

@@ -36,8 +36,8 @@ from pathlib import Path
 
 from ..book.datafiles import REPO
 
-#: where finished tasks' results are kept between runs (git-ignored)
-CACHE = REPO / "_build" / "cache"
+#: where finished tasks' results are kept between runs (git-ignored; $MOT_CACHE moves it, e.g. to a cluster's shared disk)
+CACHE = Path(os.environ["MOT_CACHE"]) if os.environ.get("MOT_CACHE") else REPO / "_build" / "cache"
 #: how many times a task whose worker died is resubmitted
 RETRIES = 2
 #: the cluster managers of dask-jobqueue that ``--cluster`` accepts
@@ -77,11 +77,29 @@ class LocalPool(Executor):
         return self.pool.submit(fn, *args, **kwargs)
 
     def restart(self):
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.stop()
         self.pool = self._new()
+
+    def stop(self):
+        """Cancel the queued jobs and end the worker processes now, running jobs included (a stopped or failed
+        run must not leave workers computing for nobody: their finished jobs are already in the cache)."""
+        procs = list((getattr(self.pool, "_processes", None) or {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(5)
 
     def shutdown(self, wait=True, *, cancel_futures=False):
         self.pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.shutdown(wait=True)
+        else:                       # Ctrl-C, a termination signal or an error: the workers stop with the run
+            self.stop()
+        return False
 
 
 def check_scheduler(scheduler: str | None, cluster: str | None, jobs: int) -> None:
@@ -130,6 +148,13 @@ def executor(scheduler: str | None = None, cluster: str | None = None, jobs: int
             yield stack.enter_context(LocalPool(jobs))
         else:
             yield InProcess()
+
+
+def numbers_only(fingerprint: dict) -> dict:
+    """The part of a table's fingerprint that names cached results: its canaries (the engine's and the rules'
+    numbers), not the hash of its modules' source, so that editing a comment or widening a grid keeps the finished
+    jobs (the job itself, its config and seeds, is the other part of the key)."""
+    return {k: v for k, v in fingerprint.items() if k.startswith("canary")}
 
 
 def task_key(task, fingerprint) -> str:
