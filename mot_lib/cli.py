@@ -344,7 +344,7 @@ def cmd_predecessor(args) -> int:
         shutil.rmtree(cache, ignore_errors=True)
     tasks = [{k: v for k, v in j.items() if k not in ("cost", "job")} for j in jobs]   # the content of each job
     with executor.executor(args.scheduler, args.cluster, args.jobs) as ex:
-        parts = executor.run(pt.compute_job, tasks, ex, cache=cache, fingerprint=engine, desc=pt.NAME,
+        parts = executor.run(pt.compute_job, tasks, ex, cache=cache, fingerprint=executor.numbers_only(engine), desc=pt.NAME,
                              describe=lambda t: f"settings {list(t['settings'])}, seeds {list(t['seeds'])}")
     df = pd.concat(parts, ignore_index=True)
     order = {m: i for i, m in enumerate(pt.BASELINES + pt.ATTENTION_MODELS)}
@@ -409,7 +409,22 @@ def _sweep(args, stack) -> int:
         shutil.rmtree(cache, ignore_errors=True)
     machine = {"torch": torch.__version__, "cpus": os.cpu_count(), "jobs": args.jobs}
     ex = stack.enter_context(executor.executor(args.scheduler, args.cluster, args.jobs))
-    run = lambda jobs: sweeps.run_jobs([shrink(j) for j in jobs], ex, args.threads, cache, prints)   # noqa: E731
+    if args.reuse and args.smoke:
+        raise ValueError("--reuse takes the rows of a full-size table; a --smoke run cannot reuse them")
+    earlier = {t: sweeps.load_for_reuse({"fair": fair.NAME, "schedule": schedule.NAME}[t], Path(args.reuse), modules[t])
+               for t in tables} if args.reuse else {}
+    reused = {}
+
+    def run(jobs):
+        jobs = [shrink(j) for j in jobs]
+        known = {}
+        for t, (r, c, _) in earlier.items():
+            known.update(sweeps.reusable(jobs, r[r.part.isin({j.labels["part"] for j in jobs})], c)
+                         if "part" in r else {})
+        for j in (jobs[i] for i in known):
+            reused[j.table] = reused.get(j.table, 0) + 1
+        return sweeps.run_jobs(jobs, ex, args.threads, cache, {t: executor.numbers_only(f) for t, f in prints.items()},
+                               reuse=known)
     tuning_meta = {}
     if args.tuning:                      # the tuning phase was run elsewhere (--tuning-only): read its rows
         tpath = Path(args.tuning)
@@ -438,6 +453,11 @@ def _sweep(args, stack) -> int:
         tuning = rows[rows.part == "tuning"].dropna(axis=1, how="all")
         chosen = fair.choose_multipliers(tuning)
         print(chosen.to_string(), flush=True)
+        edge = fair.at_edge(chosen)
+        if len(edge):
+            print(f"warning: {len(edge)} tuned multipliers lie at an edge of their model's grid (fair.mults_for): "
+                  + "; ".join(f"{r.model} ({r.match}) at level {r.level}: {r.mult:g}" for r in edge.itertuples())
+                  + "; widen the grid", file=sys.stderr, flush=True)
         vrows, vcurves = run(fair.verdict_jobs(chosen))
         extra = {"chosen": chosen.to_dict(orient="records")}
         if tuning_meta:
@@ -452,6 +472,11 @@ def _sweep(args, stack) -> int:
         meta = {**prints[t], "command": f"python -m mot_lib sweep {args.table} --jobs {args.jobs} --threads {args.threads}"
                 + (" --smoke" if args.smoke else "") + (f" --tuning {Path(args.tuning).name}" if args.tuning else ""),
                 **machine, "seconds": secs, **extra}
+        if t in earlier:
+            meta["command"] += f" --reuse {args.reuse}"
+            meta["reused"] = {"jobs": reused.get(names[t], 0), "from": earlier[t][2].get("command"),
+                              "note": "the rows and curves of these jobs were taken from the earlier table (same "
+                                      "canaries, same labels and seeds), not computed again"}
         before = _replaced(out / names[t])
         path = sweeps.save(names[t], r.dropna(axis=1, how="all"), c.dropna(axis=1, how="all"), meta, out)
         print(f"written to {path}/ ({len(r)} rows, {len(c)} curve rows) in {secs} s"
@@ -566,12 +591,30 @@ def main(argv=None) -> int:
                     "to run elsewhere")
     sw.add_argument("--tuning", default=None, metavar="CSV", help="fair only: read the tuning rows written by "
                     "--tuning-only (same engine) and run the verdict seeds")
+    sw.add_argument("--reuse", default=None, metavar="FOLDER", help="take the rows of every job that an earlier "
+                    "table under FOLDER (e.g. data) holds whole, when its canaries are the current ones: for a widened "
+                    "grid, only the new jobs run (the manifest records how many were reused)")
     sw.add_argument("--smoke", action="store_true", help="every job at a tiny size (2 seeds, 200 samples, 40 steps): "
                     "a check that the sweep runs, in about a minute; written to a fresh temporary folder (named in its output) "
                     "unless --out is given")
     for p in sub.choices.values():       # --verbose after the command too
         p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    import signal
+    import threading
+    old_term = None
+    if threading.current_thread() is threading.main_thread():     # a termination signal stops like Ctrl-C: the
+        def _terminate(signum, frame):                             # executor then ends its worker processes
+            raise KeyboardInterrupt
+        old_term = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _main(args)
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _main(args) -> int:
     try:
         if args.cmd == "list":
             for name, cls in sorted(book.load_chapters().items()):

@@ -5,10 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import mot_lib as mot
 from mot_lib.claims import beyond
 from mot_lib.engine import capacity
 from mot_lib.experiments import fair
 from mot_lib.experiments import sweeps
+from mot_lib.experiments.jobs import Job
 from mot_lib.claims import fair_chapter as fc
 
 
@@ -82,3 +84,49 @@ def test_sweep_job_runs_and_summarizes_at_a_tiny_size():
     rows, curves = sweeps.run_job(job)
     assert len(rows) == 2 and {"final_test_loss", "steps_to_0.001", "params_total", "step_flops"} <= set(rows)
     assert (rows.params_total == capacity.param_counts(job.config(), 16)[0]).all()
+
+
+def test_no_tuned_multiplier_lies_at_an_edge_of_its_grid():
+    """Issue 18: a tuned step at the grid's edge may be one the grid cut short (failed on the table whose single
+    transformers all chose 8, the top of MULTS)."""
+    _, _, meta, _ = fc.load(fc.FairParams())
+    chosen = fc.chosen_table(meta)
+    assert len(chosen) == 18
+    edge = fair.at_edge(chosen)
+    assert edge.empty, edge.to_string()
+    fake = chosen.assign(mult=[max(fair.mults_for({"kind": "single" if m == "single transformer" else "mot"}))
+                               for m in chosen.model])
+    assert len(fair.at_edge(fake)) == 18
+
+
+def test_every_chapter_compares_with_the_tuned_single_transformer():
+    """One comparator: chapters 01, 05 and 06 read the step chapter 08's sweep chose for H = 4, J = 2."""
+    from mot_lib.claims import comparator, convergence, mechanism, setting
+    t = comparator.tuned(4, 2)
+    _, _, meta, _ = fc.load(fc.FairParams())
+    level4 = [c for c in meta["chosen"] if c["model"] == "single transformer" and c["level"] == 4 and c["match"] == "total"]
+    assert t["eta"] == pytest.approx(fair.SINGLE.eta * level4[0]["mult"]) and t["eta"] != fair.SINGLE.eta
+    assert setting.SettingChapterParams().single_config()[0].eta == t["eta"]
+    assert convergence.Theorem1Params().single_config().eta == t["eta"]
+    assert mechanism.MechanismParams().single_config().eta == t["eta"]
+    assert mechanism.MechanismParams(single_eta=0.5).single_config().eta == 0.5
+    with pytest.raises(ValueError, match=r"tuned the single transformer at .*not at H=3, J=2; give single_eta"):
+        mechanism.MechanismParams(H=3).single_config()
+    assert "may not be tuned here" in comparator.resolve("tuned", 4, 2, mot.Setting(d=32))[1]
+
+
+def test_reuse_takes_whole_jobs_of_an_earlier_table_only(tmp_path):
+    """sweep --reuse: a job's rows (and curves) come from the earlier table only when it holds all its seeds under
+    the same labels; the assembled table equals the one computed from scratch."""
+    jobs = [sweeps.smoke(j) for j in fair.tuning_jobs(levels=(4,), mults=(1.0,))[:2]]
+    jobs[1] = Job(**{**jobs[1].__dict__, "curves": ("test_loss",)})
+    rows, curves = sweeps.run_jobs(jobs)
+    known = sweeps.reusable(jobs, rows, curves)
+    assert sorted(known) == [0, 1]
+    again = sweeps.run_jobs(jobs, reuse=known)
+    pd.testing.assert_frame_equal(again[0], rows)
+    pd.testing.assert_frame_equal(again[1], curves)
+    other = Job(**{**jobs[0].__dict__, "labels": {**jobs[0].labels, "mult": 2.0}})
+    assert sweeps.reusable([other], rows, curves) == {}
+    for j in jobs:     # a seed missing from the rows: the job is computed again
+        assert sweeps.reusable([j], rows[rows.seed != j.seeds[0]], curves) == {}

@@ -23,6 +23,11 @@ LEVELS = (4, 8, 16)
 #: step-size multipliers of the tuning sweep (each model's default step sizes times these; 4 and 8 were added after a
 #: first sweep over 0.5, 1, 2 had 10 of 18 models choose 2, the edge)
 MULTS = (0.5, 1.0, 2.0, 4.0, 8.0)
+#: the single transformer's multipliers: every single transformer chose 8, the edge of MULTS (issue 18), so its grid
+#: was widened by doublings until no choice lay at its edge: to 128 first (three of the six still chose 128, their
+#: median final losses below 1e-160), then to 2048, where normalized GD no longer converges (at 512 for H = 4,
+#: at 2048 for H = 1, J = 5, measured on the tuning seeds); the choice must fall inside its grid (``at_edge``)
+SINGLE_MULTS = MULTS + (16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0)
 TUNING_SEEDS = (1000, 1001, 1002)
 SEEDS = tuple(range(20))
 MODELS = ("MoT", "shared-attention MoE", "attention-free MoE", "single transformer")
@@ -100,11 +105,26 @@ def _chunk(m: dict) -> int:
     return max(1, int(8 // _cost(m))) if m["kind"] == "single" else 4
 
 
-def tuning_jobs(levels=LEVELS, mults=MULTS, seeds=TUNING_SEEDS) -> list[Job]:
+def mults_for(m: dict) -> tuple:
+    """The step multipliers tuned for model ``m`` (a ``matched_models`` entry)."""
+    return SINGLE_MULTS if m["kind"] == "single" else MULTS
+
+
+def at_edge(chosen: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``chosen`` (``choose_multipliers``) whose multiplier is the smallest or the largest of their
+    model's grid: a tuned step there may be a step the grid cut short."""
+    grid = {m["model"]: mults_for(m) for m in matched_models(LEVELS[0])}
+    edge = chosen.apply(lambda r: r["mult"] in (min(grid[r["model"]]), max(grid[r["model"]])), axis=1)
+    return chosen[edge.astype(bool)] if len(chosen) else chosen
+
+
+def tuning_jobs(levels=LEVELS, mults=None, seeds=TUNING_SEEDS) -> list[Job]:
+    """The tuning runs: every model of every level at each multiplier of its grid (``mults_for``, or ``mults``)
+    on the tuning seeds."""
     jobs = []
     for M in levels:
         for m in matched_models(M):
-            for mult in mults:
+            for mult in (mults or mults_for(m)):
                 for g in chunked(seeds, _chunk(m)):
                     jobs.append(Job(NAME, labels(M, m, mult, "tuning"), m["kind"], scaled(m["cfg"], mult).as_dict(),
                                     g, cost=_cost(m)))

@@ -128,17 +128,74 @@ def describe(args) -> str:
     return f"{job.labels} seeds {list(job.seeds)}"
 
 
+def reusable(jobs: list[Job], rows: pd.DataFrame, curves: pd.DataFrame) -> dict:
+    """The results, taken from an earlier table of the same sweep (``rows``, ``curves``), of the jobs that table
+    holds whole: {index of the job: (rows, curves)}, a job's rows being those whose label columns equal its
+    labels and whose seed is one of its seeds (one per seed, none diverged away), in the table's order.  Used by
+    ``sweep --reuse`` when a grid is widened: the caller checks that the table's engine canary is the current
+    one."""
+    out = {}
+    if rows.empty:
+        return out
+    for i, j in enumerate(jobs):
+        if any(k not in rows.columns for k in j.labels):
+            continue
+        m = rows.seed.isin(j.seeds)
+        for k, v in j.labels.items():
+            m &= rows[k] == v
+        r = rows[m]
+        if sorted(r.seed) != sorted(j.seeds):
+            continue
+        c = curves.iloc[:0]
+        if j.curves:
+            mc = curves.seed.isin(j.seeds) & curves.quantity.isin(j.curves)
+            for k, v in j.labels.items():
+                mc &= curves[k] == v
+            c = curves[mc]
+            ok = set(r.seed[~r.diverged.astype(bool)]) if "diverged" in r else set(r.seed)
+            if set(c.seed) != ok:
+                continue
+        out[i] = (r.reset_index(drop=True), c.reset_index(drop=True))
+    return out
+
+
+def load_for_reuse(name: str, folder: Path, modules) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(rows, curves, manifest) of an earlier table of sweep ``name`` under ``folder``, for ``--reuse``: its files
+    must be those its manifest records and its canaries the current ones (the same engine and rules), else a
+    ValueError says which; its job list may differ from the current one (that is the point: a widened grid)."""
+    where = Path(folder) / name
+    meta = datafiles.read_manifest(where, f"--reuse {folder}: no table {name} there")
+    datafiles.check_files(where, meta, f"--reuse {folder}: restore it (git checkout -- {datafiles.rel(where)}) or "
+                          "drop --reuse")
+    stale = why_stale(meta, modules)
+    if stale:
+        raise ValueError(f"--reuse {folder}: {datafiles.rel(where)} was computed with another engine or rules "
+                         f"({stale}); its rows cannot be reused, drop --reuse")
+    return pd.read_csv(where / ROWS), pd.read_csv(where / CURVES), meta
+
+
 def run_jobs(jobs: list[Job], ex=None, threads: int = 1, cache: Path | None = None,
-             fingerprint=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+             fingerprint=None, reuse: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every job (heaviest first) on executor ``ex`` (``executor.executor``; None: in this process); (rows, curves)
     of all, in the jobs' order, so the tables do not depend on where or in which order the jobs ran.  ``cache``: a
     folder where each finished job's result is kept, keyed by the job, the threads and ``fingerprint`` (the
-    canary): a stopped run resumes there (``executor.run``)."""
+    canary): a stopped run resumes there (``executor.run``).  ``reuse``: results already known ({index of the job:
+    (rows, curves)}, ``reusable``), not computed again."""
     from . import executor
-    order = sorted(range(len(jobs)), key=lambda i: -jobs[i].cost * len(jobs[i].seeds))
-    tasks = [(j, threads) for j in jobs]
-    back = executor.run(_run_job_in_worker, tasks, ex or executor.InProcess(), cache=cache, fingerprint=fingerprint,
-                        desc=jobs[0].table if jobs else "jobs", order=order, describe=describe)
+    reuse = reuse or {}
+    todo = [i for i in range(len(jobs)) if i not in reuse]
+    if reuse:
+        print(f"{jobs[0].table}: {len(reuse)} of {len(jobs)} jobs reused from the earlier table, {len(todo)} to run",
+              flush=True)
+    order = sorted(range(len(todo)), key=lambda k: -jobs[todo[k]].cost * len(jobs[todo[k]].seeds))
+    tasks = [(jobs[i], threads) for i in todo]
+    got = executor.run(_run_job_in_worker, tasks, ex or executor.InProcess(), cache=cache, fingerprint=fingerprint,
+                       desc=jobs[0].table if jobs else "jobs", order=order, describe=describe) if tasks else []
+    back = [None] * len(jobs)
+    for i, v in zip(todo, got):
+        back[i] = v
+    for i, v in reuse.items():
+        back[i] = v
     rows = pd.concat([r for r, _ in back], ignore_index=True)
     kept = [c for _, c in back if len(c)]
     curves = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(columns=["step", "seed", "value", "quantity"])
