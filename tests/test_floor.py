@@ -23,6 +23,10 @@ def test_params_validation():
         floor.FloorParams(noisy_beta=-1.0)
     with pytest.raises(ValueError, match=r"unknown parameter"):
         mot.book.params_for("04_lemma1", sigma=1.0)
+    with pytest.raises(ValueError, match=r"^tune_seeds=\[0, 2\] share seeds with seeds"):
+        floor.FloorParams(tune_seeds=(0, 2))
+    with pytest.raises(ValueError, match=r"^af_eta3_grid=-1"):
+        floor.FloorParams(af_eta3_grid=(0.1, -1.0))
     P = floor.FloorParams(quick=True)
     assert P.train_config().T == P.T // 2 and P.noisy_setting().noise_orthogonal is False
     assert P.noisy_setting(L=5).L == 5 and P.default_setting().noise_orthogonal is True
@@ -133,3 +137,21 @@ def test_committed_lever_table_is_valid():
     assert len(df) == len(floor.LEVERS)
     assert [tuple(r) for r in df[["sigma_xi", "beta", "L", "n_train"]].itertuples(index=False)] == \
         [lv[1:] for lv in floor.LEVERS]
+
+
+def test_the_attention_free_moe_gets_its_own_stage3_step():
+    """run_regime: the step is chosen on tune_seeds (lowest median final training loss, a diverging step never);
+    the verdicts' attention-free MoE shares Stages I-II with the ablation at the MoT's steps and differs in
+    Stage III only."""
+    P = floor.FloorParams(seeds=(0, 1), T1=20, T2=30, T=40, record_every=5, af_eta3_grid=(1.0, 10.0, 1e7),
+                          tune_seeds=(7, 8))
+    st = P.noisy_setting(N=3, d=12, L=6, n_train=120, n_test=200)
+    runs, eta, tab = floor.run_regime(P, st, P.train_config())
+    assert list(tab.eta3) == [1.0, 10.0, 1e7] and tab.set_index("eta3").diverged[1e7]
+    ok = tab[~tab.diverged]
+    assert eta == ok.eta3[ok["train loss at T"].idxmin()] and tab.chosen.sum() == 1
+    tuned, base = runs["attention-free MoE"], runs[floor.AT_MOT_STEPS]
+    assert tuned.cfg.eta3 == eta and base.cfg.eta3 == P.train_config().eta3 and not tuned.cfg.attention
+    a, b = tuned.scalar("test_loss"), base.scalar("test_loss")
+    pd.testing.assert_frame_equal(a.loc[:30], b.loc[:30])
+    assert list(a.index) == list(b.index) and not a.loc[40].equals(b.loc[40])

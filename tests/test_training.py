@@ -119,6 +119,27 @@ def test_snapshots_equal_a_run_cut_at_that_step():
     assert set(full.snapshots) == {7, 12}
 
 
+@pytest.mark.parametrize("attention", [True, False])
+def test_a_run_resumed_at_T2_equals_the_whole_run(attention):
+    """train_mot(start=run.resume_point(T2)) continues with the same weights and exploration streams: under the
+    same config it ends with the very weights and records of the whole run; under another Stage III step it
+    ends where a whole run at that step does (the attention-free MoE's step tuning branches at T2 this way)."""
+    st = mot.Setting(N=3, d=12, L=6, n_train=120, n_test=60)
+    cfg = mot.TrainConfig(M=4, T1=10, T2=15, T=25, record_every=5, attention=attention)
+    full = mot.train_mot(st, cfg, [0, 1], snapshot_at=(15,))
+    for c in (cfg, cfg.replace(eta3=0.5)):
+        whole = full if c is cfg else mot.train_mot(st, c, [0, 1])
+        resumed = mot.train_mot(st, c, [0, 1], data=full.data, start=full.resume_point(15))
+        for k in ("W", "WKQ", "theta"):
+            assert torch.equal(whole.params[k], resumed.params[k]), k
+        a = whole.scalar("test_loss").loc[15:]
+        pd.testing.assert_frame_equal(a, resumed.scalar("test_loss"))
+    with pytest.raises(ValueError, match="step 12 was not kept"):
+        full.resume_point(12)
+    with pytest.raises(ValueError, match="start: a resume point at step 15 of a run with other seeds"):
+        mot.train_mot(st, cfg, [0], start=full.resume_point(15))
+
+
 def test_stage3_exploration_is_its_own_parameter():
     """lam3 = 0: Stage III routes every sample to the gate's own choice (explore_agree = 1 there), Stages I-II
     unchanged; lam3 = None is lam in every stage (the same numbers as before the parameter existed)."""

@@ -58,6 +58,10 @@ class FloorParams(ChapterParams):
     flat_tol: float = 0.2            # a plateau: tail slope of log loss vs log step within [-flat_tol, flat_tol]
     min_floor_err: float = 0.005     # a nonzero error floor: tail test error at least this
     seed_share: float = 0.5          # a per-seed property holds if more than this share of seeds pass (Wilson 95%)
+    # the attention-free MoE's own Stage III step (it has no attention to train in Stage II; its Stage I step is
+    # the MoT's, which chapter 08's joint tuning keeps at 16 experts): chosen per regime on tune_seeds
+    af_eta3_grid: tuple = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
+    tune_seeds: tuple = (2147483642, 2147483643, 2147483644)  # the top of the seed range: no verdict set uses it
 
     def __post_init__(self):
         super().__post_init__()
@@ -82,6 +86,17 @@ class FloorParams(ChapterParams):
         _check("flat_tol", self.flat_tol, lo=0.0, hi=10.0, lo_open=True)
         _check("min_floor_err", self.min_floor_err, lo=0.0, hi=1.0, lo_open=True)
         _check("seed_share", self.seed_share, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+        object.__setattr__(self, "af_eta3_grid", _check_list("af_eta3_grid", self.af_eta3_grid, lo=0.0, hi=1e8,
+                                                            lo_open=True))
+        object.__setattr__(self, "tune_seeds", _check_list("tune_seeds", self.tune_seeds, kind=int, lo=0,
+                                                          hi=2**31 - 1))
+        if not self.af_eta3_grid:
+            raise ValueError("af_eta3_grid=[] is empty; give at least one Stage III step")
+        if not self.tune_seeds or len(set(self.tune_seeds)) != len(self.tune_seeds):
+            raise ValueError(f"tune_seeds={list(self.tune_seeds)} must be a non-empty list of distinct seeds")
+        if set(self.tune_seeds) & set(self.seeds):
+            raise ValueError(f"tune_seeds={list(self.tune_seeds)} share seeds with seeds={list(self.seeds)}; the "
+                             "step is chosen on other seeds than the verdict's")
 
     # -------------------------------------------------------------- configs
     def default_setting(self) -> Setting:
@@ -104,13 +119,77 @@ class FloorParams(ChapterParams):
 
 
 # ------------------------------------------------------------------ experiments
-def run_pair(setting: Setting, cfg: TrainConfig, seeds, progress: bool | None = None) -> dict[str, Run]:
-    """Train the MoT and the attention-free MoE on the same data, same seeds, same schedule."""
+#: the attention-free MoE at the MoT's steps in every stage (the chapter's ablation; the lever search's model)
+AT_MOT_STEPS = "attention-free MoE, the MoT's steps"
+
+
+def run_pair(setting: Setting, cfg: TrainConfig, seeds, progress: bool | None = None,
+             af_eta3: float | None = None) -> dict[str, Run]:
+    """Train the MoT and the attention-free MoE on the same data, same seeds, same schedule; ``af_eta3``: the
+    attention-free MoE's own Stage III step (None: the MoT's)."""
     seeds = list(seeds)
     data = make_dataset(setting, seeds)
+    af = cfg.replace(attention=False) if af_eta3 is None else cfg.replace(attention=False, eta3=af_eta3)
     return {"MoT": train_mot(setting, cfg, seeds, data=data, progress=progress),
-            "attention-free MoE": train_mot(setting, cfg.replace(attention=False), seeds, data=data,
-                                            progress=progress)}
+            "attention-free MoE": train_mot(setting, af, seeds, data=data, progress=progress)}
+
+
+def stage3_branches(setting: Setting, cfg: TrainConfig, seeds, etas, data=None) -> tuple[Run, dict]:
+    """The attention-free MoE at the MoT's steps (``cfg``), and from its state at T2 a Stage III at each step of
+    ``etas`` ({eta: Run, or None where a seed diverged}); Stages I and II are trained once (``Run.resume_point``)."""
+    from ..engine.training import DivergenceError
+    seeds = list(seeds)
+    data = data if data is not None else make_dataset(setting, seeds)
+    af = cfg.replace(attention=False)
+    base = train_mot(setting, af, seeds, data=data, snapshot_at=(af.T2,))
+    out = {}
+    for eta in etas:
+        try:
+            r = train_mot(setting, af.replace(eta3=eta), seeds, data=data, start=base.resume_point(af.T2))
+        except DivergenceError:
+            out[eta] = None
+            continue
+        # the whole history: Stages I and II are the base run's (the same steps), Stage III the branch's
+        r.history = pd.concat([base.history[base.history.step < af.T2], r.history], ignore_index=True)
+        r._by_quantity = None
+        out[eta] = r
+    return base, out
+
+
+def tune_af_eta3(P: FloorParams, setting: Setting, cfg: TrainConfig) -> tuple[float, pd.DataFrame]:
+    """The attention-free MoE's Stage III step: of ``P.af_eta3_grid``, the one with the lowest median final
+    training loss (the loss Stage III descends) on ``P.tune_seeds``, among the steps at which no tuning seed
+    diverges; and the tuning table (median training loss at T2 and at T, median test loss and error at T)."""
+    base, runs = stage3_branches(setting, cfg, P.tune_seeds, P.af_eta3_grid)
+    rows = []
+    for eta, r in runs.items():
+        tr = r.scalar("train_loss") if r is not None else None
+        rows.append({"eta3": eta, "diverged": r is None,
+                     "train loss at T2": float(base.scalar("train_loss").loc[cfg.T2].median()),
+                     "train loss at T": float(tr.iloc[-1].median()) if r is not None else np.inf,
+                     "test loss at T": float(r.scalar("test_loss").iloc[-1].median()) if r is not None else np.inf,
+                     "test error at T": float(1 - r.scalar("test_acc").iloc[-1].median()) if r is not None else np.nan})
+    tab = pd.DataFrame(rows)
+    ok = tab[~tab.diverged]
+    if ok.empty:
+        raise ValueError(f"af_eta3_grid={list(P.af_eta3_grid)}: every step diverged on a tuning seed; give smaller steps")
+    best = float(ok.sort_values("train loss at T", kind="stable").eta3.iloc[0])
+    return best, tab.assign(chosen=tab.eta3 == best)
+
+
+def run_regime(P: FloorParams, setting: Setting, cfg: TrainConfig) -> tuple[dict[str, Run], float, pd.DataFrame]:
+    """One regime: the MoT; the attention-free MoE at its own Stage III step (chosen on the tuning seeds,
+    ``tune_af_eta3``), the one the verdicts read; and the same at the MoT's steps (``AT_MOT_STEPS``, the ablation
+    that shares its Stages I and II).  Returns (runs, the chosen step, the tuning table)."""
+    eta, tab = tune_af_eta3(P, setting, cfg)
+    seeds = list(P.seeds)
+    data = make_dataset(setting, seeds)
+    mot = train_mot(setting, cfg, seeds, data=data)
+    base, tuned = stage3_branches(setting, cfg, seeds, (eta,), data=data)
+    if tuned[eta] is None:
+        raise ValueError(f"the attention-free MoE's Stage III step {eta:g}, chosen on tune_seeds="
+                         f"{list(P.tune_seeds)}, diverged on a verdict seed; give a smaller af_eta3_grid")
+    return {"MoT": mot, "attention-free MoE": tuned[eta], AT_MOT_STEPS: base}, eta, tab
 
 
 def tail_steps(run: Run, tail: float) -> pd.Index:
@@ -142,11 +221,13 @@ def log_ratio_estimate(num, den) -> stats.Estimate:
     return stats.Estimate(float(np.exp(e.value)), float(np.exp(e.lo)), float(np.exp(e.hi)))
 
 
-def sweep(P: FloorParams, field: str, reuse: dict | None = None, **setting_changes) -> pd.DataFrame:
+def sweep(P: FloorParams, field: str, reuse: dict | None = None, af_eta3: float | None = None,
+          **setting_changes) -> pd.DataFrame:
     """Both models in the noisy regime with ``field`` (sigma_xi or L) swept; one row per (value, model, seed).
 
     ``reuse`` maps a value to an already trained pair (e.g. the main noisy run, which
     is the sweep's centre point); only its first ``sweep_seeds`` seeds are summarised.
+    ``af_eta3``: the attention-free MoE's Stage III step (the noisy regime's tuned one; None: the MoT's).
     ``setting_changes`` change the noisy setting for every point (tests use it to shrink it).
     """
     if field not in ("sigma_xi", "L"):
@@ -157,8 +238,9 @@ def sweep(P: FloorParams, field: str, reuse: dict | None = None, **setting_chang
     reuse = reuse or {}
     rows = []
     for v in values:
-        runs = reuse.get(v) or run_pair(P.noisy_setting(**{**setting_changes, field: v}), cfg, seeds)
-        for name, run in runs.items():
+        runs = reuse.get(v) or run_pair(P.noisy_setting(**{**setting_changes, field: v}), cfg, seeds,
+                                        af_eta3=af_eta3)
+        for name, run in ((k, r) for k, r in runs.items() if k in MODELS):
             s = per_seed_summary(run, P.tail)
             rows.append(s[s.seed.isin(seeds)].assign(**{field: v, "model": name}))
     return pd.concat(rows, ignore_index=True)

@@ -38,6 +38,15 @@ class Run:
     history: pd.DataFrame
     model: str  # "mot" | "single"
     snapshots: dict = field(default_factory=dict)  # step -> weights kept during training (train_mot snapshot_at)
+    streams: dict = field(default_factory=dict)    # step -> the exploration streams' states there (``resume_point``)
+
+    def resume_point(self, step: int) -> tuple:
+        """(step, weights, exploration states) at a snapshot step: ``train_mot(..., start=...)`` continues from there
+        exactly as this run did, so runs that differ only after ``step`` (a Stage III step size) share what comes
+        before it."""
+        if step not in self.snapshots or step not in self.streams:
+            raise ValueError(f"step {step} was not kept (snapshot_at); kept: {sorted(self.snapshots)}")
+        return step, self.snapshots[step], self.streams[step]
 
     def rows(self, quantity: str) -> pd.DataFrame:
         """The history's rows of one quantity (the history is split by quantity once, on first use:
@@ -205,12 +214,15 @@ def _autograd_mot_step(cfg, p, X, xsum, y, idx, cache, sigma, wrt):
 
 
 def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = None,
-              progress: bool | None = None, snapshot_at=(), gradients: str = "closed") -> Run:
+              progress: bool | None = None, snapshot_at=(), gradients: str = "closed", start: tuple | None = None) -> Run:
     """Train the MoT (or its attention-free / joint ablations, per ``cfg``) for every seed at once.
 
     ``snapshot_at``: steps after which a copy of the weights is kept in ``run.snapshots[t]`` (one run
     gives the state at several checkpoints; training is deterministic, so a run cut at t would give
-    the same weights)."""
+    the same weights), and the exploration streams' states in ``run.streams[t]``.  ``start``: a run's
+    ``resume_point(t)``; training continues from step t + 1 with those weights and streams, and gives the
+    numbers the run would have given past t under ``cfg`` (which may differ from the first run's after t only);
+    the history then starts at t."""
     _check_gradients(gradients)
     seeds, data = prepare(setting, cfg, TrainConfig, "train_mot", seeds, data)
     streams = [seed_streams(s) for s in seeds]
@@ -219,6 +231,17 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
     if not cfg.attention:
         p["WKQ"].zero_()
     explore = [g[2] for g in streams]
+    t0 = 0
+    if start is not None:
+        t0, weights, states = start
+        if not 0 <= t0 < cfg.T or len(states) != S or set(weights) != set(p) or any(
+                weights[k].shape != p[k].shape for k in p):
+            raise ValueError(f"start: a resume point at step {t0} of a run with other seeds, model or shapes, or "
+                             f"not before T={cfg.T}; give run.resume_point(t) of a run of the same model and seeds")
+        p = {k: v.detach().clone() for k, v in weights.items()}
+        for g, st in zip(explore, states):
+            g.set_state(st)
+    stream_states: dict = {}
     sigma = activation(cfg.activation)
     X, y = data.train.X, data.train.y
     rec = _Recorder(seeds)
@@ -236,11 +259,11 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
             if (end - t) // cfg.record_every > cfg.M:
                 caches["test"] = token_weights_all(data.test.X, p["WKQ"], cfg.query_pool)
 
-    stage = stage_of(1, cfg)
-    refresh_caches(stage, 0)
-    _mot_record(rec, 0, stage, cfg, p, data, sigma, caches)
-    bar = _progress(cfg.T, "MoT" if cfg.attention else "attention-free MoE", progress)
-    for t in range(1, cfg.T + 1):
+    stage = stage_of(t0 + 1, cfg)
+    refresh_caches(stage, t0)
+    _mot_record(rec, t0, stage, cfg, p, data, sigma, caches)
+    bar = _progress(cfg.T - t0, "MoT" if cfg.attention else "attention-free MoE", progress)
+    for t in range(t0 + 1, cfg.T + 1):
         new_stage = stage_of(t, cfg)
         if new_stage != stage:
             stage = new_stage
@@ -268,6 +291,7 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
         _check_finite(t, f"stage {stage}", per_seed.detach(), seeds, p)
         if t in snapshot_at:
             snapshots[t] = {k: v.detach().clone() for k, v in p.items()}
+            stream_states[t] = [g.get_state() for g in explore]
         if t % cfg.record_every == 0 or t == cfg.T or t in stage_ends(cfg):
             _mot_record(rec, t, stage, cfg, p, data, sigma, caches)
             # the share of this step's training samples whose explored choice is the gate's own top choice
@@ -276,7 +300,7 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
             bar.update(1)
     if bar is not None:
         bar.close()
-    return Run(setting, cfg, seeds, data, p, rec.frame(), "mot", snapshots)
+    return Run(setting, cfg, seeds, data, p, rec.frame(), "mot", snapshots, stream_states)
 
 
 def _single_record(rec, step, p, data, cfg):
