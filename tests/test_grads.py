@@ -71,21 +71,23 @@ def test_mot_gradients_match_autograd(data, M, J, attention, shared, pool, act, 
         assert rel(got[k], ref[k]) < TOL, k
 
 
-@pytest.mark.parametrize("H,J,act", [(4, 2, "cubic"), (3, 1, "relu"), (2, 3, "linear"), (16, 2, "cubic")])
-def test_single_gradients_match_autograd(data, H, J, act, monkeypatch):
+@pytest.mark.parametrize("H,J,act,signed", [(4, 2, "cubic", False), (3, 1, "relu", False), (2, 3, "linear", False),
+                                            (16, 2, "cubic", False), (2, 3, "relu", True), (4, 2, "cubic", True)])
+def test_single_gradients_match_autograd(data, H, J, act, signed, monkeypatch):
     X, y = data.train.X, data.train.y
     S, d = X.shape[0], X.shape[-1]
     g = torch.Generator().manual_seed(1)
     p = {"W": 0.3 * torch.randn(S, H, J, d, generator=g, dtype=torch.float64),
          "WKQ": 0.3 * torch.randn(S, H, d, d, generator=g, dtype=torch.float64)}
+    signs = md.head_signs(H, signed)
     q = {k: v.clone().requires_grad_(True) for k, v in p.items()}
-    F = md.single_forward(q, X, md.activation(act))
+    F = md.single_forward(q, X, md.activation(act), signs)
     loss = md.logistic_loss(y * F).mean(-1)
     ref = torch.autograd.grad(loss.sum(), [q["W"], q["WKQ"]])
     # several sample blocks, and one: the blocks change the summation order only
     for elems in (S * H * X.shape[2] * d * 7, G.SAMPLE_BLOCK_ELEMS):
         monkeypatch.setattr(G, "SAMPLE_BLOCK_ELEMS", elems)
-        loss2, got, F2 = G.single_step(p, X, y, activation=act)
+        loss2, got, F2 = G.single_step(p, X, y, activation=act, signs=signs)
         assert rel(F2, F.detach()) < TOL and rel(loss2, loss.detach()) < TOL
         assert rel(got["W"], ref[0]) < TOL and rel(got["WKQ"], ref[1]) < TOL
 
@@ -106,11 +108,31 @@ def test_training_runs_agree_with_autograd(data, schedule, attention):
     b = mot.train_mot(st, cfg, data.seeds, data, progress=False, gradients="autograd")
     for k in a.params:
         assert rel(a.params[k], b.params[k]) < 1e-12 or float(b.params[k].abs().max()) == 0
-    sc = mot.SingleConfig(T=6, record_every=3)
-    a = mot.train_single(st, sc, data.seeds, data, progress=False)
-    b = mot.train_single(st, sc, data.seeds, data, progress=False, gradients="autograd")
-    for k in a.params:
-        assert rel(a.params[k], b.params[k]) < 1e-12
+    for sc in (mot.SingleConfig(T=6, record_every=3),
+               mot.SingleConfig(H=2, J=3, T=9, T1=3, T2=6, signed_heads=True, activation="relu", opt="gd", eta=0.5,
+                                record_every=3)):
+        a = mot.train_single(st, sc, data.seeds, data, progress=False)
+        b = mot.train_single(st, sc, data.seeds, data, progress=False, gradients="autograd")
+        for k in a.params:
+            assert rel(a.params[k], b.params[k]) < 1e-12
+
+
+def test_the_two_headed_comparator_trains_stage_wise(data):
+    """Yang et al.'s algorithm: steps 1..T1 move the neurons only, T1+1..T2 the key-query matrices only, then
+    both; a head's ReLU output has one sign, so the symmetric pair needs signed_heads."""
+    st = data.setting
+    base = mot.SingleConfig(H=2, J=3, T1=3, T2=6, signed_heads=True, activation="relu", opt="gd", eta=0.5)
+    at = {t: mot.train_single(st, base.replace(T=t, T1=min(3, t), T2=min(6, t), record_every=t), data.seeds, data,
+                              progress=False).params for t in (3, 6, 9)}
+    init = mot.train_single(st, base.replace(T=1, T1=1, T2=1, eta=1e-300, record_every=1), data.seeds, data,
+                            progress=False).params
+    assert torch.equal(at[3]["WKQ"], init["WKQ"]) and not torch.equal(at[3]["W"], init["W"])
+    assert torch.equal(at[6]["W"], at[3]["W"]) and not torch.equal(at[6]["WKQ"], at[3]["WKQ"])
+    assert not torch.equal(at[9]["W"], at[6]["W"]) and not torch.equal(at[9]["WKQ"], at[6]["WKQ"])
+    with pytest.raises(ValueError, match="H=3 with signed_heads=True is not allowed"):
+        mot.SingleConfig(H=3, signed_heads=True)
+    with pytest.raises(ValueError, match="^T2=2 is out of range"):
+        mot.SingleConfig(T1=4, T2=2)
 
 
 def test_gradients_argument_is_checked(data):

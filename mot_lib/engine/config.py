@@ -266,8 +266,21 @@ class SingleConfig(_Validated):
     opt: str = "ngd"
     activation: str = "cubic"
     record_every: int = 10
+    #: symmetric heads (Yang et al. 2025's comparator): the first H/2 heads add to the output, the others subtract
+    #: (with ReLU neurons a head's output has one sign); H must then be even
+    signed_heads: bool = False
+    #: its three-stage algorithm: steps 1..T1 train the neurons W only, T1+1..T2 the key-query matrices only, the
+    #: rest both (T1 = T2 = 0: both from the first step)
+    T1: int = 0
+    T2: int = 0
 
     def __post_init__(self):
+        _check("signed_heads", self.signed_heads, kind=bool)
+        if self.signed_heads and self.H % 2:
+            raise ValueError(f"H={self.H} with signed_heads=True is not allowed; give an even H (half the heads "
+                             "add, half subtract)")
+        _check("T1", self.T1, kind=int, lo=0, hi=self.T)
+        _check("T2", self.T2, kind=int, lo=self.T1, hi=self.T)
         _check("H", self.H, kind=int, lo=1, hi=256)
         _check("J", self.J, kind=int, lo=1, hi=256)
         _check("sigma0", self.sigma0, lo=0.0, hi=10.0, lo_open=True)

@@ -139,9 +139,10 @@ def _blocks(n: int, per_sample: int) -> list[slice]:
 
 
 def single_step(p: dict, X: torch.Tensor, y: torch.Tensor, *, activation: str,
-                grads: bool = True) -> tuple[torch.Tensor, dict, torch.Tensor]:
+                grads: bool = True, signs: torch.Tensor | None = None) -> tuple[torch.Tensor, dict, torch.Tensor]:
     """The per-seed mean logistic loss (S,) of the single H-head transformer on (X, y), (``grads``) its
-    gradients in W (S,H,J,d) and W_KQ (S,H,d,d), and its outputs F (S,n); computed over blocks of samples."""
+    gradients in W (S,H,J,d) and W_KQ (S,H,d,d), and its outputs F (S,n); computed over blocks of samples.
+    ``signs``: the heads' output signs (``models.head_signs``; None: every head adds)."""
     W, WKQ = p["W"], p["WKQ"]
     S, n, L, d = X.shape
     H, J = W.shape[1], W.shape[2]
@@ -163,6 +164,8 @@ def single_step(p: dict, X: torch.Tensor, y: torch.Tensor, *, activation: str,
         uj = [u[..., j].transpose(1, 2)[:, None] for j in range(J)]                     # [b, 1, h, k]
         z = torch.stack([(A * uj[j]).sum(-1) for j in range(J)], -1)                    # [b, q, h, j]
         sz, dz = sigma_and_slope(activation, z)
+        if signs is not None:                                                           # symmetric heads
+            sz, dz = sz * signs[:, None], dz * signs[:, None]
         Fb = sz.sum(dim=(1, 2, 3)).view(S, B)
         F[:, blk] = Fb
         if not grads:

@@ -139,6 +139,8 @@ def single_ffn_hessian(run, s: int) -> tuple[torch.Tensor, torch.Tensor]:
     mechanism chapter's ``single_hessian_spectrum``."""
     from .models import single_forward
 
+    if getattr(run.cfg, "signed_heads", False):
+        raise ValueError("single_ffn_hessian covers the single transformer whose heads all add (signed_heads=False)")
     data, p = run.data, run.params
     sigma = activation(run.cfg.activation)
     _, H, J, d = p["W"].shape

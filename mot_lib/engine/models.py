@@ -200,7 +200,15 @@ def init_single(S: int, H: int, J: int, d: int, sigma0: float, gens: list[torch.
     return {"W": W, "WKQ": WKQ}
 
 
-def single_forward(params: dict, X: torch.Tensor, sigma) -> torch.Tensor:
+def head_signs(H: int, signed: bool, dtype=DTYPE) -> torch.Tensor | None:
+    """The heads' output signs (H,): +1 for the first H/2, -1 for the rest when ``signed`` (symmetric heads); None
+    otherwise (every head adds)."""
+    if not signed:
+        return None
+    return torch.cat([torch.ones(H // 2, dtype=dtype), -torch.ones(H - H // 2, dtype=dtype)])
+
+
+def single_forward(params: dict, X: torch.Tensor, sigma, signs: torch.Tensor | None = None) -> torch.Tensor:
     """F (S,n) of the single multi-head transformer (module docstring).
 
     Written as three large batched matmuls (X W_KQ for all heads, then per-sample
@@ -214,6 +222,8 @@ def single_forward(params: dict, X: torch.Tensor, sigma) -> torch.Tensor:
     A = row_softmax(torch.matmul(XW, X[:, :, None].transpose(-1, -2)))             # (S,n,H,q,k)
     XWt = torch.bmm(Xf, W.reshape(S, H * J, d).transpose(1, 2)).reshape(S, n, L, H, J).transpose(2, 3)
     z = torch.matmul(A, XWt)                                                      # (S,n,H,q,J)
+    if signs is not None:
+        return (sigma(z).sum(dim=(3, 4)) * signs).sum(-1)
     return sigma(z).sum(dim=(2, 3, 4))
 
 

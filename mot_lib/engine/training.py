@@ -17,7 +17,7 @@ from . import metrics as mt
 from .config import Setting, SingleConfig, TrainConfig, check_seeds
 from .data import Dataset, make_dataset, seed_streams
 from .grads import mot_step, single_step
-from .models import (activation, attention_scores, effective_W, init_mot, init_single, logistic_loss, mot_forward,
+from .models import (activation, attention_scores, effective_W, head_signs, init_mot, init_single, logistic_loss, mot_forward,
                      route, router_scores, single_forward, token_weights_all, _weights)
 
 HISTORY_COLUMNS = ["step", "seed", "stage", "quantity", "expert", "i", "j", "value"]
@@ -306,7 +306,8 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
 def _single_record(rec, step, p, data, cfg):
     with torch.no_grad():
         for name, sp in (("train", data.train), ("test", data.test)):
-            F = single_step(p, sp.X, sp.y, activation=cfg.activation, grads=False)[2]
+            F = single_step(p, sp.X, sp.y, activation=cfg.activation, grads=False,
+                            signs=head_signs(cfg.H, cfg.signed_heads))[2]
             rec.add(step, "single", f"{name}_loss", logistic_loss(sp.y * F).mean(-1))
             rec.add(step, "single", f"{name}_acc", (torch.sign(F) == sp.y).to(torch.float64).mean(-1))
         rec.add(step, "single", "attn", attention_scores(p["WKQ"], data.signals), ("expert", "i", "j"))
@@ -314,7 +315,8 @@ def _single_record(rec, step, p, data, cfg):
 
 def train_single(setting: Setting, cfg: SingleConfig, seeds, data: Dataset | None = None,
                  progress: bool | None = None, gradients: str = "closed") -> Run:
-    """Train the single multi-head transformer by (normalized) GD on all parameters, every seed at once."""
+    """Train the single multi-head transformer by (normalized) GD, every seed at once: on all parameters, or
+    stage-wise (``cfg.T1``, ``cfg.T2``: the neurons, then attention, then both)."""
     _check_gradients(gradients)
     seeds, data = prepare(setting, cfg, SingleConfig, "train_single", seeds, data)
     streams = [seed_streams(s) for s in seeds]
@@ -324,20 +326,23 @@ def train_single(setting: Setting, cfg: SingleConfig, seeds, data: Dataset | Non
     rec = _Recorder(seeds)
     _single_record(rec, 0, p, data, cfg)
     bar = _progress(cfg.T, "single transformer", progress)
+    signs = head_signs(cfg.H, cfg.signed_heads)
     for t in range(1, cfg.T + 1):
         if gradients == "closed":
-            per_seed, g, _ = single_step(p, X, y, activation=cfg.activation)
+            per_seed, g, _ = single_step(p, X, y, activation=cfg.activation, signs=signs)
             gW, gKQ = g["W"], g["WKQ"]
         else:
             q = {k: v.detach().requires_grad_(True) for k, v in p.items()}
-            per_seed = logistic_loss(y * single_forward(q, X, sigma)).mean(-1)
+            per_seed = logistic_loss(y * single_forward(q, X, sigma, signs)).mean(-1)
             gW, gKQ = torch.autograd.grad(per_seed.sum(), [q["W"], q["WKQ"]])
         _check_finite(t, "single transformer", per_seed.detach(), seeds, {})
         with torch.no_grad():
-            _step(p["W"], gW, cfg.eta, cfg.opt)
-            _step(p["WKQ"], gKQ, cfg.eta, cfg.opt)
+            if not cfg.T1 < t <= cfg.T2:          # stage II of the stage-wise algorithm trains attention only
+                _step(p["W"], gW, cfg.eta, cfg.opt)
+            if t > cfg.T1:                        # stage I trains the neurons only
+                _step(p["WKQ"], gKQ, cfg.eta, cfg.opt)
         _check_finite(t, "single transformer", per_seed.detach(), seeds, p)
-        if t % cfg.record_every == 0 or t == cfg.T:
+        if t % cfg.record_every == 0 or t == cfg.T or t in (cfg.T1, cfg.T2):    # and at its stages' ends
             _single_record(rec, t, p, data, cfg)
         if bar is not None:
             bar.update(1)
