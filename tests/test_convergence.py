@@ -18,6 +18,8 @@ def test_params_validation():
         cv.Theorem1Params(T1=200, T2=100)
     with pytest.raises(ValueError, match=r"^single_eta=0"):
         cv.Theorem1Params(single_eta=0.0)
+    with pytest.raises(ValueError, match=r"^single_eta='best' is not allowed; give 'tuned'"):
+        cv.Theorem1Params(single_eta="best")
     with pytest.raises(ValueError, match=r"^n_train=1"):
         cv.Theorem1Params(n_train=1)
     with pytest.raises(ValueError, match="unknown parameter"):

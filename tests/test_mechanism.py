@@ -112,3 +112,36 @@ def test_tiny_run_measures_agree_with_engine():
         for s in range(len(seeds)):
             (h1, b1), (h2, b2) = mech.single_ffn_hessian(run, s), mt.single_ffn_hessian(run, s)
             assert torch.allclose(h1, h2, rtol=1e-9, atol=1e-15 * float(h2.abs().max())) and torch.equal(b1, b2)
+
+
+def test_curvature_at_the_start_of_stage3():
+    """stage3_start_curvature: the own-pair spectrum is the Hessian restricted to span{c_n*, v_n*} (checked against
+    a direct autograd Hessian of one expert), the label curvature is v*^T H v* over lambda_max on R^d; the rows
+    decide on the share of seeds."""
+    st = mot.Setting(N=3, d=12, L=6, n_train=150, n_test=60)
+    cfg = mot.TrainConfig(M=6, T1=30, T2=40, T=50, record_every=50)
+    seeds = [0, 1]
+    data = mot.make_dataset(st, seeds)
+    run = mech.checkpoints(st, cfg, seeds, data, [40])[40]
+    own = mech.expert_hessian_spectrum(run, "train", "own")
+    full = mech.expert_hessian_spectrum(run, "train", "full")
+    x = own.iloc[0]
+    s, m = seeds.index(int(x.seed)), int(x.expert)
+    idx, pi, a = mot.models.eval_routing(run, data.train)
+    mask = idx[s] == m
+    X, y, pim, am = data.train.X[s][mask], data.train.y[s][mask], pi[s][mask], a[s][mask]
+    sigma = mot.models.activation(cfg.activation)
+    H = torch.func.hessian(lambda w: mot.models.logistic_loss(y * pim * (am * sigma(X @ w)).sum(-1)).mean())(
+        run.params["W"][s, m])
+    n_star = int(mt.specialty(run.params["W"], data.V)[s, m])
+    v = data.signals[s][st.N + n_star]
+    assert x.curv_own_v == pytest.approx(float(v @ H @ v), rel=1e-9)
+    B = torch.linalg.qr(data.signals[s][[n_star, st.N + n_star]].T).Q
+    ev = torch.linalg.eigvalsh(B.T @ H @ B)
+    assert x.lam_min == pytest.approx(float(ev[0]), rel=1e-9, abs=1e-15) and x.lam_max == pytest.approx(float(ev[1]), rel=1e-9)
+    t2 = mech.stage3_start_curvature(run, 0.0)
+    lam_full = full[(full.seed == x.seed) & (full.expert == m)].lam_max.iloc[0]
+    assert t2.set_index("seed").label[int(x.seed)] <= x.curv_own_v / lam_full + 1e-15
+    rows = mech.stage3_start_rows(pd.DataFrame({"seed": range(12), "label": [0.9] * 12, "own": [-1e-4] * 12,
+                                                "class_token": [-1e-4] * 12}), 1e-3)
+    assert [r["verdict"] for r in rows] == ["holds", "does not hold"]

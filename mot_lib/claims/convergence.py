@@ -30,6 +30,7 @@ from ..book.registry import ChapterParams, register
 from ..engine.config import Setting, SingleConfig, TrainConfig, _check, _check_list
 from ..engine.data import make_dataset
 from ..engine.training import DivergenceError, Run, train_mot, train_single
+from . import comparator
 
 # acceptance ranges of the growth exponent k (stated in the notebook)
 K_TOL = 0.25
@@ -64,12 +65,21 @@ class Theorem1Params(ChapterParams):
     ngd_steps: int = 300             # Stage III length under normalized GD
     eta3_ngd: float = 0.01           # normalized-GD step in Stage III
     mot_every: int = 5               # record cadence of the MoT runs (NGD; the GD run uses 2x)
-    single_T: int = 900             # single transformer (normalized GD) steps
-    single_eta: float = 0.02         # its normalized-GD step (the MoT's Stage I step)
-    single_every: int = 25           # its record cadence
+    single_T: int = 200             # single transformer (normalized GD) steps: at the tuned step it is below
+    #                                 1e-5 within 40-70 steps (and at a float64 floor of about 1e-169 by 100)
+    single_eta: object = "tuned"     # its normalized-GD step: the fair comparison's tuned step, or a number
+    single_every: int = 2            # its record cadence (its loss falls ten decades in about 30 steps)
     single_gd_T: int = 100           # plain-GD single-transformer runs (they stay at log 2)
     single_gd_sigma0: float = 1.0    # the larger init of the plain-GD variant
     single_gd_eta: float = 0.1       # the plain-GD step of that variant
+    two_head_J: int = 4              # the cited comparator (Yang et al. 2025): two symmetric ReLU heads of J neurons
+    two_head_T: int = 1000           # its steps (plain GD, its three stages: neurons, attention, both)
+    two_head_T1: int = 100           # end of its neuron-learning stage
+    two_head_T2: int = 200           # end of its attention stage
+    two_head_eta_grid: tuple = (1.0, 10.0, 100.0)  # its GD steps, tried on tune_seeds
+    two_head_tune_T: int = 300       # length of those tuning runs (the lowest training loss there wins)
+    two_head_every: int = 10         # its record cadence
+    two_head_eps_max: float = 1e-2   # largest eps of its grid
     mot_eps_max: float = 3e-5        # largest eps of the MoT's grid (below the loss at T2)
     single_eps_max: float = 1e-2     # largest eps of the single transformer's grid
     decades: float = 3.0             # each grid spans this many decades of eps
@@ -95,7 +105,8 @@ class Theorem1Params(ChapterParams):
         _check("side_seeds", self.side_seeds, kind=int, lo=1, hi=10_000)
         _check("T1", self.T1, kind=int, lo=0, hi=100_000)
         _check("T2", self.T2, kind=int, lo=self.T1, hi=100_000)
-        for name in ("eta3_gd", "eta3_ngd", "single_eta", "single_gd_eta"):
+        comparator.check_eta("single_eta", self.single_eta)
+        for name in ("eta3_gd", "eta3_ngd", "single_gd_eta"):
             _check(name, getattr(self, name), lo=0.0, hi=1e4, lo_open=True)
         _check("single_gd_sigma0", self.single_gd_sigma0, lo=0.0, hi=10.0, lo_open=True)
         for name in ("gd_steps", "sweep_steps", "ngd_steps", "single_T", "tune_steps", "explore_steps"):
@@ -116,8 +127,20 @@ class Theorem1Params(ChapterParams):
             self.mot_config("gd", eta3=eta, lam3=self.lam3, steps=self.tune_steps)
         for eta in self.gd_etas:
             self.mot_config("gd", eta3=eta, steps=self.sweep_steps)
-        self.single_config()
+        self.single_config(resolve=False)
         self.single_gd_configs()
+        object.__setattr__(self, "two_head_eta_grid", _check_list("two_head_eta_grid", self.two_head_eta_grid,
+                                                                 lo=0.0, hi=1e6, lo_open=True))
+        if not self.two_head_eta_grid:
+            raise ValueError("two_head_eta_grid=[] is empty; give at least one step")
+        _check("two_head_J", self.two_head_J, kind=int, lo=1, hi=256)
+        _check("two_head_T", self.two_head_T, kind=int, lo=10, hi=100_000)
+        _check("two_head_T1", self.two_head_T1, kind=int, lo=0, hi=self.two_head_T)
+        _check("two_head_T2", self.two_head_T2, kind=int, lo=self.two_head_T1, hi=self.two_head_T)
+        _check("two_head_tune_T", self.two_head_tune_T, kind=int, lo=1, hi=self.two_head_T)
+        _check("two_head_every", self.two_head_every, kind=int, lo=1, hi=1000)
+        _check("two_head_eps_max", self.two_head_eps_max, lo=0.0, hi=0.5, lo_open=True)
+        self.two_head_config(1.0)
 
     # ---- what the notebook runs
     def scale(self, steps: int) -> int:
@@ -142,9 +165,17 @@ class Theorem1Params(ChapterParams):
         return TrainConfig(T1=self.T1, T2=self.T2, T=self.T2 + self.scale(steps), stage3_opt=opt, eta3=eta3,
                            record_every=every, lam3=lam3)
 
-    def single_config(self) -> SingleConfig:
-        return SingleConfig(T=self.scale(self.single_T), eta=self.single_eta, opt="ngd",
-                            record_every=self.single_every)
+    def single_config(self, resolve: bool = True) -> SingleConfig:
+        """The comparator (``comparator``: the step the fair comparison tuned, unless ``single_eta`` is a number);
+        ``resolve=False``: the same shape at the base step, without reading the tuned one."""
+        if not resolve:
+            return SingleConfig(T=self.scale(self.single_T), opt="ngd", record_every=self.single_every)
+        return comparator.single_config(self.single_eta, setting=self.setting(), T=self.scale(self.single_T),
+                                        opt="ngd", record_every=self.single_every)[0]
+
+    def single_step_note(self) -> str:
+        """Where the comparator's step comes from, in words."""
+        return comparator.resolve(self.single_eta, SingleConfig.H, SingleConfig.J, self.setting())[1]
 
     def single_gd_configs(self) -> dict[str, SingleConfig]:
         """Plain GD from the default init and from a larger one (the diagnostic runs)."""
@@ -155,6 +186,17 @@ class Theorem1Params(ChapterParams):
                 f"GD, sigma0={self.single_gd_sigma0:g}, eta={self.single_gd_eta:g}":
                     SingleConfig(T=T, opt="gd", sigma0=self.single_gd_sigma0, eta=self.single_gd_eta,
                                  record_every=every)}
+
+    def two_head_config(self, eta: float, T: int | None = None) -> SingleConfig:
+        """The comparator the paper cites (Yang et al. 2025, as this book instantiates it): a one-layer transformer
+        with two symmetric heads (one adds, one subtracts) of ``two_head_J`` ReLU neurons, trained by plain GD in
+        three stages (neurons to ``two_head_T1``, attention to ``two_head_T2``, then both); quick=True: a quarter
+        of every length."""
+        T = self.scale(self.two_head_T) if T is None else T
+        k = self.scale(self.two_head_T) / self.two_head_T
+        T1, T2 = min(T, int(self.two_head_T1 * k)), min(T, int(self.two_head_T2 * k))
+        return SingleConfig(H=2, J=self.two_head_J, signed_heads=True, activation="relu", opt="gd", eta=eta, T=T,
+                            T1=T1, T2=T2, record_every=min(T, self.two_head_every))
 
     def eps_grid(self, eps_max: float) -> np.ndarray:
         """Log-spaced eps from eps_max down ``decades`` decades, ``per_decade`` points per decade."""
@@ -300,6 +342,8 @@ GD = "MoT, Stage III GD"
 GD_TRAIN = "MoT, Stage III GD (training loss)"
 #: the run that keeps the book's exploration (lam = 1) in Stage III, at eta3_gd
 GD_EXPLORE = "MoT, Stage III GD, exploring"
+#: the comparator the paper cites: two symmetric ReLU heads, plain GD in its own three stages (Yang et al. 2025)
+TWO_HEAD = "two-headed ReLU transformer, GD"
 
 
 def tune_step(P: Theorem1Params, setting: Setting) -> tuple[float, pd.DataFrame]:
@@ -325,6 +369,30 @@ def tune_step(P: Theorem1Params, setting: Setting) -> tuple[float, pd.DataFrame]
         raise ValueError(f"gd_eta_grid={list(P.gd_eta_grid)}: every step diverged on tune_seeds; give smaller steps")
     best = ok.sort_values(["median training loss after tune_steps", "eta3"]).iloc[0]
     return float(best.eta3), tab
+
+
+def tune_two_head(P: Theorem1Params, setting: Setting) -> tuple[float, pd.DataFrame]:
+    """The two-headed comparator's GD step, chosen on ``tune_seeds``: among the steps of ``two_head_eta_grid`` at
+    which no tuning seed diverges, the one with the lowest median training loss after ``two_head_tune_T`` steps
+    (ties: the smaller step).  Returns (step, one row per step)."""
+    seeds = list(P.tune_seeds)
+    data = make_dataset(setting, seeds)
+    T = P.scale(P.two_head_tune_T)
+    rows = []
+    for eta in P.two_head_eta_grid:
+        try:
+            run = train_single(setting, P.two_head_config(eta, T=T), seeds, data=data, progress=False)
+            loss = float(run.final("train_loss").median())
+        except DivergenceError:
+            loss = float("nan")
+        rows.append({"eta": eta, f"median training loss after {T} steps": loss, "diverged": not np.isfinite(loss)})
+    tab = pd.DataFrame(rows)
+    ok = tab[~tab.diverged]
+    if ok.empty:
+        raise ValueError(f"two_head_eta_grid={list(P.two_head_eta_grid)}: every step diverged on tune_seeds; give "
+                         "smaller steps")
+    best = ok.sort_values([tab.columns[1], "eta"]).iloc[0]
+    return float(best.eta), tab
 
 
 def train_surviving(setting: Setting, cfg: TrainConfig, seeds: list, data) -> tuple[Run, list]:
@@ -365,6 +433,8 @@ def run_all(P: Theorem1Params) -> dict:
             GD_EXPLORE: train_mot(setting, P.mot_config("gd", steps=P.explore_steps), seeds, data=data),
             "MoT, Stage III NGD": train_mot(setting, P.mot_config("ngd"), seeds, data=data),
             "single transformer, NGD": train_single(setting, P.single_config(), seeds, data=data)}
+    two_eta, two_tuning = tune_two_head(P, setting)
+    runs[TWO_HEAD] = train_single(setting, P.two_head_config(two_eta), seeds, data=data)
     # the descriptive runs (further plain-GD steps, plain-GD single transformer) on the first side_seeds seeds
     side = seeds[:P.side_seeds]
     side_data = make_dataset(setting, side)
@@ -374,7 +444,7 @@ def run_all(P: Theorem1Params) -> dict:
         sweep[eta] = train_mot(setting, cfg, side, data=side_data)
     single_gd = {k: train_single(setting, c, side, data=side_data) for k, c in P.single_gd_configs().items()}
     return {"data": data, "runs": runs, "gd_sweep": sweep, "single_gd": single_gd, "eta3": eta_star,
-            "tuning": tuning, "diverged": diverged}
+            "tuning": tuning, "diverged": diverged, "two_head_eta": two_eta, "two_head_tuning": two_tuning}
 
 
 def measure(P: Theorem1Params, runs: dict[str, Run]) -> pd.DataFrame:
@@ -389,7 +459,8 @@ def measure(P: Theorem1Params, runs: dict[str, Run]) -> pd.DataFrame:
                 frames.append(iterations_table(run, P.eps_grid(P.train_eps_max), start=run.cfg.T2, label=GD_TRAIN,
                                                quantity="train_loss"))
         else:
-            frames.append(iterations_table(run, P.eps_grid(P.single_eps_max), start=0, label=name))
+            top = P.two_head_eps_max if name == TWO_HEAD else P.single_eps_max
+            frames.append(iterations_table(run, P.eps_grid(top), start=0, label=name))
     return pd.concat(frames, ignore_index=True)
 
 

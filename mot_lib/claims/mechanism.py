@@ -50,6 +50,7 @@ from ..engine.models import (activation, init_mot, logistic_loss, router_scores,
                      uniform_weights)
 from ..engine.models import eval_routing
 from ..engine.training import Run, train_mot, train_single
+from . import comparator
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -66,6 +67,7 @@ class MechanismParams(ChapterParams):
     J: int = 2                  # FFN neurons per head of the single transformer
     single_T: int = 500         # steps of the single transformer
     single_seeds: int = 12      # the first this many seeds (at most all) train the single transformer
+    single_eta: object = "tuned"  # its step: the fair comparison's tuned one (``comparator``), or a number
     n_train: int = 500          # training samples per seed (full batch; the Hessians are over all of them)
     min_share: float = 0.01     # an expert is "used" if it receives at least this share of training samples
     conflict_margin: float = 0.1   # shared-expert conflict: mean off-diagonal cosine interval below -margin
@@ -87,11 +89,12 @@ class MechanismParams(ChapterParams):
         _check("T", self.T, kind=int, lo=self.T2 + 1, hi=100_000)
         _check("single_T", self.single_T, kind=int, lo=1, hi=100_000)
         _check("single_seeds", self.single_seeds, kind=int, lo=2, hi=10_000)
+        comparator.check_eta("single_eta", self.single_eta)
         _check("n_train", self.n_train, kind=int, lo=50, hi=1_000_000)
         _check("M", self.M, kind=int, lo=2, hi=512)
         _check("early_step", self.early_step, kind=int, lo=1, hi=self.T1)
         self.config()
-        self.single_config()
+        self.single_config(resolve=False)
         self.setting()
 
     def setting(self) -> Setting:
@@ -111,9 +114,17 @@ class MechanismParams(ChapterParams):
         k = 2 if self.quick else 1
         return sorted({0, max(1, self.early_step // k), cfg.T1, cfg.T})
 
-    def single_config(self) -> SingleConfig:
+    def single_config(self, resolve: bool = True) -> SingleConfig:
+        """The comparator at ``single_eta`` (``comparator``); ``resolve=False``: the same shape at the base step."""
         k = 2 if self.quick else 1
-        return SingleConfig(H=self.H, J=self.J, T=max(1, self.single_T // k), record_every=self.record_every)
+        shape = dict(T=max(1, self.single_T // k), record_every=self.record_every)
+        if not resolve:
+            return SingleConfig(H=self.H, J=self.J, **shape)
+        return comparator.single_config(self.single_eta, self.H, self.J, self.setting(), **shape)[0]
+
+    def single_step_note(self) -> str:
+        """Where the comparator's step comes from, in words."""
+        return comparator.resolve(self.single_eta, self.H, self.J, self.setting())[1]
 
 
 # ----------------------------------------------------------------------------- runs
@@ -262,6 +273,8 @@ def specialist_conflict(run: Run, split: str = "train", min_share: float = 0.01,
 
 def single_class_gradients(run: Run, s: int, split: str = "train") -> torch.Tensor:
     """(N, H*J*d): per-class gradients of the single transformer's loss wrt all its FFN vectors (seed index s)."""
+    if run.cfg.signed_heads:
+        raise ValueError("the mechanism's measures cover the single transformer whose heads all add (signed_heads=False)")
     sp = run.data.train if split == "train" else run.data.test
     sigma = activation(run.cfg.activation)
     W = run.params["W"][s:s + 1].detach().clone().requires_grad_(True)
@@ -291,6 +304,8 @@ def expert_hessian_spectrum(run: Run, split: str = "train", subspace: str = "sig
     Returns a DataFrame (seed, expert, lam_min, lam_max, and the squared weight of
     the smallest eigenvalue's eigenvector on the expert's own v_{n*}, on the other
     v_n, and on the c_n), with experts receiving less than ``min_share`` skipped.
+    ``subspace``: "signals" (span of every c_n, v_n), "full" (R^d) or "own" (span{c_n*, v_n*} of the expert's
+    specialty n*; lam_min and lam_max only).
     """
     data = run.data
     sp = data.train if split == "train" else data.test
@@ -312,13 +327,20 @@ def expert_hessian_spectrum(run: Run, split: str = "train", subspace: str = "sig
                 return logistic_loss(y * pim * (am * sigma(X @ w)).sum(-1)).mean()
 
             H = torch.func.hessian(loss)(p["W"][s, m])
+            n_star = int(spec[s, m])
+            if subspace == "own":      # span{c_n*, v_n*}: the directions of the expert's own class's problem
+                Bo = torch.linalg.qr(data.signals[s][[n_star, N + n_star]].T).Q
+                ev = torch.linalg.eigvalsh(Bo.T @ H @ Bo)
+                v = data.signals[s][N + n_star]
+                rows.append({"seed": seed, "expert": m, "lam_min": float(ev[0]), "lam_max": float(ev[-1]),
+                             "curv_own_v": float(v @ H @ v), "curv_own_c": float(data.signals[s][n_star] @ H @ data.signals[s][n_star])})
+                continue
             if subspace == "signals":
                 H = B.T @ H @ B
             ev, vec = torch.linalg.eigh(H)
             v = vec[:, 0] if subspace == "signals" else B.T @ vec[:, 0]
             proj = (v @ B.T @ data.signals[s].T) if subspace == "signals" else (data.signals[s] @ vec[:, 0])
             proj = proj ** 2
-            n_star = int(spec[s, m])
             rows.append({"seed": seed, "expert": m, "lam_min": float(ev[0]), "lam_max": float(ev[-1]),
                          "on_own_v": float(proj[N + n_star]),
                          "on_other_v": float(proj[N:].sum() - proj[N + n_star]),
@@ -372,20 +394,21 @@ def single_hessian_spectrum(run: Run) -> pd.DataFrame:
 def run_all(P: MechanismParams) -> dict:
     """Train everything the chapter measures, on one dataset per seed.
 
-    Returns {"mot": {step: Run}, "shared": {step: Run}, "single": Run}: the MoT (M
+    Returns {"mot": {step: Run}, "shared": {step: Run}, "single": Run, "mot_T2": Run}: the MoT (M
     experts) and the shared expert (same model, M = 1) at the checkpoints
-    ``P.steps()``, and the single transformer at its end.
+    ``P.steps()``, the single transformer at its end, and the MoT at T2 (where Stage III starts).
     """
     setting = P.setting()
     seeds = list(P.seeds)
     data = make_dataset(setting, seeds)
     cfg = P.config()
     steps = P.steps()
-    mot = checkpoints(setting, cfg, seeds, data, [t for t in steps if t > 0])
+    mot = checkpoints(setting, cfg, seeds, data, [t for t in steps if t > 0] + [cfg.T2])
+    at_T2 = mot[cfg.T2] if cfg.T2 in steps else mot.pop(cfg.T2)     # the start of Stage III (curvature there)
     shared = checkpoints(setting, cfg.replace(M=1), seeds, data, steps)
     side = seeds[:P.single_seeds]          # the single transformer, the longest run per seed, on fewer seeds
     single = train_single(setting, P.single_config(), side, data=data if side == seeds else make_dataset(setting, side))
-    return {"mot": mot, "shared": shared, "single": single}
+    return {"mot": mot, "shared": shared, "single": single, "mot_T2": at_T2}
 
 
 def conflict_table(runs: dict, min_share: float) -> tuple[pd.DataFrame, dict]:
@@ -454,6 +477,36 @@ def curvature_table(runs: dict, min_share: float) -> pd.DataFrame:
 def per_seed_curvature(curv: pd.DataFrame) -> pd.DataFrame:
     """Per (model, subspace, seed): the worst (smallest) lam_min / lam_max over the model's used experts."""
     return curv.groupby(["model", "subspace", "seed"], as_index=False).rel_min.min()
+
+
+def stage3_start_curvature(run: Run, min_share: float) -> pd.DataFrame:
+    """At the start of Stage III (``run`` cut at T2), per seed: the worst, over the used experts, of the curvature
+    of the expert's Stage III loss along its own label signal v_n* relative to its Hessian's largest eigenvalue
+    on R^d (``label``), and of lambda_min / lambda_max on span{c_n*, v_n*} (``own``)."""
+    own = expert_hessian_spectrum(run, "train", "own", min_share=min_share)
+    full = expert_hessian_spectrum(run, "train", "full", min_share=min_share).set_index(["seed", "expert"]).lam_max
+    own = own.join(full.rename("lam_max_full"), on=["seed", "expert"])
+    own["label"] = own.curv_own_v / own.lam_max_full
+    own["own"] = own.lam_min / own.lam_max
+    own["class_token"] = own.curv_own_c / own.lam_max_full
+    return own.groupby("seed", as_index=False)[["label", "own", "class_token"]].min()
+
+
+def stage3_start_rows(t2: pd.DataFrame, rel_tol: float, seed_share: float = 0.5) -> list[dict]:
+    """Verdict rows on the curvature at the start of Stage III (``stage3_start_curvature``)."""
+    most = f"a share above {seed_share:g}"
+    return [
+        stats.population_row(
+            "at the start of Stage III each used expert's loss is strongly curved along its own label signal $v_{n^*}$",
+            f"seeds whose every used expert has $v_{{n^*}}^\top \nabla^2 L\, v_{{n^*}} \ge {rel_tol:g}\,\lambda_{{\max}}$: {most}",
+            stats.share((t2.label.to_numpy() >= rel_tol).astype(float)), stats.above(seed_share, 1.0), SHARE_TEST,
+            len(t2), id="mechanism.convex_label_T2"),
+        stats.population_row(
+            "at the start of Stage III each used expert's loss is strongly convex on $\mathrm{span}\{c_{n^*}, v_{n^*}\}$",
+            f"seeds whose worst used expert has $\lambda_{{\min}}/\lambda_{{\max}} \ge {rel_tol:g}$ there: {most}",
+            stats.share((t2.own.to_numpy() >= rel_tol).astype(float)), stats.above(seed_share, 1.0), SHARE_TEST,
+            len(t2), id="mechanism.convex_own_T2"),
+    ]
 
 
 # ----------------------------------------------------------------------------- verdicts

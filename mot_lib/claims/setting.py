@@ -87,6 +87,7 @@ def regime_report(runs: dict[str, Run], min_routing: float = 0.95, min_ratio: fl
 from dataclasses import dataclass  # noqa: E402
 
 from ..book.registry import ChapterParams, register  # noqa: E402
+from . import comparator  # noqa: E402
 
 
 @register("01_setting")
@@ -102,11 +103,13 @@ class SettingChapterParams(ChapterParams):
     T1: int = 200
     T2: int = 300
     T: int = 500
+    single_eta: object = "tuned"   # the single transformer's step: the fair comparison's tuned one, or a number
 
     def __post_init__(self):
         super().__post_init__()
         Setting(N=self.N, d=self.d, L=self.L, sigma_xi=self.sigma_xi)
         TrainConfig(M=self.M, T1=self.T1, T2=self.T2, T=self.T)
+        comparator.check_eta("single_eta", self.single_eta)
 
     def setting(self) -> Setting:
         s = Setting(N=self.N, d=self.d, L=self.L, sigma_xi=self.sigma_xi)
@@ -117,6 +120,11 @@ class SettingChapterParams(ChapterParams):
         if self.quick:  # same schedule shape, a fifth of the steps
             cfg = cfg.replace(T1=self.T1 // 2, T2=self.T2 // 2, T=self.T // 2)
         return cfg
+
+    def single_config(self) -> tuple[SingleConfig, str]:
+        """The comparator (H = 4 heads, J = 2 neurons per head, normalized GD) at ``single_eta``, and where its step
+        comes from (``comparator.resolve``)."""
+        return comparator.single_config(self.single_eta, setting=self.setting())
 
 
 def sample_table(data, seed_index: int = 0, sample: int = 0) -> pd.DataFrame:
