@@ -22,7 +22,7 @@ BAD = {
     },
     mot.SingleConfig: {
         "H": [0], "J": [0, 2.0], "sigma0": [0.0], "T": [0], "eta": [0.0], "opt": ["adam"],
-        "activation": ["gelu"], "record_every": [-3],
+        "activation": ["gelu"], "record_every": [-3], "signed_heads": [1, "yes"], "T1": [-1, 600], "T2": [-1, 501],
     },
 }
 
