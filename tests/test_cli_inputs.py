@@ -140,6 +140,8 @@ def _wrong_values(default):
         return [0.5, "abc", [[1]], ["a"]]
     if isinstance(default, (int, float)):
         return ["abc", [1, 2]]
+    if default == "tuned":                # a step: "tuned" (the fair comparison's) or a number
+        return ["best", [1], -1.0]
     if isinstance(default, str):
         return [5, [1]]
     return [[1], 5.5]                     # None: a path or a preset
