@@ -264,8 +264,11 @@ def cmd_agree(args) -> int:
 def cmd_regime(args) -> int:
     import pandas as pd
 
+    from .claims import comparator
     from .claims.setting import compare_models, regime_report
-    runs = compare_models(seeds=args.seeds, progress=None)    # None: bars unless MOT_PROGRESS=0
+    single, where = comparator.single_config(comparator.TUNED)     # the book's one comparator (chapter 08's step)
+    print(where)
+    runs = compare_models(single=single, seeds=args.seeds, progress=None)    # None: bars unless MOT_PROGRESS=0
     with pd.option_context("display.width", 200, "display.max_colwidth", 70):
         print(regime_report(runs).to_string(index=False))
     return 0
