@@ -266,6 +266,15 @@ def regime_table(P: Prop2Params, base: pd.DataFrame, data=None) -> pd.DataFrame:
 SLOPE_TEST = "mean over seeds of each seed's log-log slope in sigma0, Student t 95%"
 
 
+def slope_estimate(df: pd.DataFrame, x: str, y: str):
+    """(the mean over seeds of each seed's log-log slope of y against x, with its t interval; the seeds that
+    entered).  A seed with a non-positive value cannot enter a log-log fit; its slope is NaN and it leaves the
+    mean."""
+    d = df[[x, y, "seed"]]
+    d = d.assign(**{y: d[y].where(d[y] > 0)})
+    return stats.seedwise_fit(d, x, y)[0]
+
+
 def slope_row(df: pd.DataFrame, x: str, y: str, claim: str, bound: str, accept, id: str | None = None) -> dict:
     """Log-log slope of y against x fitted per seed, then the mean over seeds with a t interval, as a
     verdict row.  A seed with a non-positive value cannot enter a log-log fit; its slope is NaN and it
