@@ -145,3 +145,21 @@ def test_curvature_at_the_start_of_stage3():
     rows = mech.stage3_start_rows(pd.DataFrame({"seed": range(12), "label": [0.9] * 12, "own": [-1e-4] * 12,
                                                 "class_token": [-1e-4] * 12}), 1e-3)
     assert [r["verdict"] for r in rows] == ["holds", "does not hold"]
+
+
+def test_the_single_transformer_is_read_at_the_mots_loss():
+    """at_matched_loss: each seed's weights at the first step whose training loss is at or below its target (the
+    snapshot of that step, equal to a run cut there), the end where it never is."""
+    st = mot.Setting(N=3, d=12, L=6, n_train=120, n_test=60)
+    cfg = mot.SingleConfig(H=3, J=2, T=12, eta=0.5, record_every=4)
+    run = mot.train_single(st, cfg, [0, 1], snapshot_at=range(13))
+    trace = run.snapshots["train_loss"]
+    assert trace.shape == (12, 2)
+    target = pd.Series({0: float(trace[5, 0]), 1: -1.0})          # seed 1 never reaches a negative loss
+    m = mech.at_matched_loss(run, target)
+    k = int(torch.nonzero(trace[:, 0] <= target[0])[0])
+    assert m.matched_steps == {0: k, 1: 12} and k <= 5
+    cut = mot.train_single(st, cfg.replace(T=max(k, 1)), [0, 1]) if k else None
+    if cut is not None:
+        assert torch.equal(m.params["W"][0], cut.params["W"][0])
+    assert torch.equal(m.params["W"][1], run.params["W"][1])

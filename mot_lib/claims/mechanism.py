@@ -407,8 +407,30 @@ def run_all(P: MechanismParams) -> dict:
     at_T2 = mot[cfg.T2] if cfg.T2 in steps else mot.pop(cfg.T2)     # the start of Stage III (curvature there)
     shared = checkpoints(setting, cfg.replace(M=1), seeds, data, steps)
     side = seeds[:P.single_seeds]          # the single transformer, the longest run per seed, on fewer seeds
-    single = train_single(setting, P.single_config(), side, data=data if side == seeds else make_dataset(setting, side))
+    single = at_matched_loss(train_single(setting, P.single_config(), side,
+                                          data=data if side == seeds else make_dataset(setting, side),
+                                          snapshot_at=range(P.single_config().T + 1)),
+                             mot[max(mot)].final("train_loss"))
     return {"mot": mot, "shared": shared, "single": single, "mot_T2": at_T2}
+
+
+def at_matched_loss(run: Run, target: pd.Series) -> Run:
+    """The single transformer ``run`` (trained with a snapshot at every step) with each seed's weights taken at the
+    first step at which its training loss is at or below ``target`` (per seed: the MoT's final training loss on
+    the same data), or at the end if it never is: its curvature and conflict are then compared with the MoT's at
+    the same loss, not at a float64 floor the tuned comparator reaches within its first hundred steps.  The
+    steps are in ``run.matched_steps`` (per seed)."""
+    trace = run.snapshots["train_loss"]                       # (T, S): row t - 1 is the loss after t - 1 steps
+    T = trace.shape[0]
+    steps = []
+    for k, seed in enumerate(run.seeds):
+        hit = torch.nonzero(trace[:, k] <= float(target.loc[seed]))
+        steps.append(int(hit[0]) if len(hit) else T)
+    params = {name: torch.stack([run.snapshots[t][name][k] for k, t in enumerate(steps)])
+              for name in run.params}
+    out = Run(run.setting, run.cfg, run.seeds, run.data, params, run.history, "single")
+    out.matched_steps = dict(zip(run.seeds, steps))
+    return out
 
 
 def conflict_table(runs: dict, min_share: float) -> tuple[pd.DataFrame, dict]:

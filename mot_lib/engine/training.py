@@ -314,9 +314,12 @@ def _single_record(rec, step, p, data, cfg):
 
 
 def train_single(setting: Setting, cfg: SingleConfig, seeds, data: Dataset | None = None,
-                 progress: bool | None = None, gradients: str = "closed") -> Run:
+                 progress: bool | None = None, gradients: str = "closed", snapshot_at=()) -> Run:
     """Train the single multi-head transformer by (normalized) GD, every seed at once: on all parameters, or
-    stage-wise (``cfg.T1``, ``cfg.T2``: the neurons, then attention, then both)."""
+    stage-wise (``cfg.T1``, ``cfg.T2``: the neurons, then attention, then both).  ``snapshot_at``: steps (0: the
+    initialisation) after which a copy of the weights is kept in ``run.snapshots[t]``, and with them the training
+    loss of every step, ``run.snapshots["train_loss"]`` (T, S): row t - 1 is the loss of the weights after t - 1
+    steps, the one step t descends."""
     _check_gradients(gradients)
     seeds, data = prepare(setting, cfg, SingleConfig, "train_single", seeds, data)
     streams = [seed_streams(s) for s in seeds]
@@ -327,6 +330,9 @@ def train_single(setting: Setting, cfg: SingleConfig, seeds, data: Dataset | Non
     _single_record(rec, 0, p, data, cfg)
     bar = _progress(cfg.T, "single transformer", progress)
     signs = head_signs(cfg.H, cfg.signed_heads)
+    snapshots, trace = {}, []
+    if 0 in snapshot_at:
+        snapshots[0] = {k: v.detach().clone() for k, v in p.items()}
     for t in range(1, cfg.T + 1):
         if gradients == "closed":
             per_seed, g, _ = single_step(p, X, y, activation=cfg.activation, signs=signs)
@@ -342,10 +348,16 @@ def train_single(setting: Setting, cfg: SingleConfig, seeds, data: Dataset | Non
             if t > cfg.T1:                        # stage I trains the neurons only
                 _step(p["WKQ"], gKQ, cfg.eta, cfg.opt)
         _check_finite(t, "single transformer", per_seed.detach(), seeds, p)
+        if snapshot_at:
+            trace.append(per_seed.detach().clone())
+            if t in snapshot_at:
+                snapshots[t] = {k: v.detach().clone() for k, v in p.items()}
         if t % cfg.record_every == 0 or t == cfg.T or t in (cfg.T1, cfg.T2):    # and at its stages' ends
             _single_record(rec, t, p, data, cfg)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
-    return Run(setting, cfg, seeds, data, p, rec.frame(), "single")
+    if snapshot_at:
+        snapshots["train_loss"] = torch.stack(trace)
+    return Run(setting, cfg, seeds, data, p, rec.frame(), "single", snapshots)
