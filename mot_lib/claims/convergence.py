@@ -43,7 +43,8 @@ ACCEPT_INV_THETA = (1.0 - K_TOL, 1.0 + K_TOL)  # Theta(1/eps), the slower rate t
 @dataclass(frozen=True)
 class Theorem1Params(ChapterParams):
     """Parameters of notebooks/05_theorem1.ipynb."""
-    seeds: tuple = tuple(range(8))   # eight seeds: the long single-transformer run dominates the budget
+    seeds: tuple = tuple(range(16))  # the MoT's runs (the theorem's rows): per-seed k spreads by about 1 (sd)
+    compare_seeds: int = 6           # the first this many seeds (at most all) run the two comparators
     side_seeds: int = 3              # the first this many seeds (at most all) run the descriptive runs
     n_train: int = 500               # training samples per seed (full batch)
     n_test: int = 500                # fresh test samples per seed: the expected loss
@@ -73,14 +74,16 @@ class Theorem1Params(ChapterParams):
     single_gd_sigma0: float = 1.0    # the larger init of the plain-GD variant
     single_gd_eta: float = 0.1       # the plain-GD step of that variant
     two_head_J: int = 4              # the cited comparator (Yang et al. 2025): two symmetric ReLU heads of J neurons
-    two_head_T: int = 1000           # its steps (plain GD, its three stages: neurons, attention, both)
+    two_head_T: int = 800            # its steps (plain GD, its three stages: neurons, attention, both)
     two_head_T1: int = 100           # end of its neuron-learning stage
     two_head_T2: int = 200           # end of its attention stage
     two_head_eta_grid: tuple = (10.0, 100.0, 1000.0)  # its GD steps, tried on tune_seeds (1 chose the top of
     #                                 (1, 10, 100) first; at 1000 the training loss blows up to about 7)
     two_head_tune_T: int = 300       # length of those tuning runs (the lowest training loss there wins)
-    two_head_every: int = 10         # its record cadence
-    two_head_eps_max: float = 5e-3   # largest eps of its grid, counted from its T2 (its convergence stage)
+    two_head_every: int = 20         # its record cadence
+    two_head_eps_max: float = 1e-4   # largest eps of its training-loss grid, counted from its T2 (its convergence
+    #                                 stage: its test loss covers less than a decade in its budget)
+    two_head_per_decade: int = 8     # its grid points per decade (its 1/t decay covers under a decade in its budget)
     mot_eps_max: float = 3e-5        # largest eps of the MoT's grid (below the loss at T2)
     single_eps_max: float = 1e-2     # largest eps of the single transformer's grid
     decades: float = 3.0             # each grid spans this many decades of eps
@@ -104,6 +107,7 @@ class Theorem1Params(ChapterParams):
         _check("n_train", self.n_train, kind=int, lo=2, hi=1_000_000)
         _check("n_test", self.n_test, kind=int, lo=2, hi=1_000_000)
         _check("side_seeds", self.side_seeds, kind=int, lo=1, hi=10_000)
+        _check("compare_seeds", self.compare_seeds, kind=int, lo=2, hi=10_000)
         _check("T1", self.T1, kind=int, lo=0, hi=100_000)
         _check("T2", self.T2, kind=int, lo=self.T1, hi=100_000)
         comparator.check_eta("single_eta", self.single_eta)
@@ -141,6 +145,7 @@ class Theorem1Params(ChapterParams):
         _check("two_head_tune_T", self.two_head_tune_T, kind=int, lo=1, hi=self.two_head_T)
         _check("two_head_every", self.two_head_every, kind=int, lo=1, hi=1000)
         _check("two_head_eps_max", self.two_head_eps_max, lo=0.0, hi=0.5, lo_open=True)
+        _check("two_head_per_decade", self.two_head_per_decade, kind=int, lo=2, hi=50)
         self.two_head_config(1.0)
 
     # ---- what the notebook runs
@@ -199,10 +204,11 @@ class Theorem1Params(ChapterParams):
         return SingleConfig(H=2, J=self.two_head_J, signed_heads=True, activation="relu", opt="gd", eta=eta, T=T,
                             T1=T1, T2=T2, record_every=min(T, self.two_head_every))
 
-    def eps_grid(self, eps_max: float) -> np.ndarray:
+    def eps_grid(self, eps_max: float, per_decade: int | None = None) -> np.ndarray:
         """Log-spaced eps from eps_max down ``decades`` decades, ``per_decade`` points per decade."""
-        k = int(round(self.decades * self.per_decade))
-        return eps_max * 10.0 ** (-np.arange(k + 1) / self.per_decade)
+        per_decade = per_decade or self.per_decade
+        k = int(round(self.decades * per_decade))
+        return eps_max * 10.0 ** (-np.arange(k + 1) / per_decade)
 
 
 # ----------------------------------------------------------------------------- measurement
@@ -430,12 +436,16 @@ def run_all(P: Theorem1Params) -> dict:
     data = make_dataset(setting, seeds)
     gd_run, diverged = train_surviving(setting, P.mot_config("gd", eta3=eta_star, lam3=P.lam3, every=P.gd_every),
                                        seeds, data)
+    # the comparators (a check and instantiations) on the first compare_seeds seeds: the two-headed one is the
+    # longest run per seed
+    comp = seeds[:P.compare_seeds]
+    comp_data = data if comp == seeds else make_dataset(setting, comp)
     runs = {GD: gd_run,
             GD_EXPLORE: train_mot(setting, P.mot_config("gd", steps=P.explore_steps), seeds, data=data),
             "MoT, Stage III NGD": train_mot(setting, P.mot_config("ngd"), seeds, data=data),
-            "single transformer, NGD": train_single(setting, P.single_config(), seeds, data=data)}
+            "single transformer, NGD": train_single(setting, P.single_config(), comp, data=comp_data)}
     two_eta, two_tuning = tune_two_head(P, setting)
-    runs[TWO_HEAD] = train_single(setting, P.two_head_config(two_eta), seeds, data=data)
+    runs[TWO_HEAD] = train_single(setting, P.two_head_config(two_eta), comp, data=comp_data)
     # the descriptive runs (further plain-GD steps, plain-GD single transformer) on the first side_seeds seeds
     side = seeds[:P.side_seeds]
     side_data = make_dataset(setting, side)
@@ -461,7 +471,8 @@ def measure(P: Theorem1Params, runs: dict[str, Run]) -> pd.DataFrame:
                                                quantity="train_loss"))
         else:
             if name == TWO_HEAD:      # its convergence stage, after its neuron and attention stages (as the MoT's)
-                frames.append(iterations_table(run, P.eps_grid(P.two_head_eps_max), start=run.cfg.T2, label=name))
+                frames.append(iterations_table(run, P.eps_grid(P.two_head_eps_max, P.two_head_per_decade),
+                                               start=run.cfg.T2, label=name, quantity="train_loss"))
             else:
                 frames.append(iterations_table(run, P.eps_grid(P.single_eps_max), start=0, label=name))
     return pd.concat(frames, ignore_index=True)
