@@ -139,3 +139,13 @@ def test_a_diverging_seed_is_left_out_and_named(monkeypatch):
     monkeypatch.setattr(cv, "train_mot", lambda *a, **k: (_ for _ in ()).throw(mot.DivergenceError("all")))
     with pytest.raises(mot.DivergenceError, match="every seed diverged"):
         cv.train_surviving(st, cfg, [5, 6], data)
+
+
+def test_an_unstable_two_head_step_is_blank_not_chaotic():
+    """At step 1000 the two-headed comparator's loss grows (to about 10-50 on two of the three tuning seeds):
+    a chaotic value that differs between CPUs.  The tuning table marks it and leaves the loss blank."""
+    P = cv.Theorem1Params(quick=True, two_head_eta_grid=(100.0, 1000.0), two_head_tune_T=300)
+    eta, tab = cv.tune_two_head(P, P.setting())
+    assert eta == 100.0
+    assert tab["diverged or unstable"].tolist() == [False, True]
+    assert np.isfinite(tab.iloc[0, 1]) and np.isnan(tab.iloc[1, 1])

@@ -381,7 +381,9 @@ def tune_step(P: Theorem1Params, setting: Setting) -> tuple[float, pd.DataFrame]
 def tune_two_head(P: Theorem1Params, setting: Setting) -> tuple[float, pd.DataFrame]:
     """The two-headed comparator's GD step, chosen on ``tune_seeds``: among the steps of ``two_head_eta_grid`` at
     which no tuning seed diverges, the one with the lowest median training loss after ``two_head_tune_T`` steps
-    (ties: the smaller step).  Returns (step, one row per step)."""
+    (ties: the smaller step).  A step at which the median training loss ends above where it started is unstable
+    and counts as diverged: its loss is then chaotic (its value hangs on the last bits of the arithmetic, so it
+    differs between CPUs), and the table leaves it blank.  Returns (step, one row per step)."""
     seeds = list(P.tune_seeds)
     data = make_dataset(setting, seeds)
     T = P.scale(P.two_head_tune_T)
@@ -389,15 +391,17 @@ def tune_two_head(P: Theorem1Params, setting: Setting) -> tuple[float, pd.DataFr
     for eta in P.two_head_eta_grid:
         try:
             run = train_single(setting, P.two_head_config(eta, T=T), seeds, data=data, progress=False)
-            loss = float(run.final("train_loss").median())
+            curve = run.scalar("train_loss").median(axis=1)
+            loss = float(curve.iloc[-1]) if curve.iloc[-1] <= curve.iloc[0] else float("nan")
         except DivergenceError:
             loss = float("nan")
-        rows.append({"eta": eta, f"median training loss after {T} steps": loss, "diverged": not np.isfinite(loss)})
+        rows.append({"eta": eta, f"median training loss after {T} steps": loss,
+                     "diverged or unstable": not np.isfinite(loss)})
     tab = pd.DataFrame(rows)
-    ok = tab[~tab.diverged]
+    ok = tab[~tab["diverged or unstable"]]
     if ok.empty:
-        raise ValueError(f"two_head_eta_grid={list(P.two_head_eta_grid)}: every step diverged on tune_seeds; give "
-                         "smaller steps")
+        raise ValueError(f"two_head_eta_grid={list(P.two_head_eta_grid)}: every step diverged or was unstable on "
+                         "tune_seeds; give smaller steps")
     best = ok.sort_values([tab.columns[1], "eta"]).iloc[0]
     return float(best.eta), tab
 
