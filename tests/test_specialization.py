@@ -25,6 +25,10 @@ from mot_lib.claims import specialization as spz
     ({"small_eta": -0.1}, r"^small_eta=-0.1 is out of range"),
     ({"seeds": (1, 1)}, r"duplicates"),
     ({"quick": 1}, r"^quick=1 has the wrong type"),
+    ({"gd_eta1": 0.0}, r"^gd_eta1=0.0 is out of range"),
+    ({"gd_etas": (25.0, 50.0)}, r"^gd_etas=.*at least 3"),
+    ({"gd_T1": 1}, r"^gd_T1=1 is out of range"),
+    ({"gd_T1": 90_000, "gd_sigma0s": (0.001, 0.01, 0.1)}, r"^gd_T1=90000 gives T=.* steps for the longest plain-GD run"),
 ])
 def test_params_validation(kw, msg):
     with pytest.raises(ValueError, match=msg):
@@ -103,3 +107,16 @@ def test_measurements_on_a_tiny_run(tiny):
     assert spz.missing(pd.DataFrame({"t_spec": [1.0, np.nan, np.nan]})) == 2
     with pytest.raises(ValueError, match="field="):
         spz.sweep(spz.Prop1Params(), "lam")
+
+
+def test_plain_gd_horizon_and_sweep():
+    P = spz.Prop1Params(seeds=(0, 1), gd_T1=40, gd_sigma0s=(0.05, 0.1, 0.2), gd_etas=(5.0, 10.0, 20.0), gd_eta1=10.0, M=8,
+                        n_train=100, n_test=100)
+    assert P.gd_horizon() == 40
+    assert P.gd_horizon(sigma0=P.sigma0 / 2) == 80 and P.gd_horizon(eta=P.gd_eta1 / 4) == 160   # 1/(eta sigma0)
+    assert P.replace(quick=True).gd_horizon() == 20
+    df = spz.gd_sweep(P, "sigma0")
+    assert sorted(df.sigma0.unique()) == [0.05, 0.1, 0.2] and (df.eta == P.gd_eta1).all()
+    assert df.groupby("sigma0").T_end.first().tolist() == [80, 40, 20]
+    with pytest.raises(ValueError, match="field="):
+        spz.gd_sweep(P, "lam")

@@ -524,8 +524,8 @@ def stage3_start_rows(t2: pd.DataFrame, rel_tol: float, seed_share: float = 0.5)
             stats.share((t2.label.to_numpy() >= rel_tol).astype(float)), stats.above(seed_share, 1.0), SHARE_TEST,
             len(t2), id="mechanism.convex_label_T2"),
         stats.population_row(
-            "at the start of Stage III each used expert's loss is strongly convex on $\mathrm{span}\{c_{n^*}, v_{n^*}\}$",
-            f"seeds whose worst used expert has $\lambda_{{\min}}/\lambda_{{\max}} \ge {rel_tol:g}$ there: {most}",
+            r"at the start of Stage III each used expert's loss is strongly convex on $\mathrm{span}\{c_{n^*}, v_{n^*}\}$",
+            rf"seeds whose worst used expert has $\lambda_{{\min}}/\lambda_{{\max}} \ge {rel_tol:g}$ there: {most}",
             stats.share((t2.own.to_numpy() >= rel_tol).astype(float)), stats.above(seed_share, 1.0), SHARE_TEST,
             len(t2), id="mechanism.convex_own_T2"),
     ]

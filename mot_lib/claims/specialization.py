@@ -61,11 +61,16 @@ class Prop1Params(ChapterParams):
     horizon: int = 40                # steps of the finely recorded runs at eta1 (x eta1/eta for smaller eta)
     small_eta: float = 0.002         # a second regime: the sigma0 sweep again at this step (0 = skip)
     small_eta_steps: int = 250       # steps of the second regime's runs (recorded every 2 sqrt(sigma0/min))
+    gd_eta1: float = 100.0           # plain-GD step of Stage I (the paper's optimizer): the main GD run and sweeps
+    gd_T1: int = 500                 # Stage I length of the plain-GD main run (all seeds, at sigma0, gd_eta1, M)
+    gd_sigma0s: tuple = (0.0237, 0.0562, 0.133, 0.316)  # plain-GD sigma0 sweep (long_seeds seeds)
+    gd_etas: tuple = (25.0, 50.0, 100.0)                # plain-GD step sweep (long_seeds seeds; 200 diverged)
 
     def __post_init__(self):
         super().__post_init__()
         for name, kind, lo, hi in (("sigma0s", (int, float), 0.0, 10.0), ("Ms", int, 2, 256),
-                                   ("etas", (int, float), 0.0, 10.0)):
+                                   ("etas", (int, float), 0.0, 10.0), ("gd_sigma0s", (int, float), 0.0, 10.0),
+                                   ("gd_etas", (int, float), 0.0, 1e4)):
             v = _check_list(name, getattr(self, name), kind=kind, lo=lo, hi=hi, lo_open=kind is not int)
             object.__setattr__(self, name, v)
             if len(v) < 3 or len(set(v)) != len(v):
@@ -82,6 +87,8 @@ class Prop1Params(ChapterParams):
         _check("small_eta", self.small_eta, lo=0.0, hi=10.0)
         _check("small_eta_steps", self.small_eta_steps, kind=int, lo=2, hi=100_000)
         _check("T1", self.T1, kind=int, lo=1, hi=1_000_000)
+        _check("gd_eta1", self.gd_eta1, lo=0.0, hi=1e4, lo_open=True)
+        _check("gd_T1", self.gd_T1, kind=int, lo=2, hi=100_000)
         self.setting()
         self.stage1()
         self._check_derived_steps()
@@ -101,6 +108,11 @@ class Prop1Params(ChapterParams):
                              f"T={T:.3g} steps for the finely recorded run at eta={e:g} (horizon x eta1/eta), above the "
                              f"maximum {MAX_STEPS}; choose eta1 <= {down(MAX_STEPS * q * e / self.horizon):g} "
                              "(or a smaller horizon, or larger etas)")
+        T = max(self.gd_horizon(sigma0=min(self.gd_sigma0s)), self.gd_horizon(eta=min(self.gd_etas)))
+        if T > MAX_STEPS:
+            raise ValueError(f"gd_T1={self.gd_T1!r} gives T={T} steps for the longest plain-GD run (gd_T1 x "
+                             f"sigma0/min(gd_sigma0s) or gd_T1 x gd_eta1/min(gd_etas), the larger), above "
+                             f"the maximum {MAX_STEPS}; choose a smaller gd_T1 or larger gd_sigma0s / gd_etas")
         s = min(self.sigma0s)
         T = self.stated_T1(sigma0=s)
         if T > MAX_STEPS:
@@ -134,6 +146,16 @@ class Prop1Params(ChapterParams):
         M = self.M if M is None else M
         T = self.T1 * (self.eta1 / eta) * math.sqrt(self.sigma0 / sigma0) * (M / self.M)
         return max(1, int(round(T / (4 if self.quick else 1))))
+
+    def gd_horizon(self, sigma0: float | None = None, eta: float | None = None, M: int | None = None) -> int:
+        """Length of a plain-GD Stage I run: ``gd_T1`` at (sigma0, gd_eta1, M), times sigma0/sigma0' x gd_eta1/eta'
+        x M'/M elsewhere: room for steps that grow like 1/(eta sigma0) (a cubic neuron under plain GD escapes its
+        initialisation in time about 1/(eta sigma0), not 1/(eta sigma0^0.5)) and like M.  quick=True: half."""
+        sigma0 = self.sigma0 if sigma0 is None else sigma0
+        eta = self.gd_eta1 if eta is None else eta
+        M = self.M if M is None else M
+        T = self.gd_T1 * (self.sigma0 / sigma0) * (self.gd_eta1 / eta) * (M / self.M)
+        return max(2, int(round(T / (2 if self.quick else 1))))
 
     def small_steps(self) -> int:
         """Steps of the second regime's runs (quick: half)."""
@@ -224,6 +246,31 @@ def main_run(P: Prop1Params, data: Dataset | None = None) -> Run:
     return train_mot(setting, P.stage1(P.stated_T1()), list(P.seeds), data=data)
 
 
+def gd_main_run(P: Prop1Params, data: Dataset | None = None) -> Run:
+    """Stage I by plain GD (the paper's optimizer) at ``gd_eta1`` for ``gd_horizon()`` steps, all seeds batched."""
+    T = P.gd_horizon()
+    return train_mot(P.setting(), P.stage1(T, stage1_opt="gd", eta1=P.gd_eta1, record_every=max(1, T // 100)),
+                     list(P.seeds), data=data)
+
+
+def gd_sweep(P: Prop1Params, field: str, data: Dataset | None = None, seeds: list | None = None) -> pd.DataFrame:
+    """Stage I by plain GD over ``gd_sigma0s``, ``gd_etas`` or ``Ms`` (field "sigma0", "eta1" or "M"), each run
+    ``gd_horizon`` steps long and recorded about 150 times; one row per (value, seed) as ``summarize`` gives."""
+    if field not in ("sigma0", "M", "eta1"):
+        raise ValueError(f"field={field!r} is not allowed; choose one of ['M', 'eta1', 'sigma0']")
+    setting = P.setting()
+    seeds = list(P.seeds if seeds is None else seeds)
+    data = data if data is not None and data.seeds == seeds else make_dataset(setting, seeds)
+    frames = []
+    for v in {"sigma0": P.gd_sigma0s, "M": P.Ms, "eta1": P.gd_etas}[field]:
+        change = {"eta1": P.gd_eta1, field: v}
+        T = P.gd_horizon(**{"sigma0": {"sigma0": v}, "M": {"M": v}, "eta1": {"eta": v}}[field])
+        run = train_mot(setting, P.stage1(T, stage1_opt="gd", record_every=max(1, T // 150), **change), seeds,
+                        data=data)
+        frames.append(summarize(run, P.route_min, P.min_share, **{field: v}, eta=change["eta1"]))
+    return pd.concat(frames, ignore_index=True)
+
+
 def sweep(P: Prop1Params, field: str, data: Dataset | None = None, eta: float | None = None,
           at: str = "fine", steps: int | None = None, every: int | None = None,
           seeds: list | None = None) -> pd.DataFrame:
@@ -289,7 +336,8 @@ def upper_bound_row(df, x, y, claim, stated: float, bound: str, id: str | None =
                                 (-math.inf, stated + TOL), SLOPE_TEST, n, id=id)
 
 
-def routing_row(run: Run, route_min: float = 0.95, seed_share: float = 0.5) -> dict:
+def routing_row(run: Run, route_min: float = 0.95, seed_share: float = 0.5, id: str = "prop1.routing",
+                claim: str = "the gate routes each class to its specialists at the end of Stage I") -> dict:
     """Share of seeds whose last Stage I step has every class covered and routing accuracy >= route_min,
     with its Wilson interval; accepted if the interval lies above ``seed_share`` (a share of exactly
     seed_share is not more than it)."""
@@ -297,10 +345,10 @@ def routing_row(run: Run, route_min: float = 0.95, seed_share: float = 0.5) -> d
     ok = ((run.scalar("routing_acc").loc[end] >= route_min)
           & (run.scalar("classes_covered").loc[end] >= run.setting.N)).astype(float)
     return stats.population_row(
-        "the gate routes each class to its specialists at the end of Stage I",
+        claim,
         f"share of seeds with every class covered and routing accuracy $\\ge {route_min:g}$: above {seed_share:g}",
         stats.share(ok.to_numpy()), stats.above(seed_share, 1.0), "share of seeds passing, Wilson 95%", len(ok),
-        id="prop1.routing")
+        id=id)
 
 
 def lowest(df: pd.DataFrame, col: str, k: int = 3) -> pd.DataFrame:
