@@ -9,7 +9,7 @@ export MOT_PROGRESS ?= 0
 # The CPU numerics every chapter is computed with (mot_lib/engine/numerics.py): the same numbers on every x86-64 CPU,
 # whatever the shell sets. Kernels, papermill and sweep workers inherit them; mot_lib pins them too.
 export ATEN_CPU_CAPABILITY := avx2
-export MKL_CBWR := AVX2,STRICT
+export MKL_CBWR := COMPATIBLE,STRICT
 export DNNL_MAX_CPU_ISA := AVX2
 export MOT_THREADS := 1
 export MOT_NUMERICS :=

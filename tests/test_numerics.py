@@ -8,6 +8,7 @@ can fail.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -80,3 +81,15 @@ def test_bad_thread_count_is_named():
     out = subprocess.run([sys.executable, "-c", "import mot_lib"], env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode != 0 and "MOT_THREADS='zero'" in out.stderr
+
+
+def test_mkl_runs_its_cross_vendor_branch():
+    """MKL reports the branch it ran: COMPATIBLE (the one every x86-64 vendor runs), whatever the shell asked for
+    (the shell's AVX2 branch is the one MKL on AMD ignores, so AMD and Intel would differ)."""
+    code = "import mot_lib, torch\na = torch.ones(8, 8, dtype=torch.float64)\n(a @ a).sum()"
+    env = {**os.environ, "MKL_VERBOSE": "1", "MKL_CBWR": "AVX2"}
+    env.pop("MOT_NUMERICS", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    branches = set(re.findall(r"CNR:([A-Z0-9]+)", out.stdout + out.stderr))
+    assert branches == {"COMPATIBLE"}, out.stdout[-1000:]

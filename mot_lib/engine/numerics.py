@@ -8,8 +8,11 @@ transformer, trained by normalized GD, amplifies them to its second digit within
 the book pins all four, for every process that imports ``mot_lib``:
 
 * ``ATEN_CPU_CAPABILITY=avx2``: torch's kernel dispatch (every x86-64 CPU of the last decade has AVX2);
-* ``MKL_CBWR=AVX2,STRICT``: MKL's conditional numerical reproducibility, strict mode (the same matmul
-  results on any processor with AVX2, whatever the number of threads);
+* ``MKL_CBWR=COMPATIBLE,STRICT``: MKL's conditional numerical reproducibility, on its one branch that every
+  vendor's x86-64 CPU runs, in strict mode.  ``AVX2,STRICT`` was pinned first: Intel CPUs honour it, but MKL on
+  AMD CPUs ignores it and runs its ``AUTO`` branch (``MKL_VERBOSE`` reports ``CNR:AUTO,STRICT``), so an AMD EPYC
+  and an Intel Xeon differed (a 300-step single-transformer run by up to 2% in its loss) and chapters executed on
+  one failed ``make test`` on the other; ``COMPATIBLE,STRICT`` gave both the same bits;
 * ``DNNL_MAX_CPU_ISA=AVX2``: oneDNN's instruction set, for the paths that use it;
 * one intra-op thread (``torch.set_num_threads(1)``), on any machine: a reduction split over threads adds in
   an order that depends on their number (chapter 05's single transformer moves in its third digit between
@@ -29,7 +32,7 @@ import os
 import warnings
 
 #: the environment variables that pin the CPU numerics, and their values
-PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT", "DNNL_MAX_CPU_ISA": "AVX2"}
+PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE,STRICT", "DNNL_MAX_CPU_ISA": "AVX2"}
 #: torch's name of the kernel level that ATEN_CPU_CAPABILITY=avx2 selects
 CAPABILITY = "AVX2"
 
