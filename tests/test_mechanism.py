@@ -39,6 +39,21 @@ def test_class_vs_rest_and_offdiag():
     assert np.allclose(mech.class_vs_rest(G2), 0.0)            # orthogonal classes: no conflict
 
 
+def test_cosines_of_gradients_of_any_scale():
+    """Late in training the per-class gradients are near 1e-170: their squares underflow, and the clamped norm
+    made 'cosines' of 1e87 (the heatmaps showed them).  The scaled cosines stay in [-1, 1] and equal the plain
+    ones at ordinary scale; a zero gradient has no cosine (NaN)."""
+    G = torch.tensor([[3.0, 4.0, 0.0], [4.0, -3.0, 1.0], [1.0, 1.0, 1.0]], dtype=torch.float64)
+    assert torch.allclose(mech.cosines(G), mt.cosine_matrix(G))
+    tiny = G * 1e-170
+    assert not (mt.cosine_matrix(tiny).abs() <= 1 + 1e-12).all()     # the old computation, broken at this scale
+    assert torch.allclose(mech.cosines(tiny), mt.cosine_matrix(G))
+    assert mech._cos(tiny[0], tiny[1]) == pytest.approx(float(mt.cosine_matrix(G)[0, 1]))
+    assert np.allclose(mech.class_vs_rest(tiny), mech.class_vs_rest(G))
+    z = torch.cat([G, torch.zeros(1, 3, dtype=torch.float64)])
+    assert torch.isnan(mech.cosines(z)[3]).all() and not torch.isnan(mech.cosines(z)[:3, :3]).any()
+
+
 def _conf(shared, within, purity):
     rows = [{"model": "shared expert (M=1)", "step": 10, "seed": s, "vs_rest_cos": v} for s, v in enumerate(shared)]
     rows += [{"model": "MoT specialists", "step": 10, "seed": s, "within_cos": w, "purity": p}

@@ -32,3 +32,14 @@ def test_the_md_and_the_ipynb_hold_the_same_cells(name):
         assert x == y, (f"{name}: cell {i + 1} differs between the .md and the .ipynb (type, source or tags); "
                         f"run `make sync`\n.md:    {x}\n.ipynb: {y}")
     assert any("parameters" in t for _, _, t in b if t), f"{name}: no cell tagged 'parameters' (papermill)"
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_no_chapter_shows_a_warning(name):
+    """A warning in a committed output is a defect the reader sees, and it names a temporary file whose name
+    changes between runs (/tmp/ipykernel_<pid>/...), so nbval could never match it."""
+    run = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    bad = [(i, o.get("text", "")[:200]) for i, c in enumerate(run.cells) if c.cell_type == "code"
+           for o in c.get("outputs", []) if o.get("output_type") == "stream" and o.get("name") == "stderr"
+           and ("Warning" in o.get("text", "") or "ipykernel_" in o.get("text", ""))]
+    assert not bad, f"{name}: cells show warnings: {bad}"

@@ -8,7 +8,7 @@ gradients.  This module measures both halves on the same data and seeds:
 
 * gradient conflict, from per-class gradients g_n = grad_W (mean loss of the
   class-n samples) (``mot.metrics.class_gradients``) and their cosines
-  (``mot.metrics.cosine_matrix``):
+  (``cosines``, safe for gradients of any scale):
   - the *shared expert*: the MoT with M = 1 (same data, same three stages), in
     which every class goes through one expert.  Its update is sum_n g_n / N, so a
     negative cosine between two classes' gradients is a conflict that the update
@@ -190,8 +190,23 @@ def _grad_on(run: Run, X, y, w, W) -> torch.Tensor:
     return torch.autograd.grad(loss, Wg)[0]
 
 
+def _unit(G: torch.Tensor) -> torch.Tensor:
+    """The rows of G scaled to unit length, NaN where a row is zero.  Each row is first divided by its largest
+    entry: late in training a gradient's entries are near 1e-170, whose squares underflow to 0 in float64, and
+    dividing by the clamped norm then blew the "cosines" up to 1e87."""
+    top = G.abs().amax(dim=-1, keepdim=True)
+    G = G / torch.where(top > 0, top, torch.nan)
+    return G / G.norm(dim=-1, keepdim=True)
+
+
+def cosines(G: torch.Tensor) -> torch.Tensor:
+    """Pairwise cosines of the rows of G (``metrics.cosine_matrix``, safe for rows of any scale)."""
+    U = _unit(G)
+    return U @ U.T
+
+
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a @ b) / (a.norm() * b.norm()).clamp_min(1e-300))
+    return float(_unit(torch.stack([a, b])).prod(dim=0).sum())
 
 
 def offdiag_mean(C) -> float:
@@ -223,7 +238,7 @@ def shared_conflict(run: Run, split: str = "train") -> tuple[pd.DataFrame, np.nd
     mats, rows = [], []
     for s, seed in enumerate(run.seeds):
         G = expert_class_gradients(run, s, 0, split)
-        C = mt.cosine_matrix(G).numpy()
+        C = cosines(G).numpy()
         mats.append(C)
         rows.append({"seed": seed, "offdiag_cos": offdiag_mean(C), "vs_rest_cos": float(class_vs_rest(G).mean()),
                      "min_cos": float(C.min())})
@@ -260,7 +275,7 @@ def specialist_conflict(run: Run, split: str = "train", min_share: float = 0.01,
             h1, h2 = sel[: sel.numel() // 2], sel[sel.numel() // 2:]
             within = _cos(_grad_on(run, X[h1], y[h1], w[h1], W), _grad_on(run, X[h2], y[h2], w[h2], W))
             G = mt.class_gradients(W, X, y, cls, run.setting.N, a=w, act=run.cfg.activation)
-            C = mt.cosine_matrix(G).numpy()
+            C = cosines(G).numpy()
             mats[(seed, m)] = C
             others = [n for n in range(run.setting.N) if n != n_star]
             rows.append({"seed": seed, "expert": m, "specialty": n_star, "share": share,
@@ -291,7 +306,7 @@ def single_conflict(run: Run, split: str = "train") -> tuple[pd.DataFrame, np.nd
     """Per seed, the mean off-diagonal class-gradient cosine of the single transformer's FFN weights."""
     mats, rows = [], []
     for s, seed in enumerate(run.seeds):
-        C = mt.cosine_matrix(single_class_gradients(run, s, split)).numpy()
+        C = cosines(single_class_gradients(run, s, split)).numpy()
         mats.append(C)
         rows.append({"seed": seed, "offdiag_cos": offdiag_mean(C)})
     return pd.DataFrame(rows), np.stack(mats)
