@@ -16,7 +16,7 @@ from .verdicts import BADGES, VERDICT_EXTRA, VERDICT_KEYS
 REPLICATION = REPO / "data" / "replication"
 #: The draw of the committed replication's seed sets (drawn after the claim registry froze the rules; earlier draws,
 #: 2026, 1126 and 1130, met rules that were changed after them: the manifest's history keeps their figures).
-COMMITTED_DRAW = 1204
+COMMITTED_DRAW = 1205
 
 #: The modules that compute the claim chapters' numbers (data, models, training, measurements, rules): the
 #: replication's manifest records the hash of those that hold the rules and a canary of numbers through the
