@@ -82,18 +82,17 @@ def test_headlines_count_only_claim_rows(tmp_path):
 
 
 def test_claims_json(tmp_path, capsys):
-    book.write_verdicts([vrow("prop1.routing")], "02_proposition1", tmp_path)
+    book.write_verdicts([vrow("prop1.routing_gd")], "02_proposition1", tmp_path)
     assert main(["claims", "--json", "--out", str(tmp_path)]) == 0
     reg = json.loads(capsys.readouterr().out)
     assert reg["registry_hash"] == book.registry_hash()
     assert {"id", "chapter", "kind", "statement", "rule", "measured", "verdict"} <= set(reg["rows"][0])
-    first = reg["rows"][0]
-    assert first["id"] == "prop1.routing" and first["verdict"] == "holds" and first["measured"]["value"] == 0.5
-    assert first["rule"]["seeds"] == list(book.params_for("02_proposition1").seeds)
-    assert all(r["verdict"] is None for r in reg["rows"][1:])
+    [row] = [r for r in reg["rows"] if r["verdict"] is not None]
+    assert row["id"] == "prop1.routing_gd" and row["verdict"] == "holds" and row["measured"]["value"] == 0.5
+    assert row["kind"] == "claim" and row["rule"]["seeds"] == list(book.params_for("02_proposition1").seeds)
     assert [h["statement"] for h in reg["headlines"]] == [v[0] for v in cr.STATEMENTS.values()]
     assert all({"statement", "verdict", "rows", "trend"} <= set(h) and h["trend"] == [] for h in reg["headlines"])
-    assert reg["headlines"][0]["verdict"] == "holds" and reg["headlines"][0]["rows"] == ["prop1.routing"]
+    assert reg["headlines"][0]["verdict"] == "holds" and reg["headlines"][0]["rows"] == ["prop1.routing_gd"]
     assert main(["claims", "--out", str(tmp_path / "nowhere")]) == 2
 
 
