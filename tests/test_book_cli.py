@@ -37,11 +37,11 @@ def test_chapter_params_from_namespace():
 
 
 def test_verdict_files_roundtrip(tmp_path):
-    row = vrow("prop1.routing")
+    row = vrow("prop1.routing_gd")
     book.write_verdicts([row], "02_proposition1", tmp_path)
     df = book.read_verdicts(tmp_path)
     assert df.loc[0, "verdict"] == "holds" and df.loc[0, "chapter"] == "02_proposition1"
-    assert df.loc[0, "id"] == "prop1.routing" and df.loc[0, "kind"] == "claim" and df.loc[0, "statement"] == "prop1"
+    assert df.loc[0, "id"] == "prop1.routing_gd" and df.loc[0, "kind"] == "claim" and df.loc[0, "statement"] == "prop1"
     with pytest.raises(ValueError, match="must have the keys"):
         book.write_verdicts([{"claim": "c"}], "02_proposition1", tmp_path)
     (tmp_path / "verdicts" / "03_bad.json").write_text("{not json")
@@ -93,10 +93,10 @@ def test_cli_errors_name_what_the_user_typed(capsys):
 
 def test_replication_roundtrip_compare_and_bad_manifest(tmp_path):
     """save_replication copies each set's verdicts and writes a manifest; compare_verdicts flags a change."""
-    a = vrow("prop1.routing")                                       # holds
-    b = vrow("prop1.gap_at_tspec", lo=0.1, hi=0.9)                 # inconclusive
+    a = vrow("prop1.routing_gd")                                       # holds
+    b = vrow("prop1.gap_at_tspec_gd", lo=0.1, hi=0.9)                 # inconclusive
     book.write_verdicts([a, b], "02_proposition1", tmp_path / "run1")
-    book.write_verdicts([a, vrow("prop1.gap_at_tspec")], "02_proposition1", tmp_path / "run2")
+    book.write_verdicts([a, vrow("prop1.gap_at_tspec_gd")], "02_proposition1", tmp_path / "run2")
     sets = {"set 1": {"02_proposition1": [5, 6]}, "set 2": {"02_proposition1": [7, 8]}}
     dest = book.save_replication({"set 1": tmp_path / "run1", "set 2": tmp_path / "run2"}, sets, tmp_path / "rep")
     reps, manifest = book.load_replication(dest)
@@ -149,8 +149,8 @@ def test_committed_replication_covers_every_claim_chapter():
 
 
 def test_verdict_and_scorecard_markdown(tmp_path):
-    rows = [vrow("prop1.routing", claim="gap $= \\Theta(\\sigma_0^{0.5})$ | a pipe"),
-            vrow("prop1.gap_at_tspec", lo=0.1, hi=0.9),                  # inconclusive
+    rows = [vrow("prop1.routing_gd", claim="gap $= \\Theta(\\sigma_0^{0.5})$ | a pipe"),
+            vrow("prop1.gap_at_tspec_gd", lo=0.1, hi=0.9),                  # inconclusive
             vrow("prop1.gap_at_stated_T1", value=-0.4, lo=-0.5, hi=-0.3)]   # a check: does not hold, not counted
     md = book.verdict_markdown(rows)
     lines = md.strip().splitlines()
@@ -197,7 +197,7 @@ def test_parameters_cell_matches_the_registered_defaults(name):
 
 def test_replication_adds_a_chapter_to_the_committed_sets(tmp_path):
     for k in (1, 2):
-        book.write_verdicts([vrow("prop1.routing")], "02_proposition1", tmp_path / f"run{k}")
+        book.write_verdicts([vrow("prop1.routing_gd")], "02_proposition1", tmp_path / f"run{k}")
         book.write_verdicts([vrow("experiments.digits.error_vs_single")], "07_real_data", tmp_path / f"new{k}")
     sets = {"set 1": {"02_proposition1": [5]}, "set 2": {"02_proposition1": [7]}}
     dest = book.save_replication({"set 1": tmp_path / "run1", "set 2": tmp_path / "run2"}, sets, tmp_path / "rep")
@@ -232,9 +232,9 @@ def test_beyond_chapters_are_apart_from_the_claims():
 def test_replicate_and_agree_leave_the_beyond_chapters_out(tmp_path, capsys):
     assert main(["replicate", "--only", "10_predecessor", "--dest", str(tmp_path / "never")]) == 2
     assert "not claim chapters" in capsys.readouterr().err and not (tmp_path / "never").exists()
-    book.write_verdicts([vrow("prop1.routing")], "02_proposition1", tmp_path / "out")
+    book.write_verdicts([vrow("prop1.routing_gd")], "02_proposition1", tmp_path / "out")
     book.write_verdicts([vrow("predecessor.s1.cubic_MoE.acc")], "10_predecessor", tmp_path / "out")
-    book.write_verdicts([vrow("prop1.routing")], "02_proposition1", tmp_path / "run1")
+    book.write_verdicts([vrow("prop1.routing_gd")], "02_proposition1", tmp_path / "run1")
     rep = book.save_replication({"set 1": tmp_path / "run1"}, {"set 1": {"02_proposition1": [5]}}, tmp_path / "rep")
     assert main(["agree", str(rep), "--out", str(tmp_path / "out")]) == 0
     report = capsys.readouterr().out
@@ -247,7 +247,7 @@ def test_scorecard_beyond_section_counts_apart(tmp_path):
                   test="mean over the committed table's seeds 0-9 (computed once), Student t 95%")
     other = vrow("predecessor.s1.cubic_MoE.entropy", lo=0.1, hi=0.9, claim="a2")
     book.write_verdicts([answer, other], "10_predecessor", tmp_path)
-    book.write_verdicts([vrow("prop1.routing")], "02_proposition1", tmp_path)
+    book.write_verdicts([vrow("prop1.routing_gd")], "02_proposition1", tmp_path)
     both = book.read_verdicts(tmp_path)
     beyond = both[both.chapter == "10_predecessor"]
     card = book.scorecard_markdown(both[both.chapter == "02_proposition1"])
@@ -311,10 +311,10 @@ def test_a_stopped_replication_resumes_from_its_finished_chapters(tmp_path, monk
         ran.append(name)
         book.write_verdicts([vrow(book.claim_registry.chapter_ids(name)[0])], name, parameters["out_dir"])
     monkeypatch.setattr(papermill, "execute_notebook", fake)
-    book.write_verdicts([vrow("prop1.routing")], "02_proposition1", tmp_path / "out")
+    book.write_verdicts([vrow("prop1.routing_gd")], "02_proposition1", tmp_path / "out")
     args = ["replicate", "--sets", "1", "--only", "02_proposition1", "03_proposition2", "--dest", str(tmp_path / "rep"),
             "--defaults", str(tmp_path / "out")]
-    book.write_verdicts([vrow("prop1.routing")], "02_proposition1", tmp_path / "seed")
+    book.write_verdicts([vrow("prop1.routing_gd")], "02_proposition1", tmp_path / "seed")
     book.save_replication({"set 1": tmp_path / "seed"}, {"set 1": {"02_proposition1": [5]}}, tmp_path / "rep")
     assert cli_main(args) == 130
     assert ran == ["02_proposition1"] or ran == ["03_proposition2"]

@@ -43,3 +43,12 @@ def test_no_chapter_shows_a_warning(name):
            for o in c.get("outputs", []) if o.get("output_type") == "stream" and o.get("name") == "stderr"
            and ("Warning" in o.get("text", "") or "ipykernel_" in o.get("text", ""))]
     assert not bad, f"{name}: cells show warnings: {bad}"
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_every_styled_table_has_a_fixed_id(name):
+    """A pandas Styler names its HTML table with a random uuid unless ``set_uuid`` fixes it; nbval then finds the
+    table changed on every run."""
+    text = (NOTEBOOKS / f"{name}.md").read_text()
+    loose = [line.strip() for line in text.splitlines() if ".style." in line and ".style.set_uuid(" not in line]
+    assert not loose, f"{name}: tables styled without set_uuid: {loose}"
