@@ -535,7 +535,7 @@ def stage3_start_rows(t2: pd.DataFrame, rel_tol: float, seed_share: float = 0.5)
     return [
         stats.population_row(
             "at the start of Stage III each used expert's loss is strongly curved along its own label signal $v_{n^*}$",
-            f"seeds whose every used expert has $v_{{n^*}}^\top \nabla^2 L\, v_{{n^*}} \ge {rel_tol:g}\,\lambda_{{\max}}$: {most}",
+            rf"seeds whose every used expert has $v_{{n^*}}^\top \nabla^2 L\, v_{{n^*}} \ge {rel_tol:g}\,\lambda_{{\max}}$: {most}",
             stats.share((t2.label.to_numpy() >= rel_tol).astype(float)), stats.above(seed_share, 1.0), SHARE_TEST,
             len(t2), id="mechanism.convex_label_T2"),
         stats.population_row(
