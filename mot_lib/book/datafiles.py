@@ -107,6 +107,17 @@ def read_manifest(folder, redo: str) -> dict:
     return meta
 
 
+def read_csv(path, redo: str) -> pd.DataFrame:
+    """A table set's CSV file; missing (``MissingFile``) or unreadable raises, naming it and ``redo``."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFile(f"{rel(path)} is missing; {redo}")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ValueError(f"{rel(path)}: not readable ({' '.join(str(e).split())}); {redo}") from None
+
+
 def describe(folder) -> str | None:
     """'rows.csv 630 rows, curves.csv 18,360 rows' from a set's manifest (None when there is no readable set)."""
     try:

@@ -314,12 +314,7 @@ def load_table(path=TABLE_DIR) -> tuple[pd.DataFrame, dict]:
     csv = folder / "rows.csv"
     meta = datafiles.read_manifest(folder, datafiles.redo_text("python -m mot_lib predecessor", folder))
     redo = datafiles.redo_text(command(meta), folder)
-    if not csv.is_file():
-        raise datafiles.MissingFile(f"{datafiles.rel(csv)} is missing; {redo}")
-    try:
-        df = pd.read_csv(csv)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise ValueError(f"{datafiles.rel(csv)}: not readable ({' '.join(str(e).split())}); {redo}") from None
+    df = datafiles.read_csv(csv, redo)
     need = ("seeds", "settings", "attention_settings", "n_train")
     if any(k not in meta for k in need):
         raise ValueError(f"{datafiles.rel(folder / datafiles.MANIFEST)}: expected the run's arguments {list(need)}; {redo}")

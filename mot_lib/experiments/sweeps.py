@@ -222,16 +222,7 @@ def load(name: str, folder: Path = DATA) -> tuple[pd.DataFrame, pd.DataFrame, di
     folder = Path(folder) / name
     meta = datafiles.read_manifest(folder, redo(name, None, folder))
     again = redo(name, meta, folder)
-    frames = []
-    for f in (ROWS, CURVES):
-        p = folder / f
-        if not p.is_file():
-            raise datafiles.MissingFile(f"{datafiles.rel(p)} is missing; {again}")
-        try:
-            frames.append(pd.read_csv(p))
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-            raise ValueError(f"{datafiles.rel(p)}: not readable ({' '.join(str(e).split())}); {again}") from None
-    rows, curves = frames
+    rows, curves = (datafiles.read_csv(folder / f, again) for f in (ROWS, CURVES))
     check(name, rows, curves, meta, folder, again)
     datafiles.check_files(folder, meta, again)
     return rows, curves, meta
