@@ -225,6 +225,8 @@ def cmd_claims(args) -> int:
     print(f"registry {reg['registry_hash'][:12]}: {len(reg['rows'])} rows; headline rule: {reg['headline_rule']}")
     for h in reg["headlines"]:
         print(f"{h['statement']}: {h['verdict']}. {h['sentence']}")
+        for t in h["trend"]:
+            print(f"    toward the theorem's regime: {t['text']}")
     for r in reg["rows"]:
         print(f"  {r['id']:<45} {r['kind']:<13} {r['verdict'] or '-'}")
     return 0
@@ -388,6 +390,8 @@ def _sweep(args, stack) -> int:
     import torch
 
     from .book import datafiles
+    if args.table == "regime":
+        return _sweep_regime(args, stack)
     from .experiments import executor, fair
     from .experiments import schedule
     from .experiments import sweeps
@@ -487,6 +491,46 @@ def _sweep(args, stack) -> int:
     return 0
 
 
+def _sweep_regime(args, stack) -> int:
+    """``sweep regime``: the claim rows of the statements that do not hold, again toward the theorem's regime (larger
+    d, smaller sigma0, more classes with M ~ N log N: ``claims.regime``), written to data/regime_trends/."""
+    import shutil
+    import time
+
+    import torch
+
+    from .book import trends
+    from .claims import regime
+    from .experiments import executor
+    for flag in ("tuning_only", "tuning", "reuse"):
+        if getattr(args, flag):
+            raise ValueError(f"--{flag.replace('_', '-')} belongs to `sweep fair`; `sweep regime` has no such phase")
+    out = _out_folder(args, "sweep-regime", smoke=args.smoke)
+    executor.check_scheduler(args.scheduler, args.cluster, args.jobs)
+    prints = trends.fingerprint()
+    cache = executor.CACHE / ("sweep_regime" + ("_smoke" if args.smoke else ""))
+    if args.fresh:
+        shutil.rmtree(cache, ignore_errors=True)
+    ex = stack.enter_context(executor.executor(args.scheduler, args.cluster, args.jobs))
+    pts = regime.smoke_points() if args.smoke else regime.points()
+    t0 = time.time()
+    rows = regime.run(pts, ex, args.threads, cache, executor.numbers_only(prints))
+    secs = round(time.time() - t0)
+    if trends.stale(prints):
+        print("warning: the engine changed while the regime sweep was computed; the manifest keeps the fingerprint "
+              "of the code the run started with", file=sys.stderr)
+    meta = {**prints, "command": f"python -m mot_lib sweep regime --jobs {args.jobs} --threads {args.threads}"
+            + (" --smoke" if args.smoke else ""), "torch": torch.__version__, "cpus": os.cpu_count(),
+            "jobs": args.jobs, "seconds": secs, "points": len(pts), "seeds": list(pts[0].seeds)}
+    before = _replaced(out / trends.NAME)
+    path = trends.save(rows, meta, out)
+    print(f"written to {path}/ ({len(rows)} rows, {len(pts)} regime points) in {secs} s"
+          + (f"; it replaced {before}" if before else ""))
+    for line in trends.lines(trends.summarize(rows)):
+        print(line)
+    return 0
+
+
 def _executor_options(p) -> None:
     """--scheduler, --cluster and --fresh: where a multi-job command's jobs run, and whether it resumes."""
     p.add_argument("--scheduler", default=None, help="'local' (a Dask LocalCluster of --jobs workers) or a running "
@@ -576,9 +620,10 @@ def main(argv=None) -> int:
                          "the committed table; the command says what it replaced)")
     sw = sub.add_parser("sweep", help="compute the sweeps of the part 'Beyond the paper' (chapters 08, 09); "
                         "write data/fair_comparison/ and data/training_schedule/")
-    sw.add_argument("table", choices=["fair", "schedule", "all"],
+    sw.add_argument("table", choices=["fair", "schedule", "all", "regime"],
                     help="fair: the fair comparison (about 100 CPU-minutes); schedule: the training schedules "
-                         "(about 20 CPU-minutes); all: both")
+                         "(about 20 CPU-minutes); all: both; regime: the claim rows that do not hold, again at "
+                         "larger d, smaller sigma0 and more classes (data/regime_trends/; about 70 CPU-minutes)")
     sw.add_argument("--jobs", type=int, default=1, help="worker processes (default 1: in this process); with "
                     "--scheduler local or --cluster, the number of Dask workers")
     _executor_options(sw)

@@ -465,7 +465,7 @@ class Headline:
     counts: dict = field(default_factory=dict)     # verdict -> number of claim rows
     apart: dict = field(default_factory=dict)      # kind -> number of rows of the statement not counted
     sentence: str = ""
-    trend: list = field(default_factory=list)      # the regime sweeps' trend (none exist yet)
+    trend: list = field(default_factory=list)      # the regime sweep's trends (``trends.summarize``), if it ran it
 
 
 def headline_verdict(verdicts: list[str]) -> str:
@@ -479,10 +479,14 @@ def headline_verdict(verdicts: list[str]) -> str:
     return "inconclusive"
 
 
-def headlines(table) -> list[Headline]:
+def headlines(table, regime: dict | None = None) -> list[Headline]:
     """One headline per statement of the paper, from the verdict rows in ``table`` (``verdicts.read_verdicts``,
-    with ``id``); rows of a quick run count like any other but the sentence says so."""
+    with ``id``); rows of a quick run count like any other but the sentence says so.  ``trend``: the statement's
+    trends toward the theorem's regime from ``regime`` ({statement: trends}, ``trends.summarize``; default: the
+    committed table data/regime_trends/, ``trends.committed``)."""
     import pandas as pd
+    from . import trends
+    regime = trends.committed() if regime is None else regime
     reg = rows()
     table = table[table["id"].notna()] if "id" in table else pd.DataFrame(columns=["id", "verdict"])
     out = []
@@ -495,7 +499,7 @@ def headlines(table) -> list[Headline]:
             if reg[i].kind != "claim":
                 apart[reg[i].kind] = apart.get(reg[i].kind, 0) + 1
         h = Headline(key, name, chapter, headline_verdict([v for _, v in claims]), [i for i, _ in claims], counts,
-                     apart)
+                     apart, trend=list(regime.get(key, [])))
         h.sentence = _sentence(h, table, mine)
         out.append(h)
     return out

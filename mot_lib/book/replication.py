@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..engine.config import _check
 from .registry import REPO, claim_chapters, load_chapters, params_for
+from .staleness import CLAIM_ENGINE  # noqa: F401  (the modules of the claim chapters' numbers)
 from .verdicts import BADGES, VERDICT_EXTRA, VERDICT_KEYS
 
 #: Verdicts of the claim chapters rerun on seeds nobody tuned on (``python -m mot_lib replicate``).
@@ -17,14 +18,6 @@ REPLICATION = REPO / "data" / "replication"
 #: The draw of the committed replication's seed sets (drawn after the claim registry froze the rules; earlier draws,
 #: 2026, 1126 and 1130, met rules that were changed after them: the manifest's history keeps their figures).
 COMMITTED_DRAW = 1205
-
-#: The modules that compute the claim chapters' numbers (data, models, training, measurements, rules): the
-#: replication's manifest records the hash of those that hold the rules and a canary of numbers through the
-#: shared engine (``staleness.fingerprint``), so a change elsewhere (the book's plumbing, the CLI, other model
-#: families) or a change of the shared engine that moves no number does not mark the replication as stale.
-CLAIM_ENGINE = ("engine.config", "engine.data", "engine.models", "engine.training", "engine.metrics", "stats",
-                "claims.setting", "claims.specialization", "claims.attention", "claims.floor", "claims.convergence",
-                "claims.mechanism")
 
 
 def claim_fingerprint() -> dict:

@@ -47,8 +47,84 @@ def headlines_markdown(table: pd.DataFrame) -> str:
         quick = table[table.chapter == h.chapter] if "chapter" in table else table.iloc[0:0]
         q = " *(quick run)*" if len(quick) and _quick(quick).any() else ""
         lines.append(f"* **{h.name}** {headline_badge(h.verdict)}{q} {_cell(h.sentence)} "
-                     f"{{ref}}`The chapter's verdicts <{verdict_label(h.chapter)}>`")
+                     f"{{ref}}`The chapter's verdicts <{verdict_label(h.chapter)}>`" + _trend_phrase(h.trend))
     return "\n".join(lines) + "\n"
+
+
+#: the label of the scorecard's section on the regime trends
+TRENDS_LABEL = "regime-trends"
+
+
+def _trend_phrase(trend: list) -> str:
+    """A headline's regime trends in one phrase: how many of its row trends go each way (``trends.direction``)."""
+    if not trend:
+        return ""
+    ways = {}
+    for t in trend:
+        w = ("without two points that have an estimate" if t["direction"].startswith("no trend (fewer")
+             else t["direction"].split(" (")[0])
+        ways[w] = ways.get(w, 0) + 1
+    order = ["reaches the stated range", "toward the stated range", "no trend", "away from the stated range",
+             "without two points that have an estimate"]
+    said = ", ".join(f"{ways[w]} {w}" for w in order if w in ways)
+    axes = "larger $d$, more classes" + (", smaller $\\sigma_0$" if any(t["axis"] == "sigma0" for t in trend) else "")
+    return (f" Toward the theorem's regime ({axes}), of its {len(trend)} row trends: {said} "
+            f"({{ref}}`the trends <{TRENDS_LABEL}>`).")
+
+
+def _trend_table(regime: dict, statements=None) -> str:
+    """The regime trends as a Markdown table: per statement (all, or ``statements``), row and axis, the points, the
+    measured values, the verdicts and the direction."""
+    from . import trends
+    from .claim_registry import STATEMENTS
+    lines = ["| statement | row | along | points | measured | verdicts | direction |",
+             "|:--|:--|:--|:--|:--|:--|:--|"]
+    for st, ts in regime.items():
+        if statements is not None and st not in statements:
+            continue
+        for t in ts:
+            meas = " → ".join("n/a" if m is None else f"{m:.3g}" for m in t["measured"])
+            lines.append(f"| {STATEMENTS[st][0]} | `{t['row']}` | {_cell(trends.AXIS_TEXT[t['axis']])} | "
+                         f"{' → '.join(t['points'])} | {meas} | {_cell(', '.join(t['verdicts']))} | "
+                         f"{_cell(t['direction'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _trend_status() -> str:
+    from . import trends
+    return trends.status()
+
+
+def trends_markdown(regime: dict | None = None) -> str:
+    """The scorecard's section on the regime trends (``trends.summarize`` of the committed table, or ``regime``):
+    per statement, row and axis, the measured value at each point, the verdicts and the direction; empty when the
+    sweep has not run."""
+    from . import trends
+    regime = trends.committed() if regime is None else regime
+    if not regime:
+        return ""
+    intro = (f"({TRENDS_LABEL})=\n## Toward the theorem's regime\n\nThe theory is asymptotic (large $d$, small "
+             "$\\sigma_0$, $M=\\Omega(N\\log N)$); every chapter runs at $d=16$, $N=4$. Each claim row of a "
+             "statement that does not hold is measured again by its chapter's own functions and rule at $d$ = 16, "
+             "32, 64, 128, at $N$ = 2, 4, 8 classes ($d=32$, $M$ scaled as $N\\log N$) and, for Proposition 2, "
+             "at init scales a decade lower, on 8 seeds per point (`python -m mot_lib sweep regime`, committed as "
+             "`data/regime_trends/`). The direction compares the distance from the accepted range at the first "
+             "and the last point with the intervals' half-width (`mot_lib.book.trends`). The table: "
+             + _trend_status())
+    return intro + "\n\n" + _trend_table(regime)
+
+
+def statement_trends_markdown(statement: str) -> str:
+    """One statement's regime trends (its chapter shows them under its verdicts), with the table's status; a
+    sentence saying so when the committed table has none for it."""
+    from . import trends
+    from .claim_registry import STATEMENTS
+    if statement not in STATEMENTS:
+        raise ValueError(f"statement={statement!r} is not one of {list(STATEMENTS)}")
+    regime = trends.committed()
+    if statement not in regime:
+        return "The regime sweep (`python -m mot_lib sweep regime`) has no rows for this statement.\n"
+    return _trend_table(regime, {statement}) + "\n" + _trend_status() + "\n"
 
 
 def fair_answer_markdown(table: pd.DataFrame) -> str:
@@ -144,6 +220,9 @@ def scorecard_markdown(table: pd.DataFrame, replications: dict[str, pd.DataFrame
                     line += " not compared |" if rows_quick[i] else f" {badge(v) if v else 'not run'} |"
                 lines.append(line)
             parts.append("\n".join(lines))
+    regime = trends_markdown()
+    if regime:
+        parts.append(regime.rstrip("\n"))
     return "\n\n".join(parts) + "\n"
 
 

@@ -35,6 +35,14 @@ import numpy as np
 
 from .registry import REPO
 
+#: The modules that compute the claim chapters' numbers (data, models, training, measurements, rules): the
+#: replication's manifest records the hash of those that hold the rules and a canary of numbers through the
+#: shared engine (``staleness.fingerprint``), so a change elsewhere (the book's plumbing, the CLI, other model
+#: families) or a change of the shared engine that moves no number does not mark the replication as stale.
+CLAIM_ENGINE = ("engine.config", "engine.data", "engine.models", "engine.training", "engine.metrics", "stats",
+                "claims.setting", "claims.specialization", "claims.attention", "claims.floor", "claims.convergence",
+                "claims.mechanism")
+
 
 def library_hash(modules=None) -> str:
     """sha256 of what the chapters' numbers depend on besides their parameters, with requirements.txt.
