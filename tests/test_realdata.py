@@ -568,3 +568,15 @@ def test_trivial_error_and_an_end_to_end_run_that_learned_nothing(tmp_path):
     rows = rd.verdict_rows(runs, 0.7, 0.5)
     assert [r["verdict"] for r in rows] == ["inconclusive"] * 3
     assert all("learned nothing" in r["note"] for r in rows)
+
+
+def test_cpu_training_runs_in_float64():
+    """On a CPU the real-data models train in float64, the book's pinned numerics (float32 moved the digits
+    chapter's errors between an AMD and an Intel CPU); a GPU keeps float32."""
+    import torch
+    assert rd.compute_dtype(torch.device("cpu")) == torch.float64
+    assert rd.compute_dtype(torch.device("cuda")) == torch.float32
+    data = rd.RealData("t", torch.zeros(2, 3, 4), torch.zeros(2, dtype=torch.long), torch.zeros(1, 3, 4),
+                       torch.zeros(1, dtype=torch.long), 2, ["a", "b"], None, None)
+    moved = data.to("cpu", torch.float64)
+    assert moved.X_train.dtype == torch.float64 and moved.y_train.dtype == torch.long

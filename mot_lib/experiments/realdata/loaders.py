@@ -359,7 +359,7 @@ def trivial_error(ytr, yte, n_classes: int) -> float:
 # ============================================================================ the prepared data set
 @dataclass
 class RealData:
-    """A tokenised data set: tokens (n, L, p) float32 (standardised per feature with training
+    """A tokenised data set: tokens (n, L, p) float32 (the training casts them to ``compute_dtype``; standardised per feature with training
     statistics), labels, an optional (n, L) mask of real tokens (text), and the replaced-token masks."""
     name: str
     X_train: torch.Tensor
@@ -382,8 +382,12 @@ class RealData:
     def p(self) -> int:
         return self.X_train.shape[2]
 
-    def to(self, device) -> "RealData":
-        mv = lambda t: None if t is None else t.to(device)  # noqa: E731
+    def to(self, device, dtype: torch.dtype | None = None) -> "RealData":
+        """The data on ``device``; the tokens (floating tensors) also in ``dtype`` when given."""
+        def mv(t):
+            if t is None:
+                return None
+            return t.to(device, dtype) if dtype is not None and t.is_floating_point() else t.to(device)
         return RealData(self.name, mv(self.X_train), mv(self.y_train), mv(self.X_test), mv(self.y_test),
                         self.n_classes, self.class_names, mv(self.mask_train), mv(self.mask_test),
                         self.replaced_train, self.replaced_test, self.info)

@@ -39,6 +39,13 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def compute_dtype(device: torch.device) -> torch.dtype:
+    """float64 on the CPU: the book's numerics, whose pinned kernels (``engine.numerics``) give the same numbers on
+    every x86-64 CPU (float32 training did not: the digits chapter's errors moved in the third digit between an AMD
+    and an Intel CPU under the same pins); float32 on a GPU, where the real-data runs are speed-bound."""
+    return torch.float64 if torch.device(device).type == "cpu" else torch.float32
+
+
 _MODEL_CODE = {"MoT": 1, "MoT (joint)": 1, "single ViT": 2, "attention-free MoE": 3}
 
 
@@ -97,8 +104,8 @@ def _batch(X, mask, idx):
 def evaluate(model: str, P: dict, size: dict, data: RealData, S: int, chunk: int):
     """Test loss and accuracy per seed (S,), and the routing choice (S, n_test) (None for the single ViT)."""
     n = data.y_test.shape[0]
-    loss = torch.zeros(S, device=data.X_test.device)
-    correct = torch.zeros(S, device=data.X_test.device)
+    loss = torch.zeros(S, device=data.X_test.device, dtype=data.X_test.dtype)
+    correct = torch.zeros(S, device=data.X_test.device, dtype=data.X_test.dtype)
     choices = []
     step = max(1, chunk // S)
     for a in range(0, n, step):
@@ -127,11 +134,12 @@ def train(model: str, data: RealData, seeds, cfg: ModelConfig, device="cpu", sch
     S = len(seeds)
     size = model_sizes(data.p, data.L, data.n_classes, cfg)[model]
     per = [init_model(model, s, data, size, cfg) for s in seeds]
-    P = {k: torch.stack([q[k] for q in per]).to(device).requires_grad_(True) for k in per[0]}
+    dtype = compute_dtype(device)
+    P = {k: torch.stack([q[k] for q in per]).to(device, dtype).requires_grad_(True) for k in per[0]}
     gate = [P["theta"]] if "theta" in P else []
     opt = torch.optim.Adam([{"params": [v for k, v in P.items() if k != "theta"], "lr": cfg.lr}]
                            + ([{"params": gate, "lr": cfg.lr_gate}] if gate else []))
-    data = data.to(device)
+    data = data.to(device, dtype)
     n = data.y_train.shape[0]
     rngs = [np.random.default_rng([seed, 7]) for seed in seeds]
     gens = [torch.Generator().manual_seed(1_000_003 * seed + 11) for seed in seeds]
@@ -140,14 +148,14 @@ def train(model: str, data: RealData, seeds, cfg: ModelConfig, device="cpu", sch
         stage = stage_of(epoch, cfg, schedule)
         frozen = set(ATTN) if stage in ("I", "III") else (set(P) - set(ATTN) - {"theta"} if stage == "II" else set())
         perms = torch.from_numpy(np.stack([g.permutation(n) for g in rngs])).to(device)
-        tot = torch.zeros(S, device=device)
+        tot = torch.zeros(S, device=device, dtype=dtype)
         for a in range(0, n, cfg.batch_size):
             idx = perms[:, a:a + cfg.batch_size]
             x, m = _batch(data.X_train, data.mask_train, idx)
             y = data.y_train[idx]
             r = None
             if gate:
-                r = torch.stack([torch.rand(idx.shape[1], size["M"], generator=g) for g in gens]).to(device) * cfg.lam
+                r = torch.stack([torch.rand(idx.shape[1], size["M"], generator=g) for g in gens]).to(device, dtype) * cfg.lam
             logits, _ = _forward(model, P, size, x, m, r)
             ls = F.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)
             loss = ls.sum()
