@@ -580,3 +580,30 @@ def test_cpu_training_runs_in_float64():
                        torch.zeros(1, dtype=torch.long), 2, ["a", "b"], None, None)
     moved = data.to("cpu", torch.float64)
     assert moved.X_train.dtype == torch.float64 and moved.y_train.dtype == torch.long
+
+
+def test_noise_sweep_trains_on_its_first_seeds_and_the_main_runs_on_all(monkeypatch):
+    """``sweep_seeds``: the noise sweep (a figure) trains on the first sweep_seeds seeds, the main runs (the
+    verdicts) on every seed, and the sweep's rows at the main share are those seeds' main runs."""
+    import pandas as pd
+    calls = []
+
+    def fake_train(model, data, seeds, cfg, device="cpu", schedule=None):
+        calls.append((model, round(float(np.mean(data.replaced_train)), 2), list(seeds)))
+        hist = pd.DataFrame([dict(model=model, seed=s, epoch=1, stage="I", train_loss=1.0, test_loss=1.0,
+                                  test_acc=0.5) for s in seeds])
+        return rd.RealRun(model, list(seeds), hist, 1, {})
+    monkeypatch.setattr(rd.training, "train", fake_train)
+    P = rd.RealDataParams(seeds=(3, 4, 5, 6), sweep_seeds=2, noise_shares=(0.0, 0.25), width=8, device="cpu")
+    res = rd.run_dataset(P, "digits", "cpu")
+    main = [c for c in calls if c[1] == 0.25]
+    sweep = [c for c in calls if c[1] == 0.0]
+    assert main and all(c[2] == [3, 4, 5, 6] for c in main)
+    assert len(sweep) == 3 and all(c[2] == [3, 4] for c in sweep)
+    assert sorted(res["sweep"].seed.unique()) == [3, 4]
+    assert set(res["sweep"].noise_share) == {0.0, 0.25}
+    assert rd.RealDataParams(sweep_seeds=None).sweep_run_seeds() == list(range(10))
+    q = rd.RealDataParams(quick=True)
+    assert q.sweep_run_seeds() == q.run_seeds()      # quick keeps fewer seeds than sweep_seeds
+    with pytest.raises(ValueError, match="sweep_seeds=0"):
+        rd.RealDataParams(sweep_seeds=0)

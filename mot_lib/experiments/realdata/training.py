@@ -314,6 +314,7 @@ class RealDataParams(ChapterParams):
     lam: float = 1.0
     noise_share: float = 0.25        # the main runs' share of replaced patches
     noise_shares: tuple = (0.0, 0.25, 0.5)  # the sweep (the main runs' share is reused, not rerun)
+    sweep_seeds: int | None = 5      # the noise sweep (a figure, no verdict) runs on the first sweep_seeds seeds (None: all of them)
     target_acc: float | None = None  # preset: digits 0.75, CIFAR-10 0.5, CIFAR-100 0.2, text 0.7
     used_share: float = 0.5          # an expert is used if it gets >= used_share / M of the test samples
     share_pass: float = 0.5          # the share of seeds a per-seed property must exceed
@@ -356,6 +357,8 @@ class RealDataParams(ChapterParams):
             raise ValueError("noise_shares=() needs at least one value")
         for x in v:
             _check("noise_shares", x, lo=0.0, hi=1.0)
+        if self.sweep_seeds is not None:
+            _check("sweep_seeds", self.sweep_seeds, kind=int, lo=1, hi=10_000)
         if self.target_acc is not None:
             _check("target_acc", self.target_acc, lo=0.0, hi=1.0, lo_open=True)
         _check("used_share", self.used_share, lo=0.0, hi=1.0, lo_open=True)
@@ -390,6 +393,11 @@ class RealDataParams(ChapterParams):
     def run_seeds(self) -> list[int]:
         return list(self.seeds[:4]) if self.quick else list(self.seeds)
 
+    def sweep_run_seeds(self) -> list[int]:
+        """The noise sweep's seeds: the first ``sweep_seeds`` of ``run_seeds`` (all of them when None)."""
+        seeds = self.run_seeds()
+        return seeds if self.sweep_seeds is None else seeds[:self.sweep_seeds]
+
     def data(self, ds: str, noise_share: float) -> RealData:
         return prepare(ds, noise_share=noise_share, patch=self.preset(ds, "patch"), data_seed=self.data_seed,
                        data_dir=self.data_dir, text_csv=self.text_csv, text_test_csv=self.text_test_csv,
@@ -399,10 +407,12 @@ class RealDataParams(ChapterParams):
 
 def run_dataset(P: RealDataParams, ds: str, device="cpu", sweep_models=("MoT", "single ViT", "attention-free MoE")):
     """Everything the chapter shows for one data set: the main runs (every model, ``P.noise_share``), and
-    the noise sweep (``sweep_models`` at every other share in ``P.noise_shares``).  All data sets are
-    loaded and checked before anything is trained."""
+    the noise sweep (``sweep_models`` at every other share in ``P.noise_shares``, on ``P.sweep_run_seeds()``; at the
+    main share the main runs of those seeds are reused).  All data sets are loaded and checked before anything is
+    trained."""
     cfg = P.model_config(ds)
     seeds = P.run_seeds()
+    sweep_seeds = P.sweep_run_seeds()
     shares = [s for s in P.noise_shares if s != P.noise_share]
     data = {P.noise_share: P.data(ds, P.noise_share)}
     for s in shares:
@@ -410,12 +420,14 @@ def run_dataset(P: RealDataParams, ds: str, device="cpu", sweep_models=("MoT", "
     runs = train_all(data[P.noise_share], seeds, cfg, device)
     sweep = []
     for s in sorted(set(P.noise_shares) | {P.noise_share}):
-        rs = runs if s == P.noise_share else train_all(data[s], seeds, cfg, device, models=sweep_models)
+        rs = runs if s == P.noise_share else train_all(data[s], sweep_seeds, cfg, device, models=sweep_models)
         for name, run in rs.items():
             if name not in sweep_models:
                 continue
             err = 1 - run.final("test_acc")
             for seed, e in err.items():
+                if seed not in sweep_seeds:
+                    continue
                 sweep.append(dict(noise_share=s, model=name, seed=seed, final_test_error=float(e),
                                   final_test_loss=float(run.final("test_loss")[seed])))
     return dict(dataset=ds, cfg=cfg, data=data[P.noise_share], runs=runs, sweep=pd.DataFrame(sweep),
