@@ -202,11 +202,18 @@ def test_replication_adds_a_chapter_to_the_committed_sets(tmp_path):
     sets = {"set 1": {"02_proposition1": [5]}, "set 2": {"02_proposition1": [7]}}
     dest = book.save_replication({"set 1": tmp_path / "run1", "set 2": tmp_path / "run2"}, sets, tmp_path / "rep")
     more = {"set 1": {"07_real_data": [9]}, "set 2": {"07_real_data": [11]}}
-    book.save_replication({"set 1": tmp_path / "new1", "set 2": tmp_path / "new2"}, more, dest, add=True)
+    book.write_verdicts([vrow("prop1.routing_gd")], "02_proposition1", tmp_path / "defaults")
+    book.write_verdicts([vrow("experiments.digits.error_vs_single")], "07_real_data", tmp_path / "defaults")
+    book.save_replication({"set 1": tmp_path / "new1", "set 2": tmp_path / "new2"}, more, dest, add=True,
+                          defaults=tmp_path / "defaults")
     reps, manifest = book.load_replication(dest)
     assert manifest["sets"]["set 1"] == {"02_proposition1": [5], "07_real_data": [9]}
     assert sorted(reps["set 2"].chapter) == ["02_proposition1", "07_real_data"]
     assert [h["added_chapters"] for h in manifest["history"]] == [False, True]     # the history keeps both
+    # the added entry's agreement is that of the whole replication, the kept chapter's rows included (it read
+    # only the added chapter's runs, and counted the kept rows as disagreeing)
+    assert manifest["history"][-1]["agreement"]["all rows"] == {"rows": 2, "identical": 2,
+                                                                "per set": {"set 1": 2, "set 2": 2}}
     with pytest.raises(ValueError, match="are not"):
         book.save_replication({"set 9": tmp_path / "new1"}, {"set 9": {"07_real_data": [1]}}, dest, add=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -108,7 +109,13 @@ def save_replication(run_dirs: dict[str, str | os.PathLike], sets: dict[str, dic
             src = Path(run_dirs[label]) / "verdicts" / f"{name}.json"
             if not add or src.exists():
                 files[f"{_slug(label)}/verdicts/{name}.json"] = src.read_bytes()
-    entry = history_entry(run_dirs, sets, draw, defaults, add)
+    with tempfile.TemporaryDirectory() as tmp:
+        if add:   # the agreement of the replication as it will stand: the kept chapters' files and the added ones
+            for rel, data in files.items():
+                (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
+                (Path(tmp) / rel).write_bytes(data)
+            run_dirs = {label: Path(tmp) / _slug(label) for label in sets}
+        entry = history_entry(run_dirs, sets, draw, defaults, add)
     history = [h for h in old.get("history", []) if isinstance(h, dict)] + [entry]
     meta = {"sets": sets, **claim_fingerprint(), "registry_hash": registry_hash(), "draw": draw, "history": history}
     return datafiles.write_set(dest, files, meta)
