@@ -38,9 +38,17 @@ book: $(STAMP)
 	@echo "open _build/html/index.html"
 
 ## make test: every chapter re-executed and compared with its committed outputs (nbval; they write the
-## verdicts the scorecard reads), the unit tests, and the HTML book built from the committed outputs
+## verdicts the scorecard reads), the unit tests, and the HTML book built from the committed outputs.
+## Two passes on every core (pytest-xdist, TEST_JOBS workers, one file per worker): the chapters and the tests,
+## then what reads the verdicts the chapters wrote (the scorecard, the first page, tests marked `verdicts`).
+## Each chapter runs on one thread in its own kernel, so its numbers do not depend on the worker.
+TEST_JOBS ?= auto
+XDIST := -n $(TEST_JOBS) --dist loadfile
 test: $(STAMP)
-	$(PY) -m pytest -q --nbval notebooks tests $(NBVAL)
+	@rc=0; \
+	$(PY) -m pytest -q $(XDIST) --nbval notebooks tests $(NBVAL) -m "not verdicts" || rc=1; \
+	$(PY) -m pytest -q $(XDIST) --nbval notebooks tests $(NBVAL) -m verdicts || rc=1; \
+	exit $$rc
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests -m "not slow and not book"

@@ -10,6 +10,17 @@ REPO = Path(__file__).resolve().parent.parent
 JB = Path(sys.executable).parent / "jupyter-book"
 
 
+def pytest_collection_modifyitems(config, items):
+    """The nbval cells of the pages that read the chapters' verdicts (``mot_lib.book.READERS``) get the ``verdicts``
+    marker: under ``make test`` they run after every chapter has written its verdicts (the chapters run in
+    parallel, so a reader among them would read a partial set)."""
+    from mot_lib.book.registry import READERS
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.suffix == ".ipynb" and path.stem in READERS:
+            item.add_marker(pytest.mark.verdicts)
+
+
 def toc_files():
     """Every file of the table of contents, in reading order (root first)."""
     toc = yaml.safe_load((REPO / "_toc.yml").read_text())

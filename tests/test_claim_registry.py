@@ -26,6 +26,7 @@ def test_every_declared_row_is_well_formed():
     assert all(kinds[k] for k in cr.KINDS), kinds
 
 
+@pytest.mark.verdicts
 def test_the_committed_verdicts_are_exactly_the_declared_rows():
     """The default run's verdict rows (the committed chapters wrote them; nbval reruns them) are the declared rows,
     each chapter's required ids all present, in the registry's order."""

@@ -125,6 +125,7 @@ def test_a_changed_table_is_refused(committed, tmp_path):
     assert trends.committed(tmp_path / "nowhere") == {}
 
 
+@pytest.mark.verdicts
 def test_every_headline_that_does_not_hold_carries_its_trend(committed):
     """The default run's headlines (the chapters' verdicts under _build/out, which nbval's run of the chapters
     writes): each that is not 'holds' (nor 'not tested') has a trend along every axis of its statement, on every
