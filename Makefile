@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine: `make book` and `make test`.
-# Both create .venv/ (inside the repo) on first use and reinstall when requirements.txt changes.
+# Both create .venv/ (inside the repo) on first use and reinstall when requirements.txt (or requirements-test.txt) changes.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -21,10 +21,10 @@ export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=1073741824:glibc.malloc.tri
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt
 	# mot_lib as an editable package (pyproject.toml): `import mot_lib` works in every kernel, from any folder
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)

@@ -218,6 +218,23 @@ def test_replication_adds_a_chapter_to_the_committed_sets(tmp_path):
         book.save_replication({"set 9": tmp_path / "new1"}, {"set 9": {"07_real_data": [1]}}, dest, add=True)
 
 
+def test_a_chapter_added_under_changed_rules_is_not_frozen_before_the_draw(tmp_path, monkeypatch):
+    """``replicate --only`` after a rule or default changed: the added entry records that the rules were not frozen
+    before its seeds were drawn (it said they were, and the registry test then passed without a new draw)."""
+    from mot_lib.book import claim_registry
+    for k in (1, 2):
+        book.write_verdicts([vrow("prop1.routing_gd")], "02_proposition1", tmp_path / f"run{k}")
+        book.write_verdicts([vrow("experiments.digits.error_vs_single")], "07_real_data", tmp_path / f"new{k}")
+    sets = {"set 1": {"02_proposition1": [5]}, "set 2": {"02_proposition1": [7]}}
+    dest = book.save_replication({"set 1": tmp_path / "run1", "set 2": tmp_path / "run2"}, sets, tmp_path / "rep")
+    more = {"set 1": {"07_real_data": [9]}, "set 2": {"07_real_data": [11]}}
+    book.save_replication({"set 1": tmp_path / "new1", "set 2": tmp_path / "new2"}, more, dest, add=True)
+    assert book.load_replication(dest)[1]["history"][-1]["frozen_before_draw"] is True     # same rules
+    monkeypatch.setattr(claim_registry, "registry_hash", lambda: "f" * 64)
+    book.save_replication({"set 1": tmp_path / "new1", "set 2": tmp_path / "new2"}, more, dest, add=True)
+    assert book.load_replication(dest)[1]["history"][-1]["frozen_before_draw"] is False
+
+
 def test_quick_keeps_the_first_seeds():
     assert book.params_for("02_proposition1", quick=True).seeds == tuple(range(book.QUICK_SEEDS))
     assert book.params_for("02_proposition1", quick=True, seeds=[9, 8]).seeds == (9, 8)

@@ -18,7 +18,7 @@ from .verdicts import BADGES, VERDICT_EXTRA, VERDICT_KEYS
 REPLICATION = REPO / "data" / "replication"
 #: The draw of the committed replication's seed sets (drawn after the claim registry froze the rules; earlier draws,
 #: 2026, 1126 and 1130, met rules that were changed after them: the manifest's history keeps their figures).
-COMMITTED_DRAW = 1205
+COMMITTED_DRAW = 1206
 
 
 def claim_fingerprint() -> dict:
@@ -116,6 +116,9 @@ def save_replication(run_dirs: dict[str, str | os.PathLike], sets: dict[str, dic
                 (Path(tmp) / rel).write_bytes(data)
             run_dirs = {label: Path(tmp) / _slug(label) for label in sets}
         entry = history_entry(run_dirs, sets, draw, defaults, add)
+    if add and old.get("registry_hash") != entry["registry_hash"]:
+        # the added chapter runs under rules that changed after the seeds were drawn: not a replication on frozen rules
+        entry["frozen_before_draw"] = False
     history = [h for h in old.get("history", []) if isinstance(h, dict)] + [entry]
     meta = {"sets": sets, **claim_fingerprint(), "registry_hash": registry_hash(), "draw": draw, "history": history}
     return datafiles.write_set(dest, files, meta)
