@@ -195,13 +195,19 @@ def test_parameters_cell_matches_the_registered_defaults(name):
         assert (tuple(v) if isinstance(v, list) else v) == d, f"{name}: {k} = {v!r} in the cell, {d!r} registered"
 
 
-def test_replication_adds_a_chapter_to_the_committed_sets(tmp_path):
+def _replication_and_a_chapter_to_add(tmp_path):
+    """A replication of chapter 02 on two sets (folder ``rep``), and chapter 07's runs to add to it (``new1``,
+    ``new2``): (the replication's folder, the added chapter's sets)."""
     for k in (1, 2):
         book.write_verdicts([vrow("prop1.routing_gd")], "02_proposition1", tmp_path / f"run{k}")
         book.write_verdicts([vrow("experiments.digits.error_vs_single")], "07_real_data", tmp_path / f"new{k}")
     sets = {"set 1": {"02_proposition1": [5]}, "set 2": {"02_proposition1": [7]}}
     dest = book.save_replication({"set 1": tmp_path / "run1", "set 2": tmp_path / "run2"}, sets, tmp_path / "rep")
-    more = {"set 1": {"07_real_data": [9]}, "set 2": {"07_real_data": [11]}}
+    return dest, {"set 1": {"07_real_data": [9]}, "set 2": {"07_real_data": [11]}}
+
+
+def test_replication_adds_a_chapter_to_the_committed_sets(tmp_path):
+    dest, more = _replication_and_a_chapter_to_add(tmp_path)
     book.write_verdicts([vrow("prop1.routing_gd")], "02_proposition1", tmp_path / "defaults")
     book.write_verdicts([vrow("experiments.digits.error_vs_single")], "07_real_data", tmp_path / "defaults")
     book.save_replication({"set 1": tmp_path / "new1", "set 2": tmp_path / "new2"}, more, dest, add=True,
@@ -222,12 +228,7 @@ def test_a_chapter_added_under_changed_rules_is_not_frozen_before_the_draw(tmp_p
     """``replicate --only`` after a rule or default changed: the added entry records that the rules were not frozen
     before its seeds were drawn (it said they were, and the registry test then passed without a new draw)."""
     from mot_lib.book import claim_registry
-    for k in (1, 2):
-        book.write_verdicts([vrow("prop1.routing_gd")], "02_proposition1", tmp_path / f"run{k}")
-        book.write_verdicts([vrow("experiments.digits.error_vs_single")], "07_real_data", tmp_path / f"new{k}")
-    sets = {"set 1": {"02_proposition1": [5]}, "set 2": {"02_proposition1": [7]}}
-    dest = book.save_replication({"set 1": tmp_path / "run1", "set 2": tmp_path / "run2"}, sets, tmp_path / "rep")
-    more = {"set 1": {"07_real_data": [9]}, "set 2": {"07_real_data": [11]}}
+    dest, more = _replication_and_a_chapter_to_add(tmp_path)
     book.save_replication({"set 1": tmp_path / "new1", "set 2": tmp_path / "new2"}, more, dest, add=True)
     assert book.load_replication(dest)[1]["history"][-1]["frozen_before_draw"] is True     # same rules
     monkeypatch.setattr(claim_registry, "registry_hash", lambda: "f" * 64)
