@@ -11,13 +11,14 @@ JB = Path(sys.executable).parent / "jupyter-book"
 
 
 def pytest_collection_modifyitems(config, items):
-    """The nbval cells of the pages that read the chapters' verdicts (``mot_lib.book.READERS``) get the ``verdicts``
-    marker: under ``make test`` they run after every chapter has written its verdicts (the chapters run in
-    parallel, so a reader among them would read a partial set)."""
+    """What reads the verdicts the chapters write under _build/out gets the ``verdicts`` marker, so that under
+    ``make test`` it runs after every chapter has written them (the chapters run in parallel, so a reader among
+    them would read a partial set): the nbval cells of the reader pages (``mot_lib.book.READERS``), and every test
+    of the built book (``html``): the build executes those pages anew (their metadata asks for it)."""
     from mot_lib.book.registry import READERS
     for item in items:
         path = Path(str(item.fspath))
-        if path.suffix == ".ipynb" and path.stem in READERS:
+        if (path.suffix == ".ipynb" and path.stem in READERS) or "html" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.verdicts)
 
 
