@@ -20,6 +20,8 @@ one-layer multi-head transformer.  Measured here, on the expected (test) loss:
 """
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -430,36 +432,82 @@ def train_surviving(setting: Setting, cfg: TrainConfig, seeds: list, data) -> tu
     return run, diverged
 
 
-def run_all(P: Theorem1Params) -> dict:
-    """Every run of the chapter on one data set: the MoT with plain GD in Stage III (exploration lam3, the step
-    chosen on the tuning seeds) and with the book's exploring Stage III, under NGD, the extra GD steps, the single
-    transformer under NGD and the plain-GD diagnostics."""
-    setting = P.setting()
-    seeds = list(P.seeds)
+def _theorem_runs(P: Theorem1Params) -> dict:
+    """The theorem's plain-GD run: its Stage III step chosen on the tuning seeds, then every verdict seed."""
+    setting, seeds = P.setting(), list(P.seeds)
     eta_star, tuning = tune_step(P, setting)
     data = make_dataset(setting, seeds)
     gd_run, diverged = train_surviving(setting, P.mot_config("gd", eta3=eta_star, lam3=P.lam3, every=P.gd_every),
                                        seeds, data)
-    # the comparators (a check and instantiations) on the first compare_seeds seeds: the two-headed one is the
-    # longest run per seed
-    comp = seeds[:P.compare_seeds]
-    comp_data = data if comp == seeds else make_dataset(setting, comp)
-    runs = {GD: gd_run,
-            GD_EXPLORE: train_mot(setting, P.mot_config("gd", steps=P.explore_steps), seeds, data=data),
-            "MoT, Stage III NGD": train_mot(setting, P.mot_config("ngd"), seeds, data=data),
-            "single transformer, NGD": train_single(setting, P.single_config(), comp, data=comp_data)}
-    two_eta, two_tuning = tune_two_head(P, setting)
-    runs[TWO_HEAD] = train_single(setting, P.two_head_config(two_eta), comp, data=comp_data)
-    # the descriptive runs (further plain-GD steps, plain-GD single transformer) on the first side_seeds seeds
-    side = seeds[:P.side_seeds]
+    return {"data": data, "run": gd_run, "diverged": diverged, "eta3": eta_star, "tuning": tuning}
+
+
+def _mot_variants(P: Theorem1Params) -> dict:
+    """The MoT with the book's exploring plain-GD Stage III, and with a normalized-GD Stage III."""
+    setting, seeds = P.setting(), list(P.seeds)
+    data = make_dataset(setting, seeds)
+    return {GD_EXPLORE: train_mot(setting, P.mot_config("gd", steps=P.explore_steps), seeds, data=data),
+            "MoT, Stage III NGD": train_mot(setting, P.mot_config("ngd"), seeds, data=data)}
+
+
+def _comparator_data(P: Theorem1Params):
+    """The comparators' seeds (the first ``compare_seeds``) and their data (each seed draws its own)."""
+    comp = list(P.seeds)[:P.compare_seeds]
+    return comp, make_dataset(P.setting(), comp)
+
+
+def _single_ngd(P: Theorem1Params) -> Run:
+    comp, data = _comparator_data(P)
+    return train_single(P.setting(), P.single_config(), comp, data=data)
+
+
+def _two_head(P: Theorem1Params) -> dict:
+    """The cited comparator: its step chosen on the tuning seeds, then the comparator seeds (the longest run)."""
+    two_eta, two_tuning = tune_two_head(P, P.setting())
+    comp, data = _comparator_data(P)
+    return {"run": train_single(P.setting(), P.two_head_config(two_eta), comp, data=data), "eta": two_eta,
+            "tuning": two_tuning}
+
+
+def _side_runs(P: Theorem1Params) -> dict:
+    """The descriptive runs (further plain-GD steps, the plain-GD single transformer) on the first side_seeds."""
+    setting, side = P.setting(), list(P.seeds)[:P.side_seeds]
     side_data = make_dataset(setting, side)
     sweep = {}
     for eta in P.gd_etas:
         cfg = P.mot_config("gd", eta3=eta, steps=P.sweep_steps, every=max(P.mot_every, P.scale(P.sweep_steps) // 20))
         sweep[eta] = train_mot(setting, cfg, side, data=side_data)
     single_gd = {k: train_single(setting, c, side, data=side_data) for k, c in P.single_gd_configs().items()}
-    return {"data": data, "runs": runs, "gd_sweep": sweep, "single_gd": single_gd, "eta3": eta_star,
-            "tuning": tuning, "diverged": diverged, "two_head_eta": two_eta, "two_head_tuning": two_tuning}
+    return {"gd_sweep": sweep, "single_gd": single_gd}
+
+
+def chapter_jobs() -> int:
+    """Worker processes for a chapter's independent runs: ``MOT_CHAPTER_JOBS``, else up to 2 (this machine's
+    cores).  Each run is one thread in its own process with the pinned numerics, so the numbers do not depend on
+    it (1: every run in this process, one after the other)."""
+    raw = os.environ.get("MOT_CHAPTER_JOBS", "").strip()
+    if not raw:
+        return max(1, min(2, os.cpu_count() or 1))
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"MOT_CHAPTER_JOBS={raw!r} must be a whole number >= 1 (unset: up to 2 worker processes)")
+    return int(raw)
+
+
+def run_all(P: Theorem1Params, jobs: int | None = None) -> dict:
+    """Every run of the chapter on one data set: the MoT with plain GD in Stage III (exploration lam3, the step
+    chosen on the tuning seeds) and with the book's exploring Stage III, under NGD, the extra GD steps, the single
+    transformer under NGD and the plain-GD diagnostics.  The five independent groups of runs go to ``jobs``
+    worker processes (``chapter_jobs()`` when None), the longest first; the results do not depend on where they ran."""
+    from ..experiments.executor import executor
+    groups = {"two_head": _two_head, "theorem": _theorem_runs, "single": _single_ngd, "mot": _mot_variants,
+              "side": _side_runs}
+    with executor(jobs=chapter_jobs() if jobs is None else jobs) as ex:
+        futures = {k: ex.submit(fn, P) for k, fn in groups.items()}
+        out = {k: f.result() for k, f in futures.items()}
+    th, two = out["theorem"], out["two_head"]
+    runs = {GD: th["run"], **out["mot"], "single transformer, NGD": out["single"], TWO_HEAD: two["run"]}
+    return {"data": th["data"], "runs": runs, **out["side"], "eta3": th["eta3"], "tuning": th["tuning"],
+            "diverged": th["diverged"], "two_head_eta": two["eta"], "two_head_tuning": two["tuning"]}
 
 
 def measure(P: Theorem1Params, runs: dict[str, Run]) -> pd.DataFrame:
