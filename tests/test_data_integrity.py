@@ -523,3 +523,18 @@ def test_the_flat_rule_hash_is_the_one_the_old_code_computed():
     except subprocess.CalledProcessError:
         pytest.skip("no git history of the flat layout in this checkout")
     assert h == "fe944a5493b2b772ce32a1ba4a907d68d55682c2f98bd967f973bcf0a9fde1dd"
+
+
+def test_the_rule_hash_at_a_commit_is_the_one_its_code_computes():
+    """``rule_hashes_at`` recomputes from git the hash the code at a commit gives the replication's rules: at HEAD,
+    whose rule modules this checkout holds unchanged, it is the one computed now (``restamp_replication`` accepts a
+    manifest only if its hash is among them)."""
+    from mot_lib.book.staleness import library_hash, rule_modules
+    changed = subprocess.run(["git", "status", "--porcelain", "mot_lib", "requirements.txt"], cwd=book.REPO,
+                             capture_output=True, text=True)
+    if changed.returncode or changed.stdout.strip():
+        pytest.skip("not a git checkout, or its library differs from HEAD")
+    now = library_hash(rule_modules(book.replication.CLAIM_ENGINE))
+    assert now in book.replication.rule_hashes_at("HEAD")
+    assert book.replication.rule_hashes_at("0" * 40) == set()
+

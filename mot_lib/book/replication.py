@@ -314,11 +314,26 @@ def flat_library_hash(commit: str, modules=FLAT_CLAIM_RULES) -> str:
     return h.hexdigest()
 
 
+def rule_hashes_at(commit: str) -> set:
+    """The replication's rule hash as the code at ``commit`` computed it: with the modules of ``CLAIM_ENGINE``
+    (``staleness.library_hash_at``), or, before the move into sub-packages, the flat layout's
+    (``flat_library_hash``); a layout whose files are not at ``commit`` gives nothing."""
+    import subprocess
+    from .staleness import library_hash_at, rule_modules
+    out = set()
+    for compute in (lambda: library_hash_at(commit, rule_modules(CLAIM_ENGINE)), lambda: flat_library_hash(commit)):
+        try:
+            out.add(compute())
+        except subprocess.CalledProcessError:
+            pass
+    return out
+
+
 def restamp_replication(before: str | os.PathLike, after: str | os.PathLike, reason: str, old_commit: str,
                         path: str | os.PathLike = REPLICATION) -> dict:
     """Re-stamp the replication's rule hash (``library_hash``, ``modules``) after a change that moved no rule,
     and record when and why in the manifest's ``rehashed`` list.  Refuses (ValueError) unless the manifest's hash
-    is the one the code at ``old_commit`` computes (``flat_library_hash``: the replication was current there),
+    is the one the code at ``old_commit`` computes (``rule_hashes_at``: the replication was current there),
     every chapter's default-seed verdict file in folder ``before`` (computed with the code at ``old_commit``) is
     byte-identical to the one in ``after`` (the code now), the replication's files are intact and its canary is
     current.  Returns the new manifest.  After the move into sub-packages:
@@ -337,7 +352,7 @@ def restamp_replication(before: str | os.PathLike, after: str | os.PathLike, rea
         raise ValueError(f"verdict files differ between {before} and {after}: {differ}; a rule or a number moved, "
                          f"so rerun `python -m mot_lib replicate` instead of re-stamping")
     _, manifest = load_replication(path, strict=True)
-    if manifest["library_hash"] != flat_library_hash(old_commit):
+    if manifest["library_hash"] not in rule_hashes_at(old_commit):
         raise ValueError(f"{path}: its rule hash is not the one the code at {old_commit} computes (it was not current "
                          f"there); rerun `python -m mot_lib replicate` instead of re-stamping")
     stale = table_stale(manifest, claims_canary)

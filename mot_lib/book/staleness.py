@@ -67,9 +67,27 @@ def library_hash(modules=None) -> str:
     return h.hexdigest()
 
 
+def library_hash_at(commit: str, modules) -> str:
+    """``library_hash(modules)`` as the code at git ``commit`` computes it (its modules and requirements.txt read from
+    git); raises ``subprocess.CalledProcessError`` when a file is not there."""
+    import subprocess
+
+    def show(rel):
+        return subprocess.run(["git", "show", f"{commit}:{rel}"], cwd=REPO, capture_output=True, check=True).stdout
+    h = hashlib.sha256()
+    for m in modules:
+        h.update(_strip_imports(show("mot_lib/" + m.replace(".", "/") + ".py").decode()).encode())
+    h.update(b"requirements.txt")
+    h.update(show("requirements.txt"))
+    return h.hexdigest()
+
+
 def _rules_source(path) -> str:
     """A module's source without its import statements (every ``import``/``from ... import``, at any depth)."""
-    text = path.read_text()
+    return _strip_imports(path.read_text())
+
+
+def _strip_imports(text: str) -> str:
     drop = set()
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
