@@ -139,3 +139,14 @@ def test_every_headline_that_does_not_hold_carries_its_trend(committed):
         assert h.statement in regime.AXES, f"{h.name} does not hold and has no regime sweep"
         assert {t["axis"] for t in h.trend} == set(regime.AXES[h.statement]), h.name
         assert {t["row"] for t in h.trend} == set(regime.ROWS[h.statement]), h.name
+
+
+def test_a_chapter_trend_table_puts_the_direction_before_the_measurements():
+    """A chapter's table (one statement) has no statement column and shows the direction before the values at each
+    point: the page is narrow, and a wide table hid the direction off to the right behind a scroll bar."""
+    text = book.statement_trends_markdown("theorem1")
+    assert text.startswith("| row | along | direction | measured at each point | verdicts |")
+    row = next(line for line in text.splitlines() if line.startswith("| `theorem1.mot_gd` | d |"))
+    assert " 16: " in row and " → 32: " in row
+    card = book.scorecard.trends_markdown()
+    assert "| statement | row | along | direction | measured at each point | verdicts |" in card

@@ -73,20 +73,23 @@ def _trend_phrase(trend: list) -> str:
 
 
 def _trend_table(regime: dict, statements=None) -> str:
-    """The regime trends as a Markdown table: per statement (all, or ``statements``), row and axis, the points, the
-    measured values, the verdicts and the direction."""
+    """The regime trends as a Markdown table: per statement (all, or ``statements``; one statement's table has no
+    statement column), row and axis, the direction first (the narrow page scrolls wide tables sideways), then the
+    value measured at each point and the verdicts there."""
     from . import trends
     from .claim_registry import STATEMENTS
-    lines = ["| statement | row | along | points | measured | verdicts | direction |",
-             "|:--|:--|:--|:--|:--|:--|:--|"]
+    one = statements is not None and len(statements) == 1
+    head = ([] if one else ["statement"]) + ["row", "along", "direction", "measured at each point", "verdicts"]
+    lines = ["| " + " | ".join(head) + " |", "|" + ":--|" * len(head)]
     for st, ts in regime.items():
         if statements is not None and st not in statements:
             continue
         for t in ts:
-            meas = " → ".join("n/a" if m is None else f"{m:.3g}" for m in t["measured"])
-            lines.append(f"| {STATEMENTS[st][0]} | `{t['row']}` | {_cell(trends.AXIS_TEXT[t['axis']])} | "
-                         f"{' → '.join(t['points'])} | {meas} | {_cell(', '.join(t['verdicts']))} | "
-                         f"{_cell(t['direction'])} |")
+            meas = " → ".join(f"{p}: " + ("n/a" if m is None else f"{m:.3g}") for p, m in zip(t["points"], t["measured"]))
+            cells = ([] if one else [STATEMENTS[st][0]]) + [
+                f"`{t['row']}`", _cell(trends.AXIS_TEXT[t["axis"]]), _cell(t["direction"]), meas,
+                _cell(", ".join(t["verdicts"]))]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
