@@ -192,7 +192,7 @@ def status(folder: Path = datafiles.DATA) -> str:
     """What the committed table is and whether it is current."""
     rows, meta = load(folder)
     why = stale(meta)
-    return (f"computed by: {meta.get('command')} on {meta.get('cpus')} CPU cores, torch {meta.get('torch')}, "
+    return (f"computed by: `{meta.get('command')}` on {meta.get('cpus')} CPU cores, torch {meta.get('torch')}, "
             f"{meta.get('seconds')} s, {len(meta['regime_points'])} regime points on seeds {meta.get('seeds')}; "
             + (f"STALE: {why}; rerun the command above" if why else
                "current: its file is the one it was written with and the claim chapters' canary runs give the "
