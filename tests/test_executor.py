@@ -117,3 +117,19 @@ def test_a_terminated_sweep_ends_its_worker_processes(tmp_path):
     while _marked(marker) and time.time() - t0 < 15:
         time.sleep(0.2)
     assert _marked(marker) == [], "worker processes outlived the terminated sweep"
+
+
+def test_chapter_jobs_reads_its_variable_and_names_it_when_wrong(monkeypatch):
+    """``chapter_jobs``: MOT_CHAPTER_JOBS when set, else the cores up to 2; a bad value is refused, naming it."""
+    from mot_lib.experiments.executor import chapter_jobs
+    monkeypatch.setenv("MOT_CHAPTER_JOBS", "3")
+    assert chapter_jobs() == 3
+    monkeypatch.delenv("MOT_CHAPTER_JOBS")
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert chapter_jobs() == 2
+    monkeypatch.setattr("os.cpu_count", lambda: None)
+    assert chapter_jobs() == 1
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("MOT_CHAPTER_JOBS", bad)
+        with pytest.raises(ValueError, match=f"MOT_CHAPTER_JOBS={bad!r}"):
+            chapter_jobs()

@@ -570,7 +570,7 @@ def test_trivial_error_and_an_end_to_end_run_that_learned_nothing(tmp_path):
     assert all("learned nothing" in r["note"] for r in rows)
 
 
-def test_cpu_training_runs_in_float64():
+def test_cpu_training_runs_in_float64(monkeypatch):
     """On a CPU the real-data models train in float64, the book's pinned numerics (float32 moved the digits
     chapter's errors between an AMD and an Intel CPU); a GPU keeps float32."""
     import torch
@@ -580,6 +580,16 @@ def test_cpu_training_runs_in_float64():
                        torch.zeros(1, dtype=torch.long), 2, ["a", "b"], None, None)
     moved = data.to("cpu", torch.float64)
     assert moved.X_train.dtype == torch.float64 and moved.y_train.dtype == torch.long
+    seen = set()
+    forward = rd.training._forward
+
+    def spy(model, P, size, x, mask, r=None):
+        seen.update({x.dtype} | {v.dtype for v in P.values()})
+        return forward(model, P, size, x, mask, r)
+    monkeypatch.setattr(rd.training, "_forward", spy)
+    P = rd.RealDataParams(quick=True, seeds=(0,), width=4, max_train=64, device="cpu")
+    rd.train("MoT", P.data("digits", 0.25), [0], P.model_config("digits"), "cpu")
+    assert seen == {torch.float64}          # the tokens and every parameter, in training and evaluation
 
 
 def test_noise_sweep_trains_on_its_first_seeds_and_the_main_runs_on_all(monkeypatch):

@@ -20,8 +20,6 @@ one-layer multi-head transformer.  Measured here, on the expected (test) loss:
 """
 from __future__ import annotations
 
-import os
-
 from dataclasses import dataclass
 
 import numpy as np
@@ -481,24 +479,13 @@ def _side_runs(P: Theorem1Params) -> dict:
     return {"gd_sweep": sweep, "single_gd": single_gd}
 
 
-def chapter_jobs() -> int:
-    """Worker processes for a chapter's independent runs: ``MOT_CHAPTER_JOBS``, else up to 2 (this machine's
-    cores).  Each run is one thread in its own process with the pinned numerics, so the numbers do not depend on
-    it (1: every run in this process, one after the other)."""
-    raw = os.environ.get("MOT_CHAPTER_JOBS", "").strip()
-    if not raw:
-        return max(1, min(2, os.cpu_count() or 1))
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"MOT_CHAPTER_JOBS={raw!r} must be a whole number >= 1 (unset: up to 2 worker processes)")
-    return int(raw)
-
-
 def run_all(P: Theorem1Params, jobs: int | None = None) -> dict:
     """Every run of the chapter on one data set: the MoT with plain GD in Stage III (exploration lam3, the step
     chosen on the tuning seeds) and with the book's exploring Stage III, under NGD, the extra GD steps, the single
     transformer under NGD and the plain-GD diagnostics.  The five independent groups of runs go to ``jobs``
-    worker processes (``chapter_jobs()`` when None), the longest first; the results do not depend on where they ran."""
-    from ..experiments.executor import executor
+    worker processes (``executor.chapter_jobs()`` when None), the longest first; the results do not depend on where
+    they ran."""
+    from ..experiments.executor import chapter_jobs, executor
     groups = {"two_head": _two_head, "theorem": _theorem_runs, "single": _single_ngd, "mot": _mot_variants,
               "side": _side_runs}
     with executor(jobs=chapter_jobs() if jobs is None else jobs) as ex:

@@ -150,6 +150,19 @@ def executor(scheduler: str | None = None, cluster: str | None = None, jobs: int
             yield InProcess()
 
 
+def chapter_jobs() -> int:
+    """Worker processes for a chapter's independent runs (``executor(jobs=chapter_jobs())``): ``MOT_CHAPTER_JOBS``,
+    else the cores, at most 2 (a chapter has a few groups of runs, and ``make book`` runs two chapters at a time).
+    Each run is one thread in its own process with the pinned numerics, so the numbers do not depend on it
+    (1: every run in the calling process, one after the other)."""
+    raw = os.environ.get("MOT_CHAPTER_JOBS", "").strip()
+    if not raw:
+        return max(1, min(2, os.cpu_count() or 1))
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"MOT_CHAPTER_JOBS={raw!r} must be a whole number >= 1 (unset: up to 2 worker processes)")
+    return int(raw)
+
+
 def numbers_only(fingerprint: dict) -> dict:
     """The part of a table's fingerprint that names cached results: its canaries (the engine's and the rules'
     numbers), not the hash of its modules' source, so that editing a comment or widening a grid keeps the finished

@@ -31,8 +31,8 @@ hyperparameters are not public; everything below is this companion's own instant
   throw away where each patch sits).  Both are widened until their parameter count is as close as
   possible to the MoT's total (all experts plus gate).
 * **Training.** Cross-entropy, minibatch Adam (``lr`` for experts and baselines, ``lr_gate`` for the
-  gate), float64 on a CPU and float32 on a GPU (``training.compute_dtype``).  Seeds are the leading tensor dimension: the loss is summed over seeds, and Adam is
-  elementwise, so seeds never mix.  Experts are a tensor dimension too: samples are grouped by routed
+  gate), float64 on a CPU and float32 on a GPU (``training.compute_dtype``).  Seeds are the leading tensor
+  dimension: the loss is summed over seeds, and Adam is elementwise, so seeds never mix.  Experts are a tensor dimension too: samples are grouped by routed
   expert into padded buckets and one einsum runs all experts of all seeds at once
   (``mot_forward_loop`` is the per-expert Python loop it is tested and timed against).
 

@@ -359,8 +359,9 @@ def trivial_error(ytr, yte, n_classes: int) -> float:
 # ============================================================================ the prepared data set
 @dataclass
 class RealData:
-    """A tokenised data set: tokens (n, L, p) float32 (the training casts them to ``compute_dtype``; standardised per feature with training
-    statistics), labels, an optional (n, L) mask of real tokens (text), and the replaced-token masks."""
+    """A tokenised data set: tokens (n, L, p) float32 (standardised per feature with training statistics; the
+    training casts them to ``compute_dtype``), labels, an optional (n, L) mask of real tokens (text), and the
+    replaced-token masks."""
     name: str
     X_train: torch.Tensor
     y_train: torch.Tensor
