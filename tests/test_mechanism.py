@@ -178,3 +178,45 @@ def test_the_single_transformer_is_read_at_the_mots_loss():
     if cut is not None:
         assert torch.equal(m.params["W"][0], cut.params["W"][0])
     assert torch.equal(m.params["W"][1], run.params["W"][1])
+
+
+def test_a_single_run_stopped_at_the_targets_gives_the_full_runs_weights_where_they_are_read():
+    """train_single(until_loss=...) stops once every seed has reached its target; read by at_matched_loss, its
+    weights, steps and losses are the full run's, and a seed that never reaches its target runs to the end."""
+    st = mot.Setting(N=3, d=12, L=6, n_train=120, n_test=60)
+    cfg = mot.SingleConfig(H=3, J=2, T=12, eta=0.5, record_every=4)
+    full = mot.train_single(st, cfg, [0, 1, 2], snapshot_at=range(13))
+    trace = full.snapshots["train_loss"]
+    target = pd.Series({0: float(trace[3, 0]), 1: float(trace[7, 1]), 2: float(trace[5, 2])})
+    early = mot.train_single(st, cfg, [0, 1, 2], snapshot_at=range(13), until_loss=target.to_numpy())
+    want = {s: int(torch.nonzero(trace[:, k] <= target[s])[0]) for k, s in enumerate([0, 1, 2])}
+    assert early.stopped_at == max(want.values()) < cfg.T and full.stopped_at == cfg.T
+    assert torch.equal(early.snapshots["train_loss"], trace[:early.stopped_at + 1])
+    a, b = mech.at_matched_loss(full, target), mech.at_matched_loss(early, target)
+    assert a.matched_steps == b.matched_steps == want
+    for name in ("W", "WKQ"):
+        assert torch.equal(a.params[name], b.params[name])
+    assert early.history.step.max() == early.stopped_at          # recorded where it stopped
+    for name in ("W", "WKQ"):                                    # and its weights are those after stopped_at steps
+        assert torch.equal(early.params[name], full.snapshots[early.stopped_at][name])
+    rec = lambda r: r.history[r.history.step == early.stopped_at].value.to_numpy()
+    assert np.array_equal(rec(early), rec(mot.train_single(st, cfg.replace(T=early.stopped_at), [0, 1, 2])))
+    never = mot.train_single(st, cfg, [0, 1, 2], snapshot_at=range(13), until_loss=[target[0], -1.0, target[2]])
+    assert never.stopped_at == cfg.T and torch.equal(never.params["W"], full.params["W"])
+    with pytest.raises(ValueError, match="one finite training loss per seed"):
+        mot.train_single(st, cfg, [0, 1, 2], snapshot_at=range(13), until_loss=[0.1, 0.2])
+    with pytest.raises(ValueError, match="needs snapshot_at"):
+        mot.train_single(st, cfg, [0, 1, 2], until_loss=target.to_numpy())
+
+
+def test_the_single_transformers_losses_are_read_where_its_weights_are():
+    """read_losses: each seed's losses at its matched weights, the ones the history recorded at that step."""
+    st = mot.Setting(N=3, d=12, L=6, n_train=120, n_test=60)
+    cfg = mot.SingleConfig(H=3, J=2, T=12, eta=0.5, record_every=1)
+    run = mot.train_single(st, cfg, [0, 1], snapshot_at=range(13))
+    trace = run.snapshots["train_loss"]
+    m = mech.at_matched_loss(run, pd.Series({0: float(trace[4, 0]), 1: float(trace[9, 1])}))
+    got = mech.read_losses(m)
+    for seed, step in m.matched_steps.items():
+        for q in ("train_loss", "test_loss", "test_acc"):
+            assert got.loc[seed, q] == pytest.approx(float(run.at(q, step, seed).value.iloc[0]), rel=1e-12)

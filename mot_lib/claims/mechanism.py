@@ -58,15 +58,15 @@ from . import comparator
 @dataclass(frozen=True)
 class MechanismParams(ChapterParams):
     """Parameters of notebooks/06_mechanism.ipynb."""
-    seeds: tuple = tuple(range(20))  # a batch dimension
+    seeds: tuple = tuple(range(40))  # a batch dimension
     M: int = 16                 # experts of the MoT (the shared expert is the same model with M = 1)
     T1: int = 200               # end of Stage I
     T2: int = 300               # end of Stage II
     T: int = 500                # end of Stage III
     H: int = 4                  # heads of the single transformer
     J: int = 2                  # FFN neurons per head of the single transformer
-    single_T: int = 500         # steps of the single transformer
-    single_seeds: int = 12      # the first this many seeds (at most all) train the single transformer
+    single_T: int = 500         # at most this many steps of the single transformer (it stops once every seed is read)
+    single_seeds: int = 40      # the first this many seeds (at most all) train the single transformer
     single_eta: object = "tuned"  # its step: the fair comparison's tuned one (``comparator``), or a number
     n_train: int = 500          # training samples per seed (full batch; the Hessians are over all of them)
     min_share: float = 0.01     # an expert is "used" if it receives at least this share of training samples
@@ -406,27 +406,47 @@ def single_hessian_spectrum(run: Run) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- the chapter's experiment
-def run_all(P: MechanismParams) -> dict:
+def _mot_and_single(P: MechanismParams) -> dict:
+    """The MoT (M experts) at the checkpoints and at T2, then the single transformer read at the MoT's final
+    training loss (it needs that loss)."""
+    setting, seeds, cfg = P.setting(), list(P.seeds), P.config()
+    data = make_dataset(setting, seeds)
+    steps = P.steps()
+    mot = checkpoints(setting, cfg, seeds, data, [t for t in steps if t > 0] + [cfg.T2])
+    at_T2 = mot[cfg.T2] if cfg.T2 in steps else mot.pop(cfg.T2)     # the start of Stage III (curvature there)
+    side = seeds[:P.single_seeds]          # the single transformer on the first single_seeds seeds
+    target = mot[max(mot)].final("train_loss")
+    # read at the MoT's final training loss: its training stops once every seed has reached it (the same weights
+    # as a run to single_T; a seed that never reaches it is read at single_T)
+    single = at_matched_loss(train_single(setting, P.single_config(), side,
+                                          data=data if side == seeds else make_dataset(setting, side),
+                                          snapshot_at=range(P.single_config().T + 1),
+                                          until_loss=target.loc[side].to_numpy()),
+                             target)
+    return {"mot": mot, "single": single, "mot_T2": at_T2}
+
+
+def _shared(P: MechanismParams) -> dict:
+    """The shared expert: the same model and schedule with one expert, at the checkpoints."""
+    setting, seeds, cfg = P.setting(), list(P.seeds), P.config()
+    return checkpoints(setting, cfg.replace(M=1), seeds, make_dataset(setting, seeds), P.steps())
+
+
+def run_all(P: MechanismParams, jobs: int | None = None) -> dict:
     """Train everything the chapter measures, on one dataset per seed.
 
     Returns {"mot": {step: Run}, "shared": {step: Run}, "single": Run, "mot_T2": Run}: the MoT (M
     experts) and the shared expert (same model, M = 1) at the checkpoints
-    ``P.steps()``, the single transformer at its end, and the MoT at T2 (where Stage III starts).
+    ``P.steps()``, the single transformer at the MoT's final training loss, and the MoT at T2 (where Stage III
+    starts).  The two independent groups (the MoT then the single transformer; the shared expert) go to ``jobs``
+    worker processes (``executor.chapter_jobs()`` when None); the numbers do not depend on where they ran.
     """
-    setting = P.setting()
-    seeds = list(P.seeds)
-    data = make_dataset(setting, seeds)
-    cfg = P.config()
-    steps = P.steps()
-    mot = checkpoints(setting, cfg, seeds, data, [t for t in steps if t > 0] + [cfg.T2])
-    at_T2 = mot[cfg.T2] if cfg.T2 in steps else mot.pop(cfg.T2)     # the start of Stage III (curvature there)
-    shared = checkpoints(setting, cfg.replace(M=1), seeds, data, steps)
-    side = seeds[:P.single_seeds]          # the single transformer, the longest run per seed, on fewer seeds
-    single = at_matched_loss(train_single(setting, P.single_config(), side,
-                                          data=data if side == seeds else make_dataset(setting, side),
-                                          snapshot_at=range(P.single_config().T + 1)),
-                             mot[max(mot)].final("train_loss"))
-    return {"mot": mot, "shared": shared, "single": single, "mot_T2": at_T2}
+    from ..experiments.executor import chapter_jobs, executor
+    with executor(jobs=chapter_jobs() if jobs is None else jobs) as ex:
+        first, shared = ex.submit(_mot_and_single, P), ex.submit(_shared, P)
+        out = first.result()
+        out["shared"] = shared.result()
+    return {"mot": out["mot"], "shared": out["shared"], "single": out["single"], "mot_T2": out["mot_T2"]}
 
 
 def at_matched_loss(run: Run, target: pd.Series) -> Run:
@@ -446,6 +466,22 @@ def at_matched_loss(run: Run, target: pd.Series) -> Run:
     out = Run(run.setting, run.cfg, run.seeds, run.data, params, run.history, "single")
     out.matched_steps = dict(zip(run.seeds, steps))
     return out
+
+
+def read_losses(run: Run) -> pd.DataFrame:
+    """Training and test loss and test accuracy of the single transformer at the weights it is read at (an
+    ``at_matched_loss`` run: each seed at its own step), per seed."""
+    from ..engine.grads import single_step
+    from ..engine.models import head_signs
+    out = {}
+    with torch.no_grad():
+        for name, sp in (("train", run.data.train), ("test", run.data.test)):
+            F = single_step(run.params, sp.X, sp.y, activation=run.cfg.activation, grads=False,
+                            signs=head_signs(run.cfg.H, run.cfg.signed_heads))[2]
+            out[f"{name}_loss"] = logistic_loss(sp.y * F).mean(-1).numpy()
+            if name == "test":
+                out["test_acc"] = (torch.sign(F) == sp.y).to(torch.float64).mean(-1).numpy()
+    return pd.DataFrame(out, index=pd.Index(run.seeds, name="seed"))
 
 
 def conflict_table(runs: dict, min_share: float) -> tuple[pd.DataFrame, dict]:

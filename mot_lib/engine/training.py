@@ -39,6 +39,7 @@ class Run:
     model: str  # "mot" | "single"
     snapshots: dict = field(default_factory=dict)  # step -> weights kept during training (train_mot snapshot_at)
     streams: dict = field(default_factory=dict)    # step -> the exploration streams' states there (``resume_point``)
+    stopped_at: int | None = None  # steps taken when training stopped before cfg.T (train_single until_loss)
 
     def resume_point(self, step: int) -> tuple:
         """(step, weights, exploration states) at a snapshot step: ``train_mot(..., start=...)`` continues from there
@@ -314,14 +315,28 @@ def _single_record(rec, step, p, data, cfg):
 
 
 def train_single(setting: Setting, cfg: SingleConfig, seeds, data: Dataset | None = None,
-                 progress: bool | None = None, gradients: str = "closed", snapshot_at=()) -> Run:
+                 progress: bool | None = None, gradients: str = "closed", snapshot_at=(),
+                 until_loss=None) -> Run:
     """Train the single multi-head transformer by (normalized) GD, every seed at once: on all parameters, or
     stage-wise (``cfg.T1``, ``cfg.T2``: the neurons, then attention, then both).  ``snapshot_at``: steps (0: the
     initialisation) after which a copy of the weights is kept in ``run.snapshots[t]``, and with them the training
     loss of every step, ``run.snapshots["train_loss"]`` (T, S): row t - 1 is the loss of the weights after t - 1
-    steps, the one step t descends."""
+    steps, the one step t descends.
+
+    ``until_loss``: one training loss per seed (in the order of ``seeds``; needs ``snapshot_at``); training stops
+    before the first step at which every seed's loss has been at or below its own at some step so far, and
+    ``run.stopped_at`` is the number of steps taken (``cfg.T`` when it never stops early).  Every step taken is
+    the one the full run takes, so the weights and losses up to there are the full run's."""
     _check_gradients(gradients)
     seeds, data = prepare(setting, cfg, SingleConfig, "train_single", seeds, data)
+    target = None
+    if until_loss is not None:
+        target = torch.as_tensor(np.asarray(until_loss, dtype=np.float64))
+        if target.shape != (len(seeds),) or not bool(torch.isfinite(target).all()):
+            raise ValueError(f"until_loss: one finite training loss per seed is needed ({len(seeds)}), "
+                             f"got shape {tuple(target.shape)}")
+        if not snapshot_at:
+            raise ValueError("until_loss needs snapshot_at: a run stopped early is read from its snapshots")
     streams = [seed_streams(s) for s in seeds]
     p = init_single(len(seeds), cfg.H, cfg.J, setting.d, cfg.sigma0, [g[1] for g in streams])
     sigma = activation(cfg.activation)
@@ -333,6 +348,8 @@ def train_single(setting: Setting, cfg: SingleConfig, seeds, data: Dataset | Non
     snapshots, trace = {}, []
     if 0 in snapshot_at:
         snapshots[0] = {k: v.detach().clone() for k, v in p.items()}
+    reached = torch.zeros(len(seeds), dtype=torch.bool)
+    stopped_at = cfg.T
     for t in range(1, cfg.T + 1):
         if gradients == "closed":
             per_seed, g, _ = single_step(p, X, y, activation=cfg.activation, signs=signs)
@@ -342,6 +359,14 @@ def train_single(setting: Setting, cfg: SingleConfig, seeds, data: Dataset | Non
             per_seed = logistic_loss(y * single_forward(q, X, sigma, signs)).mean(-1)
             gW, gKQ = torch.autograd.grad(per_seed.sum(), [q["W"], q["WKQ"]])
         _check_finite(t, "single transformer", per_seed.detach(), seeds, {})
+        if target is not None:
+            reached |= per_seed.detach() <= target
+            if bool(reached.all()):        # the weights after t - 1 steps are the last any seed is read at
+                trace.append(per_seed.detach().clone())
+                stopped_at = t - 1
+                if (t - 1) % cfg.record_every and t - 1 not in (cfg.T1, cfg.T2):   # not recorded yet
+                    _single_record(rec, t - 1, p, data, cfg)
+                break
         with torch.no_grad():
             if not cfg.T1 < t <= cfg.T2:          # stage II of the stage-wise algorithm trains attention only
                 _step(p["W"], gW, cfg.eta, cfg.opt)
@@ -360,4 +385,4 @@ def train_single(setting: Setting, cfg: SingleConfig, seeds, data: Dataset | Non
         bar.close()
     if snapshot_at:
         snapshots["train_loss"] = torch.stack(trace)
-    return Run(setting, cfg, seeds, data, p, rec.frame(), "single", snapshots)
+    return Run(setting, cfg, seeds, data, p, rec.frame(), "single", snapshots, stopped_at=stopped_at)
