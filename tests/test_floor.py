@@ -155,3 +155,27 @@ def test_the_attention_free_moe_gets_its_own_stage3_step():
     a, b = tuned.scalar("test_loss"), base.scalar("test_loss")
     pd.testing.assert_frame_equal(a.loc[:30], b.loc[:30])
     assert list(a.index) == list(b.index) and not a.loc[40].equals(b.loc[40])
+
+
+def test_the_chapter_runs_are_the_same_on_worker_processes():
+    """run_regimes and sweeps spread the regimes and the two sweeps over worker processes: every run, history,
+    tuning table and sweep row is bit-identical to the in-process run, and to the sweep that summarises the
+    centre's whole runs."""
+    import torch
+    P = floor.FloorParams(seeds=(0, 1), T1=20, T2=30, T=40, record_every=5, sweep_every=5, af_eta3_grid=(1.0, 10.0),
+                          tune_seeds=(7, 8), sigma_xis=(0.5, 1.0), Ls=(5, 6), sweep_seeds=1, noisy_sigma_xi=1.0)
+    small = dict(N=3, d=12, L=6, n_train=120, n_test=200)
+    regimes = {"default": P.default_setting().replace(**small), "noisy": P.noisy_setting(**small)}
+    a, b = floor.run_regimes(P, regimes, P.train_config(), jobs=1), floor.run_regimes(P, regimes, P.train_config(), jobs=2)
+    assert a[1] == b[1] and all(a[2][k].equals(b[2][k]) for k in regimes)
+    for k in regimes:
+        for name, ra in a[0][k].items():
+            rb = b[0][k][name]
+            assert ra.history.equals(rb.history), (k, name)
+            assert all(torch.equal(ra.params[p], rb.params[p]) for p in ra.params), (k, name)
+    centre = regimes["noisy"]
+    sa = floor.sweeps(P, centre, a[0]["noisy"], a[1]["noisy"], jobs=1, **small)
+    sb = floor.sweeps(P, centre, a[0]["noisy"], a[1]["noisy"], jobs=2, **small)
+    for field in ("sigma_xi", "L"):
+        whole = floor.sweep(P, field, reuse={getattr(centre, field): a[0]["noisy"]}, af_eta3=a[1]["noisy"], **small)
+        assert sa[field].equals(sb[field]) and sa[field].equals(whole), field

@@ -120,3 +120,16 @@ def test_plain_gd_horizon_and_sweep():
     assert df.groupby("sigma0").T_end.first().tolist() == [80, 40, 20]
     with pytest.raises(ValueError, match="field="):
         spz.gd_sweep(P, "lam")
+
+
+def test_the_plain_gd_runs_are_the_same_on_worker_processes():
+    """gd_runs: the main run and the two sweeps on worker processes are bit-identical to the calls in this process
+    (the sweeps on the first long_seeds seeds)."""
+    import torch
+    P = spz.Prop1Params(seeds=(0, 1, 2), long_seeds=2, gd_T1=20, gd_sigma0s=(0.1, 0.2, 0.4), gd_etas=(10.0, 20.0, 40.0),
+                        gd_eta1=10.0, M=8, n_train=100, n_test=100)
+    main, s, e = spz.gd_runs(P, jobs=2)
+    ref = spz.gd_main_run(P)
+    assert main.history.equals(ref.history) and all(torch.equal(main.params[k], ref.params[k]) for k in ref.params)
+    assert s.equals(spz.gd_sweep(P, "sigma0", seeds=[0, 1])) and e.equals(spz.gd_sweep(P, "eta1", seeds=[0, 1]))
+    assert set(s.seed) == {0, 1} and main.seeds == [0, 1, 2]

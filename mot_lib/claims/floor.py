@@ -192,6 +192,34 @@ def run_regime(P: FloorParams, setting: Setting, cfg: TrainConfig) -> tuple[dict
     return {"MoT": mot, "attention-free MoE": tuned[eta], AT_MOT_STEPS: base}, eta, tab
 
 
+def run_regimes(P: FloorParams, regimes: dict[str, Setting], cfg: TrainConfig, jobs: int | None = None
+                ) -> tuple[dict, dict, dict]:
+    """``run_regime`` for every regime, on ``jobs`` worker processes (``executor.chapter_jobs()`` when None): the
+    regimes are independent, and their numbers do not depend on where they ran.  Returns ({regime: runs},
+    {regime: chosen step}, {regime: tuning table})."""
+    from ..experiments.executor import chapter_jobs, executor
+    with executor(jobs=chapter_jobs() if jobs is None else jobs) as ex:
+        futures = {name: ex.submit(run_regime, P, s, cfg) for name, s in regimes.items()}
+        done = {name: f.result() for name, f in futures.items()}
+    return ({k: v[0] for k, v in done.items()}, {k: v[1] for k, v in done.items()},
+            {k: v[2] for k, v in done.items()})
+
+
+def sweeps(P: FloorParams, centre: Setting, reuse: dict, af_eta3: float, jobs: int | None = None,
+           **setting_changes) -> dict[str, pd.DataFrame]:
+    """``sweep`` over sigma_xi and over L around the noisy regime's ``centre`` (its main run in ``reuse``), the two
+    on ``jobs`` worker processes (``executor.chapter_jobs()`` when None); ``setting_changes`` as in ``sweep``."""
+    import dataclasses
+    from ..experiments.executor import chapter_jobs, executor
+    # the centre's runs travel as their histories only (``sweep`` summarises them; their data and weights are large)
+    light = {k: dataclasses.replace(r, data=None, params={}, snapshots={}, streams={}) for k, r in reuse.items()}
+    with executor(jobs=chapter_jobs() if jobs is None else jobs) as ex:
+        futures = {field: ex.submit(sweep, P, field, reuse={getattr(centre, field): light}, af_eta3=af_eta3,
+                                    **setting_changes)
+                   for field in ("sigma_xi", "L")}
+        return {field: f.result() for field, f in futures.items()}
+
+
 def tail_steps(run: Run, tail: float) -> pd.Index:
     """Recorded steps in the last ``tail`` share of training (t >= (1 - tail) T)."""
     steps = run.scalar("test_loss").index

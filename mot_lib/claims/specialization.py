@@ -271,6 +271,19 @@ def gd_sweep(P: Prop1Params, field: str, data: Dataset | None = None, seeds: lis
     return pd.concat(frames, ignore_index=True)
 
 
+def gd_runs(P: Prop1Params, jobs: int | None = None) -> tuple[Run, pd.DataFrame, pd.DataFrame]:
+    """The plain-GD main run (all seeds) and the plain-GD sweeps over ``gd_sigma0s`` and ``gd_etas`` (the first
+    ``long_seeds`` seeds), on ``jobs`` worker processes (``executor.chapter_jobs()`` when None), the longest first;
+    the numbers do not depend on where they ran.  Returns (main run, sigma0 sweep, step sweep)."""
+    from ..experiments.executor import chapter_jobs, executor
+    long = list(P.seeds[:P.long_seeds])
+    with executor(jobs=chapter_jobs() if jobs is None else jobs) as ex:
+        s = ex.submit(gd_sweep, P, "sigma0", seeds=long)
+        e = ex.submit(gd_sweep, P, "eta1", seeds=long)
+        main = ex.submit(gd_main_run, P)
+        return main.result(), s.result(), e.result()
+
+
 def sweep(P: Prop1Params, field: str, data: Dataset | None = None, eta: float | None = None,
           at: str = "fine", steps: int | None = None, every: int | None = None,
           seeds: list | None = None) -> pd.DataFrame:
