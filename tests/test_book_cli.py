@@ -177,6 +177,27 @@ def test_verdict_and_scorecard_markdown(tmp_path):
         book.badge("maybe")
 
 
+def test_the_scorecard_shows_where_a_claim_verdict_depends_on_the_seed_set(tmp_path):
+    """seed_dependent_markdown: every claim row whose verdict on some set is not the defaults' one, with its value,
+    interval, seeds and verdict on each set; a check row that differs is not a claim and is left out."""
+    rows = [vrow("prop1.routing_gd"), vrow("prop1.gap_at_tspec_gd", value=0.1, lo=0.0, hi=0.2),
+            vrow("prop1.gap_at_stated_T1", value=-0.4, lo=-0.5, hi=-0.3)]
+    book.write_verdicts(rows, "02_proposition1", tmp_path)
+    table = book.read_verdicts(tmp_path)
+    rep = table.copy()
+    rep.loc[1, ["measured", "verdict", "seeds"]] = [0.3, "inconclusive", 7]
+    rep.at[1, "interval"] = [-0.2, 0.8]
+    rep.loc[2, "verdict"] = "holds"                                      # the check row: not shown
+    md = book.seed_dependent_markdown(table, {"set 1": table, "set 2": rep})
+    lines = md.strip().splitlines()
+    assert lines[0].startswith("1 claim row gives another verdict") and len(lines) == 5, md
+    assert "| row | bound (accepted range) | test | defaults | set 1 | set 2 |" == lines[2]
+    assert table.claim[1] in lines[4] and table.test[1] in lines[4]
+    assert lines[4].count("0.1 [0, 0.2], 10 seeds: {bdg-danger}`does not hold`") == 2, lines[4]
+    assert lines[4].endswith("| 0.3 [-0.2, 0.8], 7 seeds: {bdg-warning}`inconclusive` |"), lines[4]
+    assert book.seed_dependent_markdown(table, {"set 1": table}) == "" == book.seed_dependent_markdown(table, {})
+
+
 @pytest.mark.parametrize("name", list(book.CHAPTER_MODULES))
 def test_parameters_cell_matches_the_registered_defaults(name):
     """What a reader sees in a chapter's parameters cell is what the chapter's parameter class runs with."""

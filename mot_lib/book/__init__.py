@@ -12,5 +12,6 @@ from .replication import (CLAIM_ENGINE, REPLICATION, agreement_report, claim_fin
 from . import claim_registry  # noqa: F401
 from .claim_registry import KINDS, STATEMENTS, headlines, registry_hash, registry_json  # noqa: F401
 from .scorecard import (ScorecardParams, beyond_markdown, fair_answer_markdown, headlines_markdown,  # noqa: F401
-                        history_markdown, scorecard_markdown, statement_trends_markdown, trends_markdown)
+                        history_markdown, scorecard_markdown, seed_dependent_markdown, statement_trends_markdown,
+                        trends_markdown)
 from .staleness import library_hash  # noqa: F401

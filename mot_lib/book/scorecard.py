@@ -229,6 +229,37 @@ def scorecard_markdown(table: pd.DataFrame, replications: dict[str, pd.DataFrame
     return "\n\n".join(parts) + "\n"
 
 
+def seed_dependent_markdown(table: pd.DataFrame, replications: dict[str, pd.DataFrame] | None) -> str:
+    """The claim rows whose verdict on some replication seed set is not the defaults' one, each with its test and,
+    on the default seeds and on every set, the measured value with its interval, the seeds it counts and the
+    verdict: where a verdict depends on the seeds, and by how much.  Empty when there is none (or no replication);
+    a quick run's rows are not compared."""
+    if not replications:
+        return ""
+    kinds = _kinds(table)
+    claims = table[(kinds == "claim").to_numpy() & ~_quick(table).to_numpy()]
+    if claims.empty:
+        return ""
+    differ = ~same_everywhere(claims, replications).to_numpy()
+    if not differ.any():
+        return ""
+    by_set = {label: rep.drop_duplicates("id").set_index("id") for label, rep in replications.items()}
+    head = "| row | bound (accepted range) | test | defaults | " + " | ".join(_cell(k) for k in replications) + " |"
+    lines = [head, "|:--|:--|:--|:--|" + ":--|" * len(replications)]
+    for _, r in claims[differ].iterrows():
+        cells = [f"{_measured(r)}, {int(r['seeds'])} seeds: {badge(r['verdict'])}"]
+        for label, rep in by_set.items():
+            if r["id"] not in rep.index:
+                cells.append("not run")
+                continue
+            x = rep.loc[r["id"]]
+            cells.append(f"{_measured(x)}, {int(x['seeds'])} seeds: {badge(x['verdict'])}")
+        lines.append(f"| {_cell(r['claim'])} | {_cell(r['bound'])} | {_cell(r['test'])} | " + " | ".join(cells) + " |")
+    n = int(differ.sum())
+    return (f"{n} claim {'row gives' if n == 1 else 'rows give'} another verdict on some untuned seed set than on "
+            "the defaults:\n\n" + "\n".join(lines) + "\n")
+
+
 def history_markdown(manifest: dict | None, current_hash: str) -> str:
     """The replication's history (its manifest's ``history``): the agreement of rules frozen before their seeds
     were drawn (an entry whose registry hash is the current one), beside the earlier figures, whose rules were
