@@ -133,3 +133,19 @@ def test_the_plain_gd_runs_are_the_same_on_worker_processes():
     assert main.history.equals(ref.history) and all(torch.equal(main.params[k], ref.params[k]) for k in ref.params)
     assert s.equals(spz.gd_sweep(P, "sigma0", seeds=[0, 1])) and e.equals(spz.gd_sweep(P, "eta1", seeds=[0, 1]))
     assert set(s.seed) == {0, 1} and main.seeds == [0, 1, 2]
+
+
+def test_the_normalized_gd_sweeps_are_the_same_on_worker_processes():
+    """ngd_sweeps: every sweep on worker processes is bit-identical to the one in this process (the stated-T1 and
+    small-step sweeps on the first long_seeds seeds); small_eta 0 gives an empty second regime."""
+    P = spz.Prop1Params(seeds=(0, 1, 2), long_seeds=2, quick=True, horizon=8, T1=24, small_eta_steps=8, M=8,
+                        Ms=(4, 8, 12), n_train=100, n_test=100)
+    sw = spz.ngd_sweeps(P, jobs=2)
+    assert sw["fine_s"].equals(spz.sweep(P, "sigma0")) and sw["fine_M"].equals(spz.sweep(P, "M"))
+    assert sw["fine_e"].equals(spz.sweep(P, "eta1"))
+    assert sw["stated_s"].equals(spz.sweep(P, "sigma0", at="stated", seeds=[0, 1]))
+    assert sw["small_s"].equals(spz.sweep(P, "sigma0", eta=P.small_eta, steps=P.small_steps(), every=P.small_every,
+                                          seeds=[0, 1]))
+    assert set(sw["stated_s"].seed) == {0, 1} and set(sw["fine_s"].seed) == {0, 1, 2}
+    none = spz.ngd_sweeps(P.replace(small_eta=0.0), jobs=1)
+    assert none["small_s"].empty and list(none["small_s"].columns) == list(none["fine_s"].columns)

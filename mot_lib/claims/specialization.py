@@ -284,6 +284,26 @@ def gd_runs(P: Prop1Params, jobs: int | None = None) -> tuple[Run, pd.DataFrame,
         return main.result(), s.result(), e.result()
 
 
+def ngd_sweeps(P: Prop1Params, jobs: int | None = None) -> dict[str, pd.DataFrame]:
+    """The chapter's normalized-GD sweeps, on ``jobs`` worker processes (``executor.chapter_jobs()`` when None), the
+    longest first: ``fine_s``, ``fine_M``, ``fine_e`` (finely recorded, every seed, over ``sigma0s``, ``Ms`` and
+    ``etas``), ``stated_s`` (to the stated T1, the first ``long_seeds`` seeds) and ``small_s`` (the second regime at
+    ``small_eta``, the same seeds; empty when ``small_eta`` is 0).  The numbers do not depend on where they ran."""
+    from ..experiments.executor import chapter_jobs, executor
+    long = list(P.seeds[:P.long_seeds])
+    with executor(jobs=chapter_jobs() if jobs is None else jobs) as ex:
+        futures = {"fine_e": ex.submit(sweep, P, "eta1"),
+                   "stated_s": ex.submit(sweep, P, "sigma0", at="stated", seeds=long)}
+        if P.small_eta > 0:
+            futures["small_s"] = ex.submit(sweep, P, "sigma0", eta=P.small_eta, steps=P.small_steps(),
+                                           every=P.small_every, seeds=long)
+        futures["fine_s"] = ex.submit(sweep, P, "sigma0")
+        futures["fine_M"] = ex.submit(sweep, P, "M")
+        out = {k: f.result() for k, f in futures.items()}
+    out.setdefault("small_s", out["fine_s"].iloc[:0])
+    return out
+
+
 def sweep(P: Prop1Params, field: str, data: Dataset | None = None, eta: float | None = None,
           at: str = "fine", steps: int | None = None, every: int | None = None,
           seeds: list | None = None) -> pd.DataFrame:
