@@ -80,3 +80,18 @@ def test_tiny_run_stage2_moves_the_specialty_entry():
     assert len(pairs) == int(e.used.sum())
     kinds = att.other_kind(run, P.min_share)
     assert abs(kinds.sum() - 1) < 1e-12
+
+
+def test_the_sigma0_sweeps_are_the_same_on_worker_processes():
+    """sigma0_sweeps: every (variant, sigma0) point on worker processes gives the rows sigma0_sweep gives in this
+    process, with a known run summarised where its configuration matches (and trained anew where it does not)."""
+    P = att.Prop2Params(seeds=(0, 1), T1=10, T2=16, record_every=8, M=6, n_train=100, n_test=100,
+                        sigma0s=(0.003, 0.032, 0.1))
+    data = mot.make_dataset(P.setting(), list(P.seeds))
+    main = att.run_stage2(P, data)
+    variants = {"ngd": {}, "gd": dict(stage2_opt="gd", eta2=100.0), "mean": dict(query_pool="mean")}
+    got = att.sigma0_sweeps(P, variants, known={P.sigma0: main}, jobs=2)
+    for name, changes in variants.items():
+        want = att.sigma0_sweep(P, data, known={P.sigma0: main}, **changes)
+        assert got[name].equals(want), name
+    assert not got["ngd"].equals(got["mean"])

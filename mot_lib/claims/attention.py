@@ -229,6 +229,34 @@ def sigma0_sweep(P: Prop2Params, data=None, known: dict | None = None, **changes
     return pd.concat(frames, ignore_index=True)
 
 
+def _sweep_point(P: Prop2Params, s0: float, changes: dict) -> pd.DataFrame:
+    """One point of ``sigma0_sweep``: Stages I-II at ``s0`` under ``changes``, recording T1 and T2 only."""
+    cfg = P.config(sigma0=s0, **changes)
+    run = train_mot(P.setting(), cfg.replace(record_every=cfg.T), list(P.seeds), data=make_dataset(P.setting(),
+                                                                                                   list(P.seeds)))
+    return endpoint(run, P.min_share, sigma0=s0)
+
+
+def sigma0_sweeps(P: Prop2Params, variants: dict[str, dict], known: dict | None = None, jobs: int | None = None
+                  ) -> dict[str, pd.DataFrame]:
+    """``sigma0_sweep`` under each of ``variants`` (name -> config changes), every (variant, sigma0) point on
+    ``jobs`` worker processes (``executor.chapter_jobs()`` when None); ``known`` as in ``sigma0_sweep`` (its runs are
+    summarised here, not sent to a worker).  The rows are those of ``sigma0_sweep``, whatever ran where."""
+    from ..experiments.executor import chapter_jobs, executor
+    parts: dict = {}
+    with executor(jobs=chapter_jobs() if jobs is None else jobs) as ex:
+        for name, changes in variants.items():
+            for s0 in P.sigma0s:
+                cfg = P.config(sigma0=s0, **changes)
+                run = (known or {}).get(s0)
+                if run is not None and run.cfg.replace(record_every=cfg.record_every) == cfg:
+                    parts[name, s0] = endpoint(run, P.min_share, sigma0=s0)
+                else:
+                    parts[name, s0] = ex.submit(_sweep_point, P, s0, changes)
+        parts = {k: v if isinstance(v, pd.DataFrame) else v.result() for k, v in parts.items()}
+    return {name: pd.concat([parts[name, s0] for s0 in P.sigma0s], ignore_index=True) for name in variants}
+
+
 def gd_runs(P: Prop2Params, record_every: int = 25) -> dict[float, Run]:
     """Stage II by plain GD at each step in ``P.gd_etas`` (Stage I unchanged), sigma0 = P.sigma0, on the
     first ``side_seeds`` seeds (a descriptive comparison; the verdicts use the sweeps)."""
