@@ -605,7 +605,7 @@ def test_noise_sweep_trains_on_its_first_seeds_and_the_main_runs_on_all(monkeypa
         return rd.RealRun(model, list(seeds), hist, 1, {})
     monkeypatch.setattr(rd.training, "train", fake_train)
     P = rd.RealDataParams(seeds=(3, 4, 5, 6), sweep_seeds=2, noise_shares=(0.0, 0.25), width=8, device="cpu")
-    res = rd.run_dataset(P, "digits", "cpu")
+    res = rd.run_dataset(P, "digits", "cpu", jobs=1)          # in this process, where train is replaced
     main = [c for c in calls if c[1] == 0.25]
     sweep = [c for c in calls if c[1] == 0.0]
     assert main and all(c[2] == [3, 4, 5, 6] for c in main)
@@ -617,3 +617,16 @@ def test_noise_sweep_trains_on_its_first_seeds_and_the_main_runs_on_all(monkeypa
     assert q.sweep_run_seeds() == q.run_seeds()      # quick keeps fewer seeds than sweep_seeds
     with pytest.raises(ValueError, match="sweep_seeds=0"):
         rd.RealDataParams(sweep_seeds=0)
+
+
+def test_the_runs_are_the_same_on_worker_processes():
+    """run_dataset: the main runs and the noise sweep on worker processes (each loading its own data) equal the runs
+    in this process, model by model and seed by seed."""
+    P = rd.RealDataParams(quick=True, seeds=(0, 1), sweep_seeds=1, noise_shares=(0.0, 0.25), width=4, max_train=96,
+                          device="cpu")
+    a, b = rd.run_dataset(P, "digits", "cpu", jobs=1), rd.run_dataset(P, "digits", "cpu", jobs=2)
+    assert list(a["runs"]) == list(b["runs"]) == list(rd.MODELS)
+    for m in a["runs"]:
+        assert a["runs"][m].history.equals(b["runs"][m].history), m
+        assert np.array_equal(a["runs"][m].dispatch, b["runs"][m].dispatch), m
+    assert a["sweep"].equals(b["sweep"]) and set(a["sweep"].noise_share) == {0.0, 0.25}

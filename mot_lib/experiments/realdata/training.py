@@ -405,11 +405,20 @@ class RealDataParams(ChapterParams):
                        max_train=self.max_train)
 
 
-def run_dataset(P: RealDataParams, ds: str, device="cpu", sweep_models=("MoT", "single ViT", "attention-free MoE")):
+def _train_job(P: RealDataParams, ds: str, share: float, model: str, seeds: list, cfg: ModelConfig, device) -> RealRun:
+    """One model at one noise share, in a worker process: it loads its data itself (the parent checked it)."""
+    return train(model, P.data(ds, share), seeds, cfg, device, schedule="joint" if model == "MoT (joint)" else None)
+
+
+def run_dataset(P: RealDataParams, ds: str, device="cpu", sweep_models=("MoT", "single ViT", "attention-free MoE"),
+                jobs: int | None = None):
     """Everything the chapter shows for one data set: the main runs (every model, ``P.noise_share``), and
     the noise sweep (``sweep_models`` at every other share in ``P.noise_shares``, on ``P.sweep_run_seeds()``; at the
     main share the main runs of those seeds are reused).  All data sets are loaded and checked before anything is
-    trained."""
+    trained.  Each (share, model) run goes to ``jobs`` worker processes (None: ``executor.chapter_jobs()`` on a CPU,
+    1 on a GPU; 1 trains them in this process, one after the other); every model and seed draws its own streams, so
+    the numbers do not depend on where they ran."""
+    from ...experiments.executor import chapter_jobs, executor
     cfg = P.model_config(ds)
     seeds = P.run_seeds()
     sweep_seeds = P.sweep_run_seeds()
@@ -417,10 +426,20 @@ def run_dataset(P: RealDataParams, ds: str, device="cpu", sweep_models=("MoT", "
     data = {P.noise_share: P.data(ds, P.noise_share)}
     for s in shares:
         data[s] = P.data(ds, s)
-    runs = train_all(data[P.noise_share], seeds, cfg, device)
+    dev = resolve_device(device) if isinstance(device, str) else device
+    jobs = (chapter_jobs() if dev.type == "cpu" else 1) if jobs is None else jobs
+    plan = [(P.noise_share, m, seeds) for m in MODELS] + [(s, m, sweep_seeds) for s in shares for m in sweep_models]
+    with executor(jobs=jobs) as ex:
+        if jobs == 1:       # in this process, on the data loaded above
+            futures = {(s, m): ex.submit(train, m, data[s], sd, cfg, dev, "joint" if m == "MoT (joint)" else None)
+                       for s, m, sd in plan}
+        else:
+            futures = {(s, m): ex.submit(_train_job, P, ds, s, m, sd, cfg, dev) for s, m, sd in plan}
+        done = {k: f.result() for k, f in futures.items()}
+    runs = {m: done[P.noise_share, m] for m in MODELS}
     sweep = []
     for s in sorted(set(P.noise_shares) | {P.noise_share}):
-        rs = runs if s == P.noise_share else train_all(data[s], sweep_seeds, cfg, device, models=sweep_models)
+        rs = runs if s == P.noise_share else {m: done[s, m] for m in sweep_models}
         for name, run in rs.items():
             if name not in sweep_models:
                 continue
