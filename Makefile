@@ -41,11 +41,12 @@ book: $(STAMP)
 ## verdicts the scorecard reads), the unit tests, and the HTML book built from the committed outputs.
 ## Two passes on every core (pytest-xdist, TEST_JOBS workers, one file per worker): the chapters and the tests,
 ## then what reads the verdicts the chapters wrote (the scorecard, the first page, tests marked `verdicts`).
-## Each chapter runs on one thread in its own kernel, so its numbers do not depend on the worker.
+## Each chapter runs on one thread in its own kernel, so its numbers do not depend on the worker; the chapters run
+## side by side, so each keeps its runs in its kernel (MOT_CHAPTER_JOBS=1 unless set).
 TEST_JOBS ?= auto
 XDIST := -n $(TEST_JOBS) --dist loadfile
 test: $(STAMP)
-	@rc=0; \
+	@rc=0; export MOT_CHAPTER_JOBS=$${MOT_CHAPTER_JOBS:-1}; \
 	$(PY) -m pytest -q $(XDIST) --nbval notebooks tests $(NBVAL) -m "not verdicts" || rc=1; \
 	$(PY) -m pytest -q $(XDIST) --nbval notebooks tests $(NBVAL) -m verdicts || rc=1; \
 	exit $$rc

@@ -58,7 +58,11 @@ def main() -> int:
     if not todo:
         return 0
     jobs = int(os.environ.get("MOT_BUILD_JOBS") or os.cpu_count() or 1)
-    print(f"prebuild: executing {len(todo)} chapters, {jobs} at a time", flush=True)
+    # chapters running side by side share the cores: each chapter's own worker processes (MOT_CHAPTER_JOBS) get the
+    # cores left per chapter (a cold book on 2 cores: 353 s with 2 workers per chapter, 297 s with none)
+    os.environ.setdefault("MOT_CHAPTER_JOBS", str(max(1, (os.cpu_count() or 1) // max(1, jobs))))
+    print(f"prebuild: executing {len(todo)} chapters, {jobs} at a time, each on {os.environ['MOT_CHAPTER_JOBS']} "
+          f"process(es) (MOT_CHAPTER_JOBS)", flush=True)
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = [pool.submit(_execute, str(p), timeout) for p in todo]
