@@ -231,9 +231,8 @@ def sigma0_sweep(P: Prop2Params, data=None, known: dict | None = None, **changes
 
 def _sweep_point(P: Prop2Params, s0: float, changes: dict) -> pd.DataFrame:
     """One point of ``sigma0_sweep``: Stages I-II at ``s0`` under ``changes``, recording T1 and T2 only."""
-    cfg = P.config(sigma0=s0, **changes)
-    run = train_mot(P.setting(), cfg.replace(record_every=cfg.T), list(P.seeds), data=make_dataset(P.setting(),
-                                                                                                   list(P.seeds)))
+    cfg, seeds = P.config(sigma0=s0, **changes), list(P.seeds)
+    run = train_mot(P.setting(), cfg.replace(record_every=cfg.T), seeds, data=make_dataset(P.setting(), seeds))
     return endpoint(run, P.min_share, sigma0=s0)
 
 
@@ -242,9 +241,9 @@ def sigma0_sweeps(P: Prop2Params, variants: dict[str, dict], known: dict | None 
     """``sigma0_sweep`` under each of ``variants`` (name -> config changes), every (variant, sigma0) point on
     ``jobs`` worker processes (``executor.chapter_jobs()`` when None); ``known`` as in ``sigma0_sweep`` (its runs are
     summarised here, not sent to a worker).  The rows are those of ``sigma0_sweep``, whatever ran where."""
-    from ..experiments.executor import chapter_jobs, executor
+    from ..experiments.executor import chapter_executor
     parts: dict = {}
-    with executor(jobs=chapter_jobs() if jobs is None else jobs) as ex:
+    with chapter_executor(jobs) as ex:
         for name, changes in variants.items():
             for s0 in P.sigma0s:
                 cfg = P.config(sigma0=s0, **changes)

@@ -485,10 +485,10 @@ def run_all(P: Theorem1Params, jobs: int | None = None) -> dict:
     transformer under NGD and the plain-GD diagnostics.  The five independent groups of runs go to ``jobs``
     worker processes (``executor.chapter_jobs()`` when None), the longest first; the results do not depend on where
     they ran."""
-    from ..experiments.executor import chapter_jobs, executor
+    from ..experiments.executor import chapter_executor
     groups = {"two_head": _two_head, "theorem": _theorem_runs, "single": _single_ngd, "mot": _mot_variants,
               "side": _side_runs}
-    with executor(jobs=chapter_jobs() if jobs is None else jobs) as ex:
+    with chapter_executor(jobs) as ex:
         futures = {k: ex.submit(fn, P) for k, fn in groups.items()}
         out = {k: f.result() for k, f in futures.items()}
     th, two = out["theorem"], out["two_head"]

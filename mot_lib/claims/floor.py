@@ -197,8 +197,8 @@ def run_regimes(P: FloorParams, regimes: dict[str, Setting], cfg: TrainConfig, j
     """``run_regime`` for every regime, on ``jobs`` worker processes (``executor.chapter_jobs()`` when None): the
     regimes are independent, and their numbers do not depend on where they ran.  Returns ({regime: runs},
     {regime: chosen step}, {regime: tuning table})."""
-    from ..experiments.executor import chapter_jobs, executor
-    with executor(jobs=chapter_jobs() if jobs is None else jobs) as ex:
+    from ..experiments.executor import chapter_executor
+    with chapter_executor(jobs) as ex:
         futures = {name: ex.submit(run_regime, P, s, cfg) for name, s in regimes.items()}
         done = {name: f.result() for name, f in futures.items()}
     return ({k: v[0] for k, v in done.items()}, {k: v[1] for k, v in done.items()},
@@ -210,10 +210,10 @@ def sweeps(P: FloorParams, centre: Setting, reuse: dict, af_eta3: float, jobs: i
     """``sweep`` over sigma_xi and over L around the noisy regime's ``centre`` (its main run in ``reuse``), the two
     on ``jobs`` worker processes (``executor.chapter_jobs()`` when None); ``setting_changes`` as in ``sweep``."""
     import dataclasses
-    from ..experiments.executor import chapter_jobs, executor
+    from ..experiments.executor import chapter_executor
     # the centre's runs travel as their histories only (``sweep`` summarises them; their data and weights are large)
     light = {k: dataclasses.replace(r, data=None, params={}, snapshots={}, streams={}) for k, r in reuse.items()}
-    with executor(jobs=chapter_jobs() if jobs is None else jobs) as ex:
+    with chapter_executor(jobs) as ex:
         futures = {field: ex.submit(sweep, P, field, reuse={getattr(centre, field): light}, af_eta3=af_eta3,
                                     **setting_changes)
                    for field in ("sigma_xi", "L")}

@@ -49,7 +49,7 @@ from ..engine.data import make_dataset, seed_streams
 from ..engine.models import (activation, init_mot, logistic_loss, router_scores, row_softmax, single_forward, token_weights_all,
                      uniform_weights)
 from ..engine.models import eval_routing
-from ..engine.training import Run, train_mot, train_single
+from ..engine.training import Run, single_evaluation, train_mot, train_single
 from . import comparator
 
 
@@ -441,8 +441,8 @@ def run_all(P: MechanismParams, jobs: int | None = None) -> dict:
     starts).  The two independent groups (the MoT then the single transformer; the shared expert) go to ``jobs``
     worker processes (``executor.chapter_jobs()`` when None); the numbers do not depend on where they ran.
     """
-    from ..experiments.executor import chapter_jobs, executor
-    with executor(jobs=chapter_jobs() if jobs is None else jobs) as ex:
+    from ..experiments.executor import chapter_executor
+    with chapter_executor(jobs) as ex:
         first, shared = ex.submit(_mot_and_single, P), ex.submit(_shared, P)
         out = first.result()
         out["shared"] = shared.result()
@@ -471,17 +471,9 @@ def at_matched_loss(run: Run, target: pd.Series) -> Run:
 def read_losses(run: Run) -> pd.DataFrame:
     """Training and test loss and test accuracy of the single transformer at the weights it is read at (an
     ``at_matched_loss`` run: each seed at its own step), per seed."""
-    from ..engine.grads import single_step
-    from ..engine.models import head_signs
-    out = {}
-    with torch.no_grad():
-        for name, sp in (("train", run.data.train), ("test", run.data.test)):
-            F = single_step(run.params, sp.X, sp.y, activation=run.cfg.activation, grads=False,
-                            signs=head_signs(run.cfg.H, run.cfg.signed_heads))[2]
-            out[f"{name}_loss"] = logistic_loss(sp.y * F).mean(-1).numpy()
-            if name == "test":
-                out["test_acc"] = (torch.sign(F) == sp.y).to(torch.float64).mean(-1).numpy()
-    return pd.DataFrame(out, index=pd.Index(run.seeds, name="seed"))
+    ev = single_evaluation(run.params, run.data, run.cfg)
+    return pd.DataFrame({q: ev[q].numpy() for q in ("train_loss", "test_loss", "test_acc")},
+                        index=pd.Index(run.seeds, name="seed"))
 
 
 def conflict_table(runs: dict, min_share: float) -> tuple[pd.DataFrame, dict]:

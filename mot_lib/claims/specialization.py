@@ -275,9 +275,9 @@ def gd_runs(P: Prop1Params, jobs: int | None = None) -> tuple[Run, pd.DataFrame,
     """The plain-GD main run (all seeds) and the plain-GD sweeps over ``gd_sigma0s`` and ``gd_etas`` (the first
     ``long_seeds`` seeds), on ``jobs`` worker processes (``executor.chapter_jobs()`` when None), the longest first;
     the numbers do not depend on where they ran.  Returns (main run, sigma0 sweep, step sweep)."""
-    from ..experiments.executor import chapter_jobs, executor
+    from ..experiments.executor import chapter_executor
     long = list(P.seeds[:P.long_seeds])
-    with executor(jobs=chapter_jobs() if jobs is None else jobs) as ex:
+    with chapter_executor(jobs) as ex:
         s = ex.submit(gd_sweep, P, "sigma0", seeds=long)
         e = ex.submit(gd_sweep, P, "eta1", seeds=long)
         main = ex.submit(gd_main_run, P)
@@ -289,9 +289,9 @@ def ngd_sweeps(P: Prop1Params, jobs: int | None = None) -> dict[str, pd.DataFram
     longest first: ``fine_s``, ``fine_M``, ``fine_e`` (finely recorded, every seed, over ``sigma0s``, ``Ms`` and
     ``etas``), ``stated_s`` (to the stated T1, the first ``long_seeds`` seeds) and ``small_s`` (the second regime at
     ``small_eta``, the same seeds; empty when ``small_eta`` is 0).  The numbers do not depend on where they ran."""
-    from ..experiments.executor import chapter_jobs, executor
+    from ..experiments.executor import chapter_executor
     long = list(P.seeds[:P.long_seeds])
-    with executor(jobs=chapter_jobs() if jobs is None else jobs) as ex:
+    with chapter_executor(jobs) as ex:
         futures = {"fine_e": ex.submit(sweep, P, "eta1"),
                    "stated_s": ex.submit(sweep, P, "sigma0", at="stated", seeds=long)}
         if P.small_eta > 0:

@@ -304,14 +304,23 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
     return Run(setting, cfg, seeds, data, p, rec.frame(), "mot", snapshots, stream_states)
 
 
-def _single_record(rec, step, p, data, cfg):
+def single_evaluation(p: dict, data: Dataset, cfg: SingleConfig) -> dict:
+    """The single transformer's per-seed (S,) ``train_loss``, ``train_acc``, ``test_loss`` and ``test_acc`` at
+    weights ``p`` (what its history records)."""
+    out = {}
     with torch.no_grad():
         for name, sp in (("train", data.train), ("test", data.test)):
             F = single_step(p, sp.X, sp.y, activation=cfg.activation, grads=False,
                             signs=head_signs(cfg.H, cfg.signed_heads))[2]
-            rec.add(step, "single", f"{name}_loss", logistic_loss(sp.y * F).mean(-1))
-            rec.add(step, "single", f"{name}_acc", (torch.sign(F) == sp.y).to(torch.float64).mean(-1))
-        rec.add(step, "single", "attn", attention_scores(p["WKQ"], data.signals), ("expert", "i", "j"))
+            out[f"{name}_loss"] = logistic_loss(sp.y * F).mean(-1)
+            out[f"{name}_acc"] = (torch.sign(F) == sp.y).to(torch.float64).mean(-1)
+    return out
+
+
+def _single_record(rec, step, p, data, cfg):
+    for quantity, v in single_evaluation(p, data, cfg).items():
+        rec.add(step, "single", quantity, v)
+    rec.add(step, "single", "attn", attention_scores(p["WKQ"], data.signals), ("expert", "i", "j"))
 
 
 def train_single(setting: Setting, cfg: SingleConfig, seeds, data: Dataset | None = None,

@@ -163,6 +163,11 @@ def chapter_jobs() -> int:
     return int(raw)
 
 
+def chapter_executor(jobs: int | None = None):
+    """``executor`` for a chapter's independent runs: ``jobs`` worker processes, ``chapter_jobs()`` when None."""
+    return executor(jobs=chapter_jobs() if jobs is None else jobs)
+
+
 def numbers_only(fingerprint: dict) -> dict:
     """The part of a table's fingerprint that names cached results: its canaries (the engine's and the rules'
     numbers), not the hash of its modules' source, so that editing a comment or widening a grid keeps the finished
