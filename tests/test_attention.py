@@ -50,7 +50,7 @@ def test_slope_rows_on_synthetic_sweeps():
     s0 = np.array([0.003, 0.01, 0.03, 0.1, 0.3])
     df = pd.DataFrame([{"seed": s, "sigma0": x, "flat": 2.0 * (1 + 0.05 * rng.standard_normal()),
                         "lin": 0.3 * x * (1 + 0.05 * rng.standard_normal()),
-                        "const_plus_lin": 0.05 + 0.3 * x, "neg": -x} for s in range(5) for x in s0])
+                        "const_plus_lin": 0.05 + 0.3 * x, "neg": -x} for s in range(8) for x in s0])
     theta1 = att.slope_row(df, "sigma0", "flat", "c", "b", (-0.25, 0.25))
     assert theta1["verdict"] == "holds" and abs(theta1["measured"]) < 0.05
     assert att.slope_row(df, "sigma0", "lin", "c", "b", (0.75, np.inf))["verdict"] == "holds"

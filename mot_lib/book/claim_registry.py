@@ -25,6 +25,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 
+from ..stats import SEEDWISE_TEST
+
 KINDS = ("claim", "check", "instantiation", "proxy", "beyond")
 #: what each kind means, as the book says it (the scorecard's section headings and the chapters' labels)
 KIND_TEXT = {
@@ -111,10 +113,10 @@ class Row:
 
 
 # ---------------------------------------------------------------------------------------------- the population tests
-SLOPE = "mean over seeds of each seed's log-log slope, Student t 95%"
-SLOPE_S0 = "mean over seeds of each seed's log-log slope in sigma0, Student t 95%"
+SLOPE = SEEDWISE_TEST.format(what="log-log slope")
+SLOPE_S0 = SEEDWISE_TEST.format(what="log-log slope in sigma0")
 SHARE = "share of seeds passing, Wilson 95%"
-GROWTH = "mean over seeds of each seed's growth exponent k, Student t 95%"
+GROWTH = SEEDWISE_TEST.format(what="growth exponent k")
 RATIO = "geometric mean over seeds of the per-seed ratio, Student t 95% (log scale)"
 MEAN_COS = "mean over seeds of the per-seed cosine, Student t 95%"
 MEAN_DIFF = "mean over seeds of the per-seed difference, Student t 95%"

@@ -290,22 +290,21 @@ def regime_table(P: Prop2Params, base: pd.DataFrame, data=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-SLOPE_TEST = "mean over seeds of each seed's log-log slope in sigma0, Student t 95%"
+SLOPE_TEST = stats.SEEDWISE_TEST.format(what="log-log slope in sigma0")
 
 
 def slope_estimate(df: pd.DataFrame, x: str, y: str):
-    """(the mean over seeds of each seed's log-log slope of y against x, with its t interval; the seeds that
-    entered).  A seed with a non-positive value cannot enter a log-log fit; its slope is NaN and it leaves the
-    mean."""
+    """The median over seeds of each seed's log-log slope of y against x, with its order-statistic interval.  A
+    seed with a non-positive value cannot enter a log-log fit; its slope is NaN and it leaves the median."""
     d = df[[x, y, "seed"]]
     d = d.assign(**{y: d[y].where(d[y] > 0)})
     return stats.seedwise_fit(d, x, y)[0]
 
 
 def slope_row(df: pd.DataFrame, x: str, y: str, claim: str, bound: str, accept, id: str | None = None) -> dict:
-    """Log-log slope of y against x fitted per seed, then the mean over seeds with a t interval, as a
-    verdict row.  A seed with a non-positive value cannot enter a log-log fit; its slope is NaN and it
-    leaves the mean (the row's seed count says how many seeds entered)."""
+    """Log-log slope of y against x fitted per seed, then the median over seeds with its order-statistic interval,
+    as a verdict row.  A seed with a non-positive value cannot enter a log-log fit; its slope is NaN and it
+    leaves the median (the row's seed count says how many seeds entered)."""
     d = df[[x, y, "seed"]]
     d = d.assign(**{y: d[y].where(d[y] > 0)})
     est, n = stats.seedwise_fit(d, x, y)

@@ -9,7 +9,7 @@ one-layer multi-head transformer.  Measured here, on the expected (test) loss:
   records (so that the record cadence does not quantize the count), counted from ``start``
   (T2 for the MoT, 0 for the single transformer); NaN if eps is never reached.
 * two fits of iterations against eps: linear in log10(1/eps) (slope = iterations per decade)
-  and linear in 1/eps, each fitted per seed, mean over seeds with a t interval, plus the log-log slope of
+  and linear in 1/eps, each fitted per seed, median over seeds with an order-statistic interval, plus the log-log slope of
   iterations against 1/eps;
 * the *growth exponent* k: the log-log slope of the iterations spent per decade of eps against
   1/eps.  A logarithmic law ``n = a + b log(1/eps)`` spends a constant number of iterations per
@@ -286,8 +286,8 @@ def _positive(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def rate_fits(df: pd.DataFrame) -> dict:
-    """Both fits (and the growth exponent k) for one model, fitted per seed; each summarised by the mean
-    over seeds with a Student-t 95% interval.
+    """Both fits (and the growth exponent k) for one model, fitted per seed; each summarised by the median
+    over seeds with its order-statistic 95% interval (``stats.seedwise_fit``).
 
     Returns a dict of name -> (Estimate, R^2 of the pooled fit, seeds with a finite fit).  Only reached,
     positive counts enter; a seed with fewer than 3 usable points has no fit and leaves the mean.
@@ -327,11 +327,11 @@ def fits_table(fits: dict[str, dict], reached: dict[str, float]) -> pd.DataFrame
     return pd.DataFrame(rows).set_index("model").T
 
 
-GROWTH_TEST = "mean over seeds of each seed's growth exponent k, Student t 95%"
+GROWTH_TEST = stats.SEEDWISE_TEST.format(what="growth exponent k")
 
 
 def growth_row(claim: str, bound: str, fits: dict, accept, id: str | None = None, diverged=()) -> dict:
-    """A verdict row on the growth exponent k of one model (fitted per seed, mean over seeds); ``diverged``: the
+    """A verdict row on the growth exponent k of one model (fitted per seed, median over seeds); ``diverged``: the
     seeds whose run diverged and is left out (said in the row's note)."""
     est, _, n = fits["growth exponent k (per-decade iterations vs 1/eps)"]
     more = "" if n else "no seed reached three points of the eps grid: a longer run would settle it"

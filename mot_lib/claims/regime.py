@@ -109,7 +109,7 @@ ACCEPT = {"prop1.gap_at_tspec_gd": (0.25, 0.75), "prop1.steps_sigma0_gd": (-math
 
 def _prop1(p: Point) -> list[dict]:
     from . import specialization as spz
-    P = _at(spz.Prop1Params, p, long_seeds=len(p.seeds))
+    P = _at(spz.Prop1Params, p, long_seeds=len(p.seeds), gd_seeds=len(p.seeds))
     df = spz.gd_sweep(P, "sigma0")
     theta = r"$\Theta(\sigma_0^{0.5})$"
     return [spz.exponent_row(df, "sigma0", "gap_at_t_spec", "plain GD: gap at t_spec", 0.5, theta,

@@ -61,10 +61,11 @@ class Prop1Params(ChapterParams):
     horizon: int = 40                # steps of the finely recorded runs at eta1 (x eta1/eta for smaller eta)
     small_eta: float = 0.002         # a second regime: the sigma0 sweep again at this step (0 = skip)
     small_eta_steps: int = 250       # steps of the second regime's runs (recorded every 2 sqrt(sigma0/min))
+    gd_seeds: int = 16               # the first this many seeds (at most all) run the plain-GD sweeps (gd_sigma0s, gd_etas)
     gd_eta1: float = 100.0           # plain-GD step of Stage I (the paper's optimizer): the main GD run and sweeps
     gd_T1: int = 500                 # Stage I length of the plain-GD main run (all seeds, at sigma0, gd_eta1, M)
-    gd_sigma0s: tuple = (0.0237, 0.0562, 0.133, 0.316)  # plain-GD sigma0 sweep (long_seeds seeds)
-    gd_etas: tuple = (25.0, 50.0, 100.0)                # plain-GD step sweep (long_seeds seeds; 200 diverged)
+    gd_sigma0s: tuple = (0.0237, 0.0562, 0.133, 0.316)  # plain-GD sigma0 sweep (gd_seeds seeds)
+    gd_etas: tuple = (25.0, 50.0, 100.0)                # plain-GD step sweep (gd_seeds seeds; 200 diverged)
 
     def __post_init__(self):
         super().__post_init__()
@@ -80,6 +81,7 @@ class Prop1Params(ChapterParams):
         _check("n_train", self.n_train, kind=int, lo=50, hi=1_000_000)
         _check("n_test", self.n_test, kind=int, lo=100, hi=1_000_000)
         _check("long_seeds", self.long_seeds, kind=int, lo=2, hi=10_000)
+        _check("gd_seeds", self.gd_seeds, kind=int, lo=2, hi=10_000)
         _check("route_min", self.route_min, lo=0.0, hi=1.0, lo_open=True)
         _check("seed_share", self.seed_share, lo=0.0, hi=1.0, lo_open=True)
         _check("min_share", self.min_share, lo=0.0, hi=1.0, hi_open=True)
@@ -273,13 +275,13 @@ def gd_sweep(P: Prop1Params, field: str, data: Dataset | None = None, seeds: lis
 
 def gd_runs(P: Prop1Params, jobs: int | None = None) -> tuple[Run, pd.DataFrame, pd.DataFrame]:
     """The plain-GD main run (all seeds) and the plain-GD sweeps over ``gd_sigma0s`` and ``gd_etas`` (the first
-    ``long_seeds`` seeds), on ``jobs`` worker processes (``executor.chapter_jobs()`` when None), the longest first;
+    ``gd_seeds`` seeds), on ``jobs`` worker processes (``executor.chapter_jobs()`` when None), the longest first;
     the numbers do not depend on where they ran.  Returns (main run, sigma0 sweep, step sweep)."""
     from ..experiments.executor import chapter_executor
-    long = list(P.seeds[:P.long_seeds])
+    first = list(P.seeds[:P.gd_seeds])
     with chapter_executor(jobs) as ex:
-        s = ex.submit(gd_sweep, P, "sigma0", seeds=long)
-        e = ex.submit(gd_sweep, P, "eta1", seeds=long)
+        s = ex.submit(gd_sweep, P, "sigma0", seeds=first)
+        e = ex.submit(gd_sweep, P, "eta1", seeds=first)
         main = ex.submit(gd_main_run, P)
         return main.result(), s.result(), e.result()
 
@@ -340,12 +342,12 @@ def sweep(P: Prop1Params, field: str, data: Dataset | None = None, eta: float | 
 
 
 # ---------------------------------------------------------------------- fits and verdicts
-SLOPE_TEST = "mean over seeds of each seed's log-log slope, Student t 95%"
+SLOPE_TEST = stats.SEEDWISE_TEST.format(what="log-log slope")
 
 
 def slope(df: pd.DataFrame, x: str, y: str) -> tuple[stats.Estimate, int]:
-    """Log-log slope of y against x fitted per seed (its points across the sweep), then the mean over
-    seeds with a t interval; also how many seeds had a slope (a seed needs 2 finite positive points)."""
+    """Log-log slope of y against x fitted per seed (its points across the sweep), then the median over
+    seeds with its order-statistic interval; also how many seeds had a slope (a seed needs 2 finite positive points)."""
     d = df[[x, y, "seed"]].replace([np.inf, -np.inf], np.nan).dropna()
     d = d[(d[x] > 0) & (d[y] > 0)]
     if d[x].nunique() < 2:
@@ -354,7 +356,7 @@ def slope(df: pd.DataFrame, x: str, y: str) -> tuple[stats.Estimate, int]:
 
 
 def exponent_row(df, x, y, claim, stated: float, bound: str, id: str | None = None) -> dict:
-    """Verdict row for a stated exponent (Theta): accepted if the interval of the mean per-seed slope
+    """Verdict row for a stated exponent (Theta): accepted if the interval of the median per-seed slope
     lies in stated +- TOL."""
     est, n = slope(df, x, y)
     return stats.population_row(claim, f"{bound}: slope in [{stated - TOL:g}, {stated + TOL:g}]", est,
@@ -362,7 +364,7 @@ def exponent_row(df, x, y, claim, stated: float, bound: str, id: str | None = No
 
 
 def upper_bound_row(df, x, y, claim, stated: float, bound: str, id: str | None = None) -> dict:
-    """Verdict row for an O(x^stated) upper bound: accepted if the interval of the mean per-seed slope
+    """Verdict row for an O(x^stated) upper bound: accepted if the interval of the median per-seed slope
     lies at or below stated + TOL."""
     est, n = slope(df, x, y)
     return stats.population_row(claim, f"{bound}: slope at most {stated + TOL:g}", est,
