@@ -127,19 +127,19 @@ def test_a_diverging_seed_is_left_out_and_named(monkeypatch):
         if 6 in seeds:
             raise mot.DivergenceError("seed 6")
         return real(setting, c, seeds, **kw)
-    monkeypatch.setattr(cv, "train_mot", seed_6_diverges)
+    monkeypatch.setattr(mot.engine.training, "train_mot", seed_6_diverges)
     data = mot.make_dataset(st, [5, 6, 7])
     run, gone = cv.train_surviving(st, cfg, [5, 6, 7], data)
-    assert gone == [6] and run.seeds == [5, 7] and run.params["W"].shape[0] == 2
+    assert gone == [6] and run.seeds == [5, 7] and run.diverged == [6] and run.params["W"].shape[0] == 2
     alone = real(st, cfg, [5, 7], data=mot.make_dataset(st, [5, 7]))
     assert all(torch.allclose(run.params[k], alone.params[k], rtol=1e-12, atol=0) for k in run.params)
     assert sorted(run.scalar("test_loss").columns) == [5, 7]
     fits = {"growth exponent k (per-decade iterations vs 1/eps)": (mot.stats.Estimate(1.0, 0.9, 1.1), 1.0, 2)}
     row = cv.growth_row("c", "b", fits, cv.ACCEPT_LOG, id="theorem1.mot_gd", diverged=gone)
     assert "1 seed(s) diverged at this step and are left out (6)" in row["note"]
-    monkeypatch.setattr(cv, "train_mot", lambda *a, **k: (_ for _ in ()).throw(mot.DivergenceError("all")))
+    monkeypatch.setattr(mot.engine.training, "train_mot", lambda *a, **k: (_ for _ in ()).throw(mot.DivergenceError("all")))
     with pytest.raises(mot.DivergenceError, match="every seed diverged"):
-        cv.train_surviving(st, cfg, [5, 6], data)
+        cv.train_surviving(st, cfg, [5, 6], mot.make_dataset(st, [5, 6]))
 
 
 def test_an_unstable_two_head_step_is_blank_not_chaotic():

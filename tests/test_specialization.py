@@ -134,6 +134,42 @@ def test_plain_gd_horizon_and_sweep():
         spz.gd_sweep(P, "lam")
 
 
+def test_a_diverging_plain_gd_seed_is_left_out_named_and_counted_as_failing(monkeypatch):
+    """A seed whose plain-GD Stage I diverges (seed 542293 at gd_eta1 = 100, step 345, on replication draw 1208) no
+    longer stops the chapter: the sweeps keep its row with NaN measurements and diverged=True, the exponent rows
+    leave it out and name it, the routing row counts it as failing; the other seeds' numbers are unchanged."""
+    P = spz.Prop1Params(seeds=(0, 1, 2), gd_T1=40, gd_sigma0s=(0.05, 0.1, 0.2), gd_etas=(5.0, 10.0, 20.0),
+                        gd_eta1=10.0, M=8, n_train=100, n_test=100)
+    ref = spz.gd_sweep(P, "sigma0")
+    ref_main = spz.gd_main_run(P)
+    real = mot.engine.training.train_mot
+
+    def seed_1_diverges_at_small_sigma0(setting, cfg, seeds, **kw):
+        if 1 in seeds and cfg.sigma0 < 0.06:
+            raise mot.DivergenceError("seed 1")
+        return real(setting, cfg, seeds, **kw)
+    monkeypatch.setattr(mot.engine.training, "train_mot", seed_1_diverges_at_small_sigma0)
+    df = spz.gd_sweep(P, "sigma0")
+    assert list(df.columns) == list(ref.columns) and not ref.diverged.any()
+    gone = df[df.diverged]
+    assert list(zip(gone.seed, gone.sigma0)) == [(1, 0.05)] and gone.drop(columns=["sigma0", "eta", "seed", "diverged"]).isna().all(axis=None)
+    kept = df[~df.diverged].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, ref[~((ref.seed == 1) & (ref.sigma0 == 0.05))].reset_index(drop=True),
+                                  check_dtype=False)
+    assert list(df.seed[:3]) == [0, 1, 2]       # the seeds keep their order
+    row = spz.exponent_row(df, "sigma0", "gap_at_t_spec", "c", 0.5, "b")
+    assert "1 run(s) diverged and are left out: seed 1 at sigma0=0.05" in row["note"]
+
+    monkeypatch.setattr(mot.engine.training, "train_mot", lambda st, c, seeds, **kw: (
+        (_ for _ in ()).throw(mot.DivergenceError("seed 2")) if 2 in seeds else real(st, c, seeds, **kw)))
+    main = spz.gd_main_run(P)
+    assert main.seeds == [0, 1] and main.diverged == [2]
+    r, end = spz.routing_row(main, route_min=0.0), ref_main.cfg.T
+    passed = (ref_main.scalar("classes_covered").loc[end] >= ref_main.setting.N).loc[[0, 1]].sum()   # seed 2: failing
+    assert r["seeds"] == 3 and r["measured"] == pytest.approx(passed / 3)
+    assert "1 seed(s) diverged and count as failing (2)" in r["note"]
+
+
 def test_the_plain_gd_runs_are_the_same_on_worker_processes():
     """gd_runs: the main run and the two sweeps on worker processes are bit-identical to the calls in this process
     (the sweeps on the first gd_seeds seeds, not long_seeds)."""

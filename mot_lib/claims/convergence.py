@@ -29,7 +29,7 @@ from .. import stats
 from ..book.registry import ChapterParams, register
 from ..engine.config import Setting, SingleConfig, TrainConfig, _check, _check_list
 from ..engine.data import make_dataset
-from ..engine.training import DivergenceError, Run, train_mot, train_single
+from ..engine.training import DivergenceError, Run, train_mot, train_single, train_surviving  # noqa: F401 (re-exported)
 from . import comparator
 
 # acceptance ranges of the growth exponent k (stated in the notebook)
@@ -404,30 +404,6 @@ def tune_two_head(P: Theorem1Params, setting: Setting) -> tuple[float, pd.DataFr
                          "tune_seeds; give smaller steps")
     best = ok.sort_values([tab.columns[1], "eta"]).iloc[0]
     return float(best.eta), tab
-
-
-def train_surviving(setting: Setting, cfg: TrainConfig, seeds: list, data) -> tuple[Run, list]:
-    """``train_mot`` on every seed at once; when a seed diverges (plain GD at a large step can, on a seed the
-    tuning seeds did not foresee), each seed alone (its data, initialisation and exploration are its own, so a
-    seed's numbers do not depend on its batch), the diverged ones left out.  Returns (the run of the seeds that
-    did not diverge, the diverged seeds); raises DivergenceError when every seed diverges."""
-    try:
-        return train_mot(setting, cfg, seeds, data=data), []
-    except DivergenceError:
-        pass
-    import torch
-    kept, diverged = [], []
-    for s in seeds:
-        try:
-            kept.append(train_mot(setting, cfg, [s], progress=False))
-        except DivergenceError:
-            diverged.append(s)
-    if not kept:
-        raise DivergenceError(f"every seed diverged under {cfg.stage3_opt} at eta3={cfg.eta3:g}; lower the step")
-    ok = [r.seeds[0] for r in kept]
-    run = Run(setting, cfg, ok, make_dataset(setting, ok), {k: torch.cat([r.params[k] for r in kept]) for k in
-              kept[0].params}, pd.concat([r.history for r in kept], ignore_index=True), "mot")
-    return run, diverged
 
 
 def _theorem_runs(P: Theorem1Params) -> dict:

@@ -30,7 +30,7 @@ from .. import stats
 from ..book.registry import ChapterParams, register
 from ..engine.config import MAX_STEPS, Setting, TrainConfig, _check, _check_list
 from ..engine.data import Dataset, make_dataset
-from ..engine.training import Run, train_mot
+from ..engine.training import Run, train_mot, train_surviving
 
 #: A stated exponent p is accepted when the slope's 95% interval lies in [p - TOL, p + TOL];
 #: an O(x^p) upper bound when the interval lies at or below p + TOL.
@@ -249,15 +249,19 @@ def main_run(P: Prop1Params, data: Dataset | None = None) -> Run:
 
 
 def gd_main_run(P: Prop1Params, data: Dataset | None = None) -> Run:
-    """Stage I by plain GD (the paper's optimizer) at ``gd_eta1`` for ``gd_horizon()`` steps, all seeds batched."""
+    """Stage I by plain GD (the paper's optimizer) at ``gd_eta1`` for ``gd_horizon()`` steps, all seeds batched; a
+    seed whose training diverges (plain GD at a large step can) is left out and named in ``run.diverged``
+    (``train_surviving``; ``routing_row`` counts it as failing)."""
     T = P.gd_horizon()
-    return train_mot(P.setting(), P.stage1(T, stage1_opt="gd", eta1=P.gd_eta1, record_every=max(1, T // 100)),
-                     list(P.seeds), data=data)
+    return train_surviving(P.setting(), P.stage1(T, stage1_opt="gd", eta1=P.gd_eta1, record_every=max(1, T // 100)),
+                           list(P.seeds), data=data)[0]
 
 
 def gd_sweep(P: Prop1Params, field: str, data: Dataset | None = None, seeds: list | None = None) -> pd.DataFrame:
     """Stage I by plain GD over ``gd_sigma0s``, ``gd_etas`` or ``Ms`` (field "sigma0", "eta1" or "M"), each run
-    ``gd_horizon`` steps long and recorded about 150 times; one row per (value, seed) as ``summarize`` gives."""
+    ``gd_horizon`` steps long and recorded about 150 times; one row per (value, seed) as ``summarize`` gives, and
+    column ``diverged``: a (value, seed) whose training diverged has that row with every measurement NaN (it leaves
+    the fits, and the rows' notes name it)."""
     if field not in ("sigma0", "M", "eta1"):
         raise ValueError(f"field={field!r} is not allowed; choose one of ['M', 'eta1', 'sigma0']")
     setting = P.setting()
@@ -267,10 +271,32 @@ def gd_sweep(P: Prop1Params, field: str, data: Dataset | None = None, seeds: lis
     for v in {"sigma0": P.gd_sigma0s, "M": P.Ms, "eta1": P.gd_etas}[field]:
         change = {"eta1": P.gd_eta1, field: v}
         T = P.gd_horizon(**{"sigma0": {"sigma0": v}, "M": {"M": v}, "eta1": {"eta": v}}[field])
-        run = train_mot(setting, P.stage1(T, stage1_opt="gd", record_every=max(1, T // 150), **change), seeds,
-                        data=data)
-        frames.append(summarize(run, P.route_min, P.min_share, **{field: v}, eta=change["eta1"]))
+        run, diverged = train_surviving(setting, P.stage1(T, stage1_opt="gd", record_every=max(1, T // 150),
+                                                          **change), seeds, data=data)
+        f = summarize(run, P.route_min, P.min_share, **{field: v}, eta=change["eta1"]).assign(diverged=False)
+        if diverged:
+            gone = pd.DataFrame({field: v, "eta": change["eta1"], "seed": diverged, "diverged": True})
+            f = pd.concat([f, gone], ignore_index=True).set_index("seed").loc[seeds].reset_index()[f.columns]
+        frames.append(f)
     return pd.concat(frames, ignore_index=True)
+
+
+def gd_table(P: Prop1Params, main: Run, by_sigma0: pd.DataFrame, by_eta: pd.DataFrame) -> pd.DataFrame:
+    """One row per plain-GD run (the main run, each value of the two sweeps): the median t_spec and gap at t_spec
+    over seeds, how many seeds never specialized within the horizon, and how many diverged (left out)."""
+    t = spec_time(main, P.route_min)
+    sweeps = [(by_sigma0.assign(diverged=by_sigma0.get("diverged", False)), "sigma0"),
+              (by_eta.assign(diverged=by_eta.get("diverged", False)), "eta1")]
+    rows = [{"run": f"main (all seeds, sigma0={P.sigma0:g}, eta={P.gd_eta1:g}, {main.cfg.T} steps)",
+             "median t_spec": t.median(), "median gap at t_spec": np.nan, "runs without t_spec": int(t.isna().sum()),
+             "runs that diverged": len(main.diverged)}]
+    for df, col in sweeps:
+        for v, g in df.groupby(col):
+            ok = g[~g.diverged.astype(bool)]
+            rows.append({"run": f"{'eta' if col == 'eta1' else col}={v:g}", "median t_spec": ok.t_spec.median(),
+                         "median gap at t_spec": ok.gap_at_t_spec.median(),
+                         "runs without t_spec": int(ok.t_spec.isna().sum()), "runs that diverged": len(g) - len(ok)})
+    return pd.DataFrame(rows)
 
 
 def gd_runs(P: Prop1Params, jobs: int | None = None) -> tuple[Run, pd.DataFrame, pd.DataFrame]:
@@ -359,31 +385,46 @@ def exponent_row(df, x, y, claim, stated: float, bound: str, id: str | None = No
     """Verdict row for a stated exponent (Theta): accepted if the interval of the median per-seed slope
     lies in stated +- TOL."""
     est, n = slope(df, x, y)
-    return stats.population_row(claim, f"{bound}: slope in [{stated - TOL:g}, {stated + TOL:g}]", est,
-                                (stated - TOL, stated + TOL), SLOPE_TEST, n, id=id)
+    return _with_diverged(stats.population_row(claim, f"{bound}: slope in [{stated - TOL:g}, {stated + TOL:g}]", est,
+                                                (stated - TOL, stated + TOL), SLOPE_TEST, n, id=id), df, x)
 
 
 def upper_bound_row(df, x, y, claim, stated: float, bound: str, id: str | None = None) -> dict:
     """Verdict row for an O(x^stated) upper bound: accepted if the interval of the median per-seed slope
     lies at or below stated + TOL."""
     est, n = slope(df, x, y)
-    return stats.population_row(claim, f"{bound}: slope at most {stated + TOL:g}", est,
-                                (-math.inf, stated + TOL), SLOPE_TEST, n, id=id)
+    return _with_diverged(stats.population_row(claim, f"{bound}: slope at most {stated + TOL:g}", est,
+                                               (-math.inf, stated + TOL), SLOPE_TEST, n, id=id), df, x)
+
+
+def _with_diverged(row: dict, df: pd.DataFrame, x: str) -> dict:
+    """``row`` with its note naming the runs of sweep ``df`` that diverged (``gd_sweep``'s ``diverged`` column)."""
+    if "diverged" not in df or not df.diverged.any():
+        return row
+    gone = df[df.diverged.astype(bool)]
+    text = (f"{len(gone)} run(s) diverged and are left out: "
+            + ", ".join(f"seed {int(r.seed)} at {x}={getattr(r, x):.3g}" for r in gone.itertuples()))
+    row["note"] = f"{row['note']}; {text}" if row.get("note") else text
+    return row
 
 
 def routing_row(run: Run, route_min: float = 0.95, seed_share: float = 0.5, id: str = "prop1.routing",
                 claim: str = "the gate routes each class to its specialists at the end of Stage I") -> dict:
     """Share of seeds whose last Stage I step has every class covered and routing accuracy >= route_min,
     with its Wilson interval; accepted if the interval lies above ``seed_share`` (a share of exactly
-    seed_share is not more than it)."""
+    seed_share is not more than it).  A seed whose training diverged (``run.diverged``) counts as failing."""
     end = run.cfg.T
     ok = ((run.scalar("routing_acc").loc[end] >= route_min)
-          & (run.scalar("classes_covered").loc[end] >= run.setting.N)).astype(float)
-    return stats.population_row(
+          & (run.scalar("classes_covered").loc[end] >= run.setting.N)).astype(float).to_numpy()
+    ok = np.concatenate([ok, np.zeros(len(run.diverged))])
+    row = stats.population_row(
         claim,
         f"share of seeds with every class covered and routing accuracy $\\ge {route_min:g}$: above {seed_share:g}",
-        stats.share(ok.to_numpy()), stats.above(seed_share, 1.0), "share of seeds passing, Wilson 95%", len(ok),
-        id=id)
+        stats.share(ok), stats.above(seed_share, 1.0), "share of seeds passing, Wilson 95%", len(ok), id=id)
+    if run.diverged:
+        gone = f"{len(run.diverged)} seed(s) diverged and count as failing ({', '.join(map(str, run.diverged))})"
+        row["note"] = f"{row['note']}; {gone}" if row.get("note") else gone
+    return row
 
 
 def lowest(df: pd.DataFrame, col: str, k: int = 3) -> pd.DataFrame:

@@ -40,6 +40,7 @@ class Run:
     snapshots: dict = field(default_factory=dict)  # step -> weights kept during training (train_mot snapshot_at)
     streams: dict = field(default_factory=dict)    # step -> the exploration streams' states there (``resume_point``)
     stopped_at: int | None = None  # steps taken when training stopped before cfg.T (train_single until_loss)
+    diverged: list = field(default_factory=list)  # seeds left out because their training diverged (train_surviving)
 
     def resume_point(self, step: int) -> tuple:
         """(step, weights, exploration states) at a snapshot step: ``train_mot(..., start=...)`` continues from there
@@ -302,6 +303,32 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
     if bar is not None:
         bar.close()
     return Run(setting, cfg, seeds, data, p, rec.frame(), "mot", snapshots, stream_states)
+
+
+def train_surviving(setting: Setting, cfg: TrainConfig, seeds: list, data: Dataset | None = None) -> tuple[Run, list]:
+    """``train_mot`` on every seed at once; when a seed diverges (plain GD at a large step can, on a seed that the
+    tuning or the default seeds did not foresee), each seed alone (its data, initialisation and exploration are its
+    own, so a seed's numbers do not depend on its batch), the diverged ones left out.  Returns (the run of the seeds
+    that did not diverge, with ``run.diverged`` naming the others; the diverged seeds); raises DivergenceError when
+    every seed diverges."""
+    seeds, data = prepare(setting, cfg, TrainConfig, "train_surviving", seeds, data)
+    try:
+        return train_mot(setting, cfg, seeds, data=data), []
+    except DivergenceError:
+        pass
+    kept, diverged = [], []
+    for s in seeds:
+        try:
+            kept.append(train_mot(setting, cfg, [s], progress=False))
+        except DivergenceError:
+            diverged.append(s)
+    if not kept:
+        raise DivergenceError(f"every seed diverged (seeds {seeds}); lower the step sizes (eta1, eta2, eta3, "
+                              "eta_router) or sigma0")
+    ok = [r.seeds[0] for r in kept]
+    run = Run(setting, cfg, ok, make_dataset(setting, ok), {k: torch.cat([r.params[k] for r in kept]) for k in
+              kept[0].params}, pd.concat([r.history for r in kept], ignore_index=True), "mot", diverged=diverged)
+    return run, diverged
 
 
 def single_evaluation(p: dict, data: Dataset, cfg: SingleConfig) -> dict:
