@@ -169,3 +169,23 @@ def test_the_chapter_runs_are_the_same_on_worker_processes():
     assert (a["eta3"], a["two_head_eta"]) == (b["eta3"], b["two_head_eta"])
     assert all(a["gd_sweep"][e].history.equals(b["gd_sweep"][e].history) for e in a["gd_sweep"])
     assert all(a["single_gd"][k].history.equals(b["single_gd"][k].history) for k in a["single_gd"])
+
+
+def test_seed_rates_flags_a_seed_that_crosses_its_grid_between_two_records():
+    """seed_rates: a seed whose reached grid points all lie within one record interval has k = 0 from the
+    interpolation alone and is flagged unresolved; a seed spread over many records is resolved; its k is the one the
+    verdict's median reads (stats.per_seed_fits on per_decade_table)."""
+    eps = 1e-2 * 10.0 ** (-np.arange(13) / 4)
+    rows = []
+    for seed, its in ((0, 100 + 2 * np.log10(1e-2 / eps)),            # 6 iterations across the grid
+                      (1, 100 + 0.05 / eps)):                          # a 1/eps law over thousands
+        for e, n in zip(eps, its):
+            rows.append({"model": "m", "seed": seed, "eps": e, "inv_eps": 1 / e, "log10_inv_eps": np.log10(1 / e),
+                         "iterations": n})
+    df = pd.DataFrame(rows)
+    r = cv.seed_rates(df, every=20)
+    assert list(r.resolved) == [False, True] and list(r["grid points reached"]) == [13, 13]
+    assert abs(r.loc[0, "growth exponent k"]) < 1e-9 and abs(r.loc[1, "growth exponent k"] - 1) < 1e-6
+    per_seed = mot.stats.per_seed_fits(cv.per_decade_table(df), "inv_eps", "per_decade", mot.stats.fit_power_law)
+    np.testing.assert_allclose(r["growth exponent k"].to_numpy(), per_seed.to_numpy())
+    assert cv.seed_rates(df, every=5).resolved.all()

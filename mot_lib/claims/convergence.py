@@ -311,6 +311,26 @@ def rate_fits(df: pd.DataFrame) -> dict:
     return out
 
 
+def seed_rates(df: pd.DataFrame, every: int) -> pd.DataFrame:
+    """Per seed of one model's iterations table: the grid points reached, the iterations from the first reached
+    point to the last, the growth exponent k, and whether k is resolved.  ``every``: the run's record cadence.  A
+    seed that crosses its reached points in fewer iterations than ``every`` crosses them between two records, where
+    the counts are interpolated linearly in log(loss): its per-decade counts are then equal and k = 0 by
+    construction, not by measurement (resolved = False)."""
+    fit = _fit_or_nan(stats.fit_power_law)
+    pdec = per_decade_table(df)
+    rows = []
+    for seed, g in df.groupby("seed", sort=False):
+        it = g.iterations[np.isfinite(g.iterations)]
+        p = pdec[pdec.seed == seed]
+        k = fit(p.inv_eps, p.per_decade)[0] if len(p) else float("nan")
+        span = float(it.max() - it.min()) if len(it) else float("nan")
+        rows.append({"seed": int(seed), "grid points reached": int(len(it)),
+                     "iterations from the first to the last": span, "growth exponent k": k,
+                     "resolved": bool(np.isfinite(k) and span >= every)})
+    return pd.DataFrame(rows).set_index("seed")
+
+
 def fits_table(fits: dict[str, dict], reached: dict[str, float]) -> pd.DataFrame:
     """One row per model: every fit as 'value [lo, hi]' with its R^2, at 3 significant digits (2 for the
     single transformer: normalized GD on it amplifies rounding; the pinned numerics, ``mot_lib.numerics``, give
