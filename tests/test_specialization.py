@@ -170,30 +170,23 @@ def test_a_diverging_plain_gd_seed_is_left_out_named_and_counted_as_failing(monk
     assert "1 seed(s) diverged and count as failing (2)" in r["note"]
 
 
-def test_the_plain_gd_runs_are_the_same_on_worker_processes():
-    """gd_runs: the main run and the two sweeps on worker processes are bit-identical to the calls in this process
-    (the sweeps on the first gd_seeds seeds, not long_seeds)."""
+def test_the_chapter_sweeps_are_the_same_on_worker_processes():
+    """chapter_sweeps: every sweep and the plain-GD main run, each plain-GD value its own job, on worker processes,
+    are bit-identical to the calls in this process (the plain-GD sweeps on the first gd_seeds seeds, the stated-T1 and
+    small-step sweeps on the first long_seeds); small_eta 0 gives an empty second regime."""
     import torch
-    P = spz.Prop1Params(seeds=(0, 1, 2), long_seeds=3, gd_seeds=2, gd_T1=20, gd_sigma0s=(0.1, 0.2, 0.4), gd_etas=(10.0, 20.0, 40.0),
-                        gd_eta1=10.0, M=8, n_train=100, n_test=100)
-    main, s, e = spz.gd_runs(P, jobs=2)
+    P = spz.Prop1Params(seeds=(0, 1, 2), long_seeds=2, gd_seeds=2, quick=True, horizon=8, T1=24, small_eta_steps=8,
+                        M=8, Ms=(4, 8, 12), n_train=100, n_test=100, gd_T1=20, gd_sigma0s=(0.1, 0.2, 0.4),
+                        gd_etas=(10.0, 20.0, 40.0), gd_eta1=10.0)
+    sw, main, s, e = spz.chapter_sweeps(P, jobs=2)
     ref = spz.gd_main_run(P)
     assert main.history.equals(ref.history) and all(torch.equal(main.params[k], ref.params[k]) for k in ref.params)
     assert s.equals(spz.gd_sweep(P, "sigma0", seeds=[0, 1])) and e.equals(spz.gd_sweep(P, "eta1", seeds=[0, 1]))
-    assert set(s.seed) == {0, 1} and main.seeds == [0, 1, 2]
-
-
-def test_the_normalized_gd_sweeps_are_the_same_on_worker_processes():
-    """ngd_sweeps: every sweep on worker processes is bit-identical to the one in this process (the stated-T1 and
-    small-step sweeps on the first long_seeds seeds); small_eta 0 gives an empty second regime."""
-    P = spz.Prop1Params(seeds=(0, 1, 2), long_seeds=2, quick=True, horizon=8, T1=24, small_eta_steps=8, M=8,
-                        Ms=(4, 8, 12), n_train=100, n_test=100)
-    sw = spz.ngd_sweeps(P, jobs=2)
     assert sw["fine_s"].equals(spz.sweep(P, "sigma0")) and sw["fine_M"].equals(spz.sweep(P, "M"))
     assert sw["fine_e"].equals(spz.sweep(P, "eta1"))
     assert sw["stated_s"].equals(spz.sweep(P, "sigma0", at="stated", seeds=[0, 1]))
     assert sw["small_s"].equals(spz.sweep(P, "sigma0", eta=P.small_eta, steps=P.small_steps(), every=P.small_every,
                                           seeds=[0, 1]))
-    assert set(sw["stated_s"].seed) == {0, 1} and set(sw["fine_s"].seed) == {0, 1, 2}
-    none = spz.ngd_sweeps(P.replace(small_eta=0.0), jobs=1)
+    assert set(sw["stated_s"].seed) == {0, 1} and set(sw["fine_s"].seed) == {0, 1, 2} and set(s.seed) == {0, 1}
+    none = spz.chapter_sweeps(P.replace(small_eta=0.0), jobs=1)[0]
     assert none["small_s"].empty and list(none["small_s"].columns) == list(none["fine_s"].columns)

@@ -257,18 +257,19 @@ def gd_main_run(P: Prop1Params, data: Dataset | None = None) -> Run:
                            list(P.seeds), data=data)[0]
 
 
-def gd_sweep(P: Prop1Params, field: str, data: Dataset | None = None, seeds: list | None = None) -> pd.DataFrame:
+def gd_sweep(P: Prop1Params, field: str, data: Dataset | None = None, seeds: list | None = None,
+             values: tuple | None = None) -> pd.DataFrame:
     """Stage I by plain GD over ``gd_sigma0s``, ``gd_etas`` or ``Ms`` (field "sigma0", "eta1" or "M"), each run
     ``gd_horizon`` steps long and recorded about 150 times; one row per (value, seed) as ``summarize`` gives, and
     column ``diverged``: a (value, seed) whose training diverged has that row with every measurement NaN (it leaves
-    the fits, and the rows' notes name it)."""
+    the fits, and the rows' notes name it).  ``values``: the values of the field to run (default: the chapter's)."""
     if field not in ("sigma0", "M", "eta1"):
         raise ValueError(f"field={field!r} is not allowed; choose one of ['M', 'eta1', 'sigma0']")
     setting = P.setting()
     seeds = list(P.seeds if seeds is None else seeds)
     data = data if data is not None and data.seeds == seeds else make_dataset(setting, seeds)
     frames = []
-    for v in {"sigma0": P.gd_sigma0s, "M": P.Ms, "eta1": P.gd_etas}[field]:
+    for v in {"sigma0": P.gd_sigma0s, "M": P.Ms, "eta1": P.gd_etas}[field] if values is None else values:
         change = {"eta1": P.gd_eta1, field: v}
         T = P.gd_horizon(**{"sigma0": {"sigma0": v}, "M": {"M": v}, "eta1": {"eta": v}}[field])
         run, diverged = train_surviving(setting, P.stage1(T, stage1_opt="gd", record_every=max(1, T // 150),
@@ -299,37 +300,40 @@ def gd_table(P: Prop1Params, main: Run, by_sigma0: pd.DataFrame, by_eta: pd.Data
     return pd.DataFrame(rows)
 
 
-def gd_runs(P: Prop1Params, jobs: int | None = None) -> tuple[Run, pd.DataFrame, pd.DataFrame]:
-    """The plain-GD main run (all seeds) and the plain-GD sweeps over ``gd_sigma0s`` and ``gd_etas`` (the first
-    ``gd_seeds`` seeds), on ``jobs`` worker processes (``executor.chapter_jobs()`` when None), the longest first;
-    the numbers do not depend on where they ran.  Returns (main run, sigma0 sweep, step sweep)."""
+def chapter_sweeps(P: Prop1Params, jobs: int | None = None) -> tuple[dict[str, pd.DataFrame], Run, pd.DataFrame,
+                                                                     pd.DataFrame]:
+    """Every sweep of the chapter on one pool of ``jobs`` worker processes (``executor.chapter_jobs()`` when None):
+    (the normalized-GD sweeps: ``fine_s``, ``fine_M``, ``fine_e`` finely recorded on every seed over ``sigma0s``, ``Ms``,
+    ``etas``, ``stated_s`` to the stated T1 and ``small_s`` at ``small_eta`` on the first ``long_seeds`` seeds, empty
+    when ``small_eta`` is 0; the plain-GD main run on every seed; the plain-GD sweeps over ``gd_sigma0s`` and
+    ``gd_etas`` on the first ``gd_seeds`` seeds), with each plain-GD value its own job and every job submitted longest first (steps x seeds),
+    so that neither worker waits for the other (two pools one after the other left a worker idle for about 15 s of
+    the chapter's 88).  The numbers are those of the two functions: each run draws from its own seeds' streams."""
     from ..experiments.executor import chapter_executor
-    first = list(P.seeds[:P.gd_seeds])
+    first, long, every = list(P.seeds[:P.gd_seeds]), list(P.seeds[:P.long_seeds]), len(P.seeds)
+    fine = P.fine(P.eta1)[0]
+    todo = [(P.gd_horizon(sigma0=v) * len(first), ("gd_s", v), gd_sweep, (P, "sigma0"), {"seeds": first, "values": (v,)})
+            for v in P.gd_sigma0s]
+    todo += [(P.gd_horizon(eta=v) * len(first), ("gd_e", v), gd_sweep, (P, "eta1"), {"seeds": first, "values": (v,)})
+             for v in P.gd_etas]
+    todo += [(P.gd_horizon() * every, "gd_main", gd_main_run, (P,), {}),
+             (sum(P.fine(e)[0] for e in P.etas) * every, "fine_e", sweep, (P, "eta1"), {}),
+             (sum(P.stated_T1(sigma0=v) for v in P.sigma0s) * len(long), "stated_s", sweep, (P, "sigma0"),
+              {"at": "stated", "seeds": long}),
+             (fine * len(P.sigma0s) * every, "fine_s", sweep, (P, "sigma0"), {}),
+             (sum(fine * M / P.M for M in P.Ms) * every, "fine_M", sweep, (P, "M"), {})]
+    if P.small_eta > 0:
+        todo.append((P.small_steps() * len(P.sigma0s) * len(long), "small_s", sweep, (P, "sigma0"),
+                     {"eta": P.small_eta, "steps": P.small_steps(), "every": P.small_every, "seeds": long}))
+    todo.sort(key=lambda job: -job[0])
     with chapter_executor(jobs) as ex:
-        s = ex.submit(gd_sweep, P, "sigma0", seeds=first)
-        e = ex.submit(gd_sweep, P, "eta1", seeds=first)
-        main = ex.submit(gd_main_run, P)
-        return main.result(), s.result(), e.result()
-
-
-def ngd_sweeps(P: Prop1Params, jobs: int | None = None) -> dict[str, pd.DataFrame]:
-    """The chapter's normalized-GD sweeps, on ``jobs`` worker processes (``executor.chapter_jobs()`` when None), the
-    longest first: ``fine_s``, ``fine_M``, ``fine_e`` (finely recorded, every seed, over ``sigma0s``, ``Ms`` and
-    ``etas``), ``stated_s`` (to the stated T1, the first ``long_seeds`` seeds) and ``small_s`` (the second regime at
-    ``small_eta``, the same seeds; empty when ``small_eta`` is 0).  The numbers do not depend on where they ran."""
-    from ..experiments.executor import chapter_executor
-    long = list(P.seeds[:P.long_seeds])
-    with chapter_executor(jobs) as ex:
-        futures = {"fine_e": ex.submit(sweep, P, "eta1"),
-                   "stated_s": ex.submit(sweep, P, "sigma0", at="stated", seeds=long)}
-        if P.small_eta > 0:
-            futures["small_s"] = ex.submit(sweep, P, "sigma0", eta=P.small_eta, steps=P.small_steps(),
-                                           every=P.small_every, seeds=long)
-        futures["fine_s"] = ex.submit(sweep, P, "sigma0")
-        futures["fine_M"] = ex.submit(sweep, P, "M")
-        out = {k: f.result() for k, f in futures.items()}
-    out.setdefault("small_s", out["fine_s"].iloc[:0])
-    return out
+        futures = {key: ex.submit(fn, *args, **kw) for _, key, fn, args, kw in todo}
+        done = {key: f.result() for key, f in futures.items()}
+    sw = {k: done[k] for k in ("fine_e", "stated_s", "fine_s", "fine_M")}
+    sw["small_s"] = done["small_s"] if "small_s" in done else done["fine_s"].iloc[:0]
+    gd_s = pd.concat([done[("gd_s", v)] for v in P.gd_sigma0s], ignore_index=True)
+    gd_e = pd.concat([done[("gd_e", v)] for v in P.gd_etas], ignore_index=True)
+    return sw, done["gd_main"], gd_s, gd_e
 
 
 def sweep(P: Prop1Params, field: str, data: Dataset | None = None, eta: float | None = None,
