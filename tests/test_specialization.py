@@ -141,6 +141,7 @@ def test_a_diverging_plain_gd_seed_is_left_out_named_and_counted_as_failing(monk
     P = spz.Prop1Params(seeds=(0, 1, 2), gd_T1=40, gd_sigma0s=(0.05, 0.1, 0.2), gd_etas=(5.0, 10.0, 20.0),
                         gd_eta1=10.0, M=8, n_train=100, n_test=100)
     ref = spz.gd_sweep(P, "sigma0")
+    ref_e = spz.gd_sweep(P, "eta1")
     ref_main = spz.gd_main_run(P)
     real = mot.engine.training.train_mot
 
@@ -168,6 +169,9 @@ def test_a_diverging_plain_gd_seed_is_left_out_named_and_counted_as_failing(monk
     passed = (ref_main.scalar("classes_covered").loc[end] >= ref_main.setting.N).loc[[0, 1]].sum()   # seed 2: failing
     assert r["seeds"] == 3 and r["measured"] == pytest.approx(passed / 3)
     assert "1 seed(s) diverged and count as failing (2)" in r["note"]
+    tab = spz.gd_table(P, main, df, ref_e)      # the chapter's table: main run, then each sigma0, then each step
+    assert tab["runs that diverged"].tolist() == [1, 1, 0, 0, 0, 0, 0]
+    assert tab["runs without t_spec"].iloc[1] == int(df[~df.diverged & (df.sigma0 == 0.05)].t_spec.isna().sum())
 
 
 def test_the_chapter_sweeps_are_the_same_on_worker_processes():
