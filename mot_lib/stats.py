@@ -252,6 +252,13 @@ def population_row(claim: str, bound: str, est: Estimate, accept: tuple[float, f
     return row
 
 
+def add_note(row: dict, text: str) -> dict:
+    """``row`` (a ``population_row``) with ``text`` appended to its note, after "; " when it has one: what a row's
+    rule leaves out (a diverged seed) is said even when its verdict is decided and ``leaning`` wrote nothing."""
+    row["note"] = f"{row['note']}; {text}" if row.get("note") else text
+    return row
+
+
 def per_seed_fits(df: pd.DataFrame, x: str, y: str, fit=fit_power_law, by: str = "seed") -> pd.Series:
     """``fit`` applied to each seed's points alone: the exponent/slope/rate per seed (NaN where a seed
     has too few usable points).  The population verdict is then on these per-seed values."""

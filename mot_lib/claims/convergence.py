@@ -290,7 +290,7 @@ def rate_fits(df: pd.DataFrame) -> dict:
     over seeds with its order-statistic 95% interval (``stats.seedwise_fit``).
 
     Returns a dict of name -> (Estimate, R^2 of the pooled fit, seeds with a finite fit).  Only reached,
-    positive counts enter; a seed with fewer than 3 usable points has no fit and leaves the mean.
+    positive counts enter; a seed with fewer than 3 usable points has no fit and leaves the median.
     """
     d = _positive(df)
     lin = _fit_or_nan(stats.linear_fit)
@@ -358,7 +358,7 @@ def growth_row(claim: str, bound: str, fits: dict, accept, id: str | None = None
     row = stats.population_row(claim, bound, est, accept, GROWTH_TEST, n, more, id=id)
     if diverged:
         gone = f"{len(diverged)} seed(s) diverged at this step and are left out ({', '.join(map(str, diverged))})"
-        row["note"] = f"{row['note']}; {gone}" if row.get("note") else gone
+        stats.add_note(row, gone)
     return row
 
 

@@ -286,8 +286,7 @@ def gd_table(P: Prop1Params, main: Run, by_sigma0: pd.DataFrame, by_eta: pd.Data
     """One row per plain-GD run (the main run, each value of the two sweeps): the median t_spec and gap at t_spec
     over seeds, how many seeds never specialized within the horizon, and how many diverged (left out)."""
     t = spec_time(main, P.route_min)
-    sweeps = [(by_sigma0.assign(diverged=by_sigma0.get("diverged", False)), "sigma0"),
-              (by_eta.assign(diverged=by_eta.get("diverged", False)), "eta1")]
+    sweeps = [(by_sigma0, "sigma0"), (by_eta, "eta1")]      # gd_sweep frames: each has its ``diverged`` column
     rows = [{"run": f"main (all seeds, sigma0={P.sigma0:g}, eta={P.gd_eta1:g}, {main.cfg.T} steps)",
              "median t_spec": t.median(), "median gap at t_spec": np.nan, "runs without t_spec": int(t.isna().sum()),
              "runs that diverged": len(main.diverged)}]
@@ -306,22 +305,23 @@ def chapter_sweeps(P: Prop1Params, jobs: int | None = None) -> tuple[dict[str, p
     (the normalized-GD sweeps: ``fine_s``, ``fine_M``, ``fine_e`` finely recorded on every seed over ``sigma0s``, ``Ms``,
     ``etas``, ``stated_s`` to the stated T1 and ``small_s`` at ``small_eta`` on the first ``long_seeds`` seeds, empty
     when ``small_eta`` is 0; the plain-GD main run on every seed; the plain-GD sweeps over ``gd_sigma0s`` and
-    ``gd_etas`` on the first ``gd_seeds`` seeds), with each plain-GD value its own job and every job submitted longest first (steps x seeds),
-    so that neither worker waits for the other (two pools one after the other left a worker idle for about 15 s of
-    the chapter's 88).  The numbers are those of the two functions: each run draws from its own seeds' streams."""
+    ``gd_etas`` on the first ``gd_seeds`` seeds), with each plain-GD value its own job and every job submitted
+    longest first (steps x seeds), so that neither worker waits for the other (two pools one after the other left a
+    worker idle: 88.7 s for the chapter, 80.6 s on one pool).  The numbers do not depend on where a job ran: each
+    run draws from its own seeds' streams."""
     from ..experiments.executor import chapter_executor
-    first, long, every = list(P.seeds[:P.gd_seeds]), list(P.seeds[:P.long_seeds]), len(P.seeds)
+    first, long, n_all = list(P.seeds[:P.gd_seeds]), list(P.seeds[:P.long_seeds]), len(P.seeds)
     fine = P.fine(P.eta1)[0]
     todo = [(P.gd_horizon(sigma0=v) * len(first), ("gd_s", v), gd_sweep, (P, "sigma0"), {"seeds": first, "values": (v,)})
             for v in P.gd_sigma0s]
     todo += [(P.gd_horizon(eta=v) * len(first), ("gd_e", v), gd_sweep, (P, "eta1"), {"seeds": first, "values": (v,)})
              for v in P.gd_etas]
-    todo += [(P.gd_horizon() * every, "gd_main", gd_main_run, (P,), {}),
-             (sum(P.fine(e)[0] for e in P.etas) * every, "fine_e", sweep, (P, "eta1"), {}),
+    todo += [(P.gd_horizon() * n_all, "gd_main", gd_main_run, (P,), {}),
+             (sum(P.fine(e)[0] for e in P.etas) * n_all, "fine_e", sweep, (P, "eta1"), {}),
              (sum(P.stated_T1(sigma0=v) for v in P.sigma0s) * len(long), "stated_s", sweep, (P, "sigma0"),
               {"at": "stated", "seeds": long}),
-             (fine * len(P.sigma0s) * every, "fine_s", sweep, (P, "sigma0"), {}),
-             (sum(fine * M / P.M for M in P.Ms) * every, "fine_M", sweep, (P, "M"), {})]
+             (fine * len(P.sigma0s) * n_all, "fine_s", sweep, (P, "sigma0"), {}),
+             (sum(fine * M / P.M for M in P.Ms) * n_all, "fine_M", sweep, (P, "M"), {})]
     if P.small_eta > 0:
         todo.append((P.small_steps() * len(P.sigma0s) * len(long), "small_s", sweep, (P, "sigma0"),
                      {"eta": P.small_eta, "steps": P.small_steps(), "every": P.small_every, "seeds": long}))
@@ -406,10 +406,8 @@ def _with_diverged(row: dict, df: pd.DataFrame, x: str) -> dict:
     if "diverged" not in df or not df.diverged.any():
         return row
     gone = df[df.diverged.astype(bool)]
-    text = (f"{len(gone)} run(s) diverged and are left out: "
-            + ", ".join(f"seed {int(r.seed)} at {x}={getattr(r, x):.3g}" for r in gone.itertuples()))
-    row["note"] = f"{row['note']}; {text}" if row.get("note") else text
-    return row
+    return stats.add_note(row, f"{len(gone)} run(s) diverged and are left out: "
+                          + ", ".join(f"seed {int(r.seed)} at {x}={getattr(r, x):.3g}" for r in gone.itertuples()))
 
 
 def routing_row(run: Run, route_min: float = 0.95, seed_share: float = 0.5, id: str = "prop1.routing",
@@ -426,8 +424,8 @@ def routing_row(run: Run, route_min: float = 0.95, seed_share: float = 0.5, id: 
         f"share of seeds with every class covered and routing accuracy $\\ge {route_min:g}$: above {seed_share:g}",
         stats.share(ok), stats.above(seed_share, 1.0), "share of seeds passing, Wilson 95%", len(ok), id=id)
     if run.diverged:
-        gone = f"{len(run.diverged)} seed(s) diverged and count as failing ({', '.join(map(str, run.diverged))})"
-        row["note"] = f"{row['note']}; {gone}" if row.get("note") else gone
+        stats.add_note(row, f"{len(run.diverged)} seed(s) diverged and count as failing "
+                            f"({', '.join(map(str, run.diverged))})")
     return row
 
 
