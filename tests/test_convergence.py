@@ -113,7 +113,12 @@ def test_the_step_is_chosen_on_the_tuning_seeds(monkeypatch):
     assert list(tab.diverged) == [False, False, True]
     ok = tab[~tab.diverged]
     assert eta == float(ok.sort_values("median training loss after tune_steps").eta3.iloc[0])
-    monkeypatch.setattr(cv, "train_mot", lambda *a, **k: (_ for _ in ()).throw(mot.DivergenceError("x")))
+
+    def diverge_in_stage3(setting, cfg, seeds, **kw):     # the shared Stages I-II (to T2) still run
+        if cfg.T > P.T2:
+            raise mot.DivergenceError("x")
+        return real(setting, cfg, seeds, **kw)
+    monkeypatch.setattr(cv, "train_mot", diverge_in_stage3)
     with pytest.raises(ValueError, match="every step diverged on tune_seeds"):
         cv.tune_step(P, st)
 
@@ -137,7 +142,22 @@ def test_a_diverging_seed_is_left_out_and_named(monkeypatch):
     fits = {"growth exponent k (per-decade iterations vs 1/eps)": (mot.stats.Estimate(1.0, 0.9, 1.1), 1.0, 2)}
     row = cv.growth_row("c", "b", fits, cv.ACCEPT_LOG, id="theorem1.mot_gd", diverged=gone)
     assert "1 seed(s) diverged at this step and are left out (6)" in row["note"]
+    calls = []
+
+    def seed_6_named(setting, c, seeds, **kw):      # the error names the seed: the others train on together
+        calls.append(list(seeds))
+        if 6 in seeds:
+            raise mot.DivergenceError("seed 6", seeds=[6])
+        return real(setting, c, seeds, **kw)
+    monkeypatch.setattr(mot.engine.training, "train_mot", seed_6_named)
+    run2, gone2 = cv.train_surviving(st, cfg, [5, 6, 7], data)
+    assert calls == [[5, 6, 7], [5, 7]] and gone2 == [6] and run2.diverged == [6]
+    assert all(torch.equal(run2.params[k], alone.params[k]) for k in run2.params)
     monkeypatch.setattr(mot.engine.training, "train_mot", lambda *a, **k: (_ for _ in ()).throw(mot.DivergenceError("all")))
+    with pytest.raises(mot.DivergenceError, match="every seed diverged"):
+        cv.train_surviving(st, cfg, [5, 6], mot.make_dataset(st, [5, 6]))
+    monkeypatch.setattr(mot.engine.training, "train_mot",
+                        lambda st_, c, seeds, **k: (_ for _ in ()).throw(mot.DivergenceError("x", seeds=seeds)))
     with pytest.raises(mot.DivergenceError, match="every seed diverged"):
         cv.train_surviving(st, cfg, [5, 6], mot.make_dataset(st, [5, 6]))
 
@@ -155,15 +175,21 @@ def test_an_unstable_two_head_step_is_blank_not_chaotic():
 def test_the_chapter_runs_are_the_same_on_worker_processes():
     """``run_all`` spreads its independent groups of runs over worker processes (``MOT_CHAPTER_JOBS``): every run,
     history and tuning table is bit-identical to the in-process run (each run is one thread with the pinned
-    numerics, and every seed draws its own data and streams)."""
+    numerics, and every seed draws its own data and streams), however the theorem's seeds are split into jobs."""
     import torch
     from mot_lib.claims import convergence as cv
-    P = mot.book.params_for("05_theorem1", quick=True, seeds=[0, 1], compare_seeds=2, side_seeds=1)
-    a, b = cv.run_all(P, jobs=1), cv.run_all(P, jobs=2)
+    P = mot.book.params_for("05_theorem1", quick=True, seeds=[0, 1, 2, 3], compare_seeds=2, side_seeds=1,
+                            variant_seeds=2)
+    a, b = cv.run_all(P, jobs=1), cv.run_all(P, jobs=2, chunk=2)      # b: the verdict seeds' Stage III in two jobs
+    assert cv.seed_chunks(5, 2) == [[0, 1], [2, 3, 4]] and cv.seed_chunks(1, 16) == [[0]]
     assert list(a["runs"]) == list(b["runs"])
+    def rows(h):   # a run joined from jobs holds each job's rows in a block: compare the rows, not their order
+        return h.sort_values(["step", "quantity", "seed", "expert", "i", "j"], kind="stable").reset_index(drop=True)
     for k in a["runs"]:
         ra, rb = a["runs"][k], b["runs"][k]
-        assert ra.history.equals(rb.history), k
+        assert rows(ra.history).equals(rows(rb.history)), k
+        for q in ("test_loss", "train_loss"):
+            assert ra.scalar(q).equals(rb.scalar(q)), (k, q)
         assert all(torch.equal(ra.params[p], rb.params[p]) for p in ra.params), k
     assert a["tuning"].equals(b["tuning"]) and a["two_head_tuning"].equals(b["two_head_tuning"])
     assert (a["eta3"], a["two_head_eta"]) == (b["eta3"], b["two_head_eta"])

@@ -140,6 +140,46 @@ def test_a_run_resumed_at_T2_equals_the_whole_run(attention):
         mot.train_mot(st, cfg, [0], start=full.resume_point(15))
 
 
+@pytest.mark.parametrize("lam3", [0.0, None])
+def test_the_stage3_loss_track_equals_a_record_at_every_step(lam3):
+    """loss_every=1 records the training and test loss at every Stage III step: the values a run recording
+    everything at every step gives (the training loss, when Stage III does not explore, read off the next step's
+    own loss: the same routing, another summation, so to 1e-12), the weights unchanged, the other quantities at
+    their own cadence only."""
+    st = mot.Setting(N=3, d=12, L=6, n_train=120, n_test=60)
+    cfg = mot.TrainConfig(M=4, T1=10, T2=15, T=40, record_every=10, lam3=lam3, eta3=0.5)
+    every = mot.train_mot(st, cfg.replace(record_every=1), [0, 1], progress=False)
+    track = mot.train_mot(st, cfg, [0, 1], progress=False, loss_every=1)
+    plain = mot.train_mot(st, cfg, [0, 1], progress=False)
+    assert all(torch.equal(track.params[k], plain.params[k]) for k in plain.params)
+    for q in ("train_loss", "test_loss"):
+        a, b = every.scalar(q).loc[15:], track.scalar(q).loc[15:]
+        assert list(b.index) == list(range(15, 41)), q
+        np.testing.assert_allclose(b.to_numpy(), a.to_numpy(), rtol=1e-12, atol=0)
+        assert track.scalar(q).loc[:15].equals(plain.scalar(q).loc[:15])
+    assert list(track.scalar("routing_acc").index) == list(plain.scalar("routing_acc").index)
+    with pytest.raises(ValueError, match="loss_every=0 is not allowed"):
+        mot.train_mot(st, cfg, [0], loss_every=0)
+
+
+def test_a_resume_point_of_some_seeds_continues_them_alone():
+    """resume_point(t, seeds): the point of those seeds only; resumed alone they end as in the whole batch (every
+    seed's numbers are its own), and join_runs puts such runs back together."""
+    st = mot.Setting(N=3, d=12, L=6, n_train=120, n_test=60)
+    cfg = mot.TrainConfig(M=4, T1=10, T2=15, T=25, record_every=5)
+    full = mot.train_mot(st, cfg, [0, 1, 2], snapshot_at=(15,), progress=False)
+    parts = [mot.train_mot(st, cfg, s, start=full.resume_point(15, seeds=s), progress=False) for s in ([2], [0, 1])]
+    joined = mot.engine.training.join_runs(parts)
+    assert joined.seeds == [2, 0, 1]
+    for k in full.params:
+        assert torch.equal(joined.params[k], full.params[k][[2, 0, 1]]), k
+    pd.testing.assert_frame_equal(joined.scalar("test_loss"), full.scalar("test_loss").loc[15:])
+    with pytest.raises(ValueError, match=r"seeds \[7\] are not seeds of this run"):
+        full.resume_point(15, seeds=[7])
+    with pytest.raises(ValueError, match="the runs share seeds"):
+        mot.engine.training.join_runs([parts[0], parts[0]])
+
+
 def test_stage3_exploration_is_its_own_parameter():
     """lam3 = 0: Stage III routes every sample to the gate's own choice (explore_agree = 1 there), Stages I-II
     unchanged; lam3 = None is lam in every stage (the same numbers as before the parameter existed)."""

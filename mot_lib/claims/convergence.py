@@ -29,7 +29,8 @@ from .. import stats
 from ..book.registry import ChapterParams, register
 from ..engine.config import Setting, SingleConfig, TrainConfig, _check, _check_list
 from ..engine.data import make_dataset
-from ..engine.training import DivergenceError, Run, train_mot, train_single, train_surviving  # noqa: F401 (re-exported)
+from ..engine.training import (DivergenceError, Run, join_runs, slice_point, train_mot, train_single,  # noqa: F401
+                               train_surviving)  # train_surviving re-exported
 from . import comparator
 
 # acceptance ranges of the growth exponent k (stated in the notebook)
@@ -43,7 +44,8 @@ ACCEPT_INV_THETA = (1.0 - K_TOL, 1.0 + K_TOL)  # Theta(1/eps), the slower rate t
 @dataclass(frozen=True)
 class Theorem1Params(ChapterParams):
     """Parameters of notebooks/05_theorem1.ipynb."""
-    seeds: tuple = tuple(range(16))  # the MoT's runs (the theorem's rows): per-seed k spreads by about 1 (sd)
+    seeds: tuple = tuple(range(32))  # the MoT's plain-GD runs (the theorem's rows): a few seeds in 16 fall fast
+    variant_seeds: int = 16          # the first this many seeds (at most all) run the MoT's variants (lam = 1, NGD)
     compare_seeds: int = 6           # the first this many seeds (at most all) run the two comparators
     side_seeds: int = 3              # the first this many seeds (at most all) run the descriptive runs
     n_train: int = 500               # training samples per seed (full batch)
@@ -107,6 +109,7 @@ class Theorem1Params(ChapterParams):
         _check("n_train", self.n_train, kind=int, lo=2, hi=1_000_000)
         _check("n_test", self.n_test, kind=int, lo=2, hi=1_000_000)
         _check("side_seeds", self.side_seeds, kind=int, lo=1, hi=10_000)
+        _check("variant_seeds", self.variant_seeds, kind=int, lo=2, hi=10_000)
         _check("compare_seeds", self.compare_seeds, kind=int, lo=2, hi=10_000)
         _check("T1", self.T1, kind=int, lo=0, hi=100_000)
         _check("T2", self.T2, kind=int, lo=self.T1, hi=100_000)
@@ -379,12 +382,13 @@ def tune_step(P: Theorem1Params, setting: Setting) -> tuple[float, pd.DataFrame]
     loss ``tune_steps`` iterations into Stage III (ties: the smaller step).  Returns (step, one row per step)."""
     seeds = list(P.tune_seeds)
     data = make_dataset(setting, seeds)
+    point = branch_point(P, setting, seeds, data)     # every step shares the tuning seeds' Stages I-II
     rows = []
     for eta in P.gd_eta_grid:
         row = {"eta3": eta}
         try:
             cfg = P.mot_config("gd", eta3=eta, lam3=P.lam3, steps=P.tune_steps, every=P.scale(P.tune_steps))
-            run = train_mot(setting, cfg, seeds, data=data, progress=False)
+            run = train_mot(setting, cfg, seeds, data=data, progress=False, start=point)
             row["median training loss after tune_steps"] = float(run.final("train_loss").median())
         except DivergenceError:
             row["median training loss after tune_steps"] = float("nan")
@@ -426,22 +430,61 @@ def tune_two_head(P: Theorem1Params, setting: Setting) -> tuple[float, pd.DataFr
     return float(best.eta), tab
 
 
-def _theorem_runs(P: Theorem1Params) -> dict:
-    """The theorem's plain-GD run: its Stage III step chosen on the tuning seeds, then every verdict seed."""
+#: the most verdict seeds one Stage III job of the theorem's run trains (its seeds split into such jobs, so that the
+#: chapter's two worker processes share them)
+THEOREM_CHUNK = 16
+
+
+def branch_point(P: Theorem1Params, setting: Setting, seeds: list, data) -> tuple | None:
+    """The weights and exploration states of ``seeds`` at T2, after the book's Stages I-II, which every MoT run of the
+    chapter shares (they differ from T2 on: Stage III's optimizer, step, exploration and length).  A run resumed
+    there (``train_mot(start=...)``) gives the numbers the whole run gives.  None when T2 = 0 (no Stages I-II)."""
+    if P.T2 == 0:
+        return None
+    cfg = P.mot_config("gd").replace(T=P.T2, record_every=max(1, P.T2))
+    return train_mot(setting, cfg, seeds, data=data, snapshot_at=(P.T2,), progress=False).resume_point(P.T2)
+
+
+def _branch(P: Theorem1Params) -> dict:
+    """The theorem's Stage III step, chosen on the tuning seeds before any verdict seed runs, and the verdict
+    seeds' shared Stages I-II (``branch_point``)."""
     setting, seeds = P.setting(), list(P.seeds)
     eta_star, tuning = tune_step(P, setting)
-    data = make_dataset(setting, seeds)
-    gd_run, diverged = train_surviving(setting, P.mot_config("gd", eta3=eta_star, lam3=P.lam3, every=P.gd_every),
-                                       seeds, data)
-    return {"data": data, "run": gd_run, "diverged": diverged, "eta3": eta_star, "tuning": tuning}
+    return {"eta3": eta_star, "tuning": tuning, "point": branch_point(P, setting, seeds, make_dataset(setting, seeds))}
 
 
-def _mot_variants(P: Theorem1Params) -> dict:
-    """The MoT with the book's exploring plain-GD Stage III, and with a normalized-GD Stage III."""
-    setting, seeds = P.setting(), list(P.seeds)
+def seed_chunks(n: int, chunk: int) -> list[list[int]]:
+    """Positions 0..n-1 in pieces of ``chunk``, a last piece of one merged into the one before: torch reduces a
+    batch of one seed in another order than a batch of several (a recorded loss can then move in its last bit), so
+    no job trains a single seed unless there is only one."""
+    if chunk < 2:
+        raise ValueError(f"chunk={chunk} is not allowed; give at least 2 seeds per job")
+    out = [list(range(i, min(n, i + chunk))) for i in range(0, n, chunk)]
+    if len(out) > 1 and len(out[-1]) == 1:
+        last = out.pop()
+        out[-1] += last
+    return out
+
+
+def _part(point, positions):
+    return None if point is None else slice_point(point, positions)
+
+
+def _theorem_part(P: Theorem1Params, eta3: float, seeds: list, point) -> tuple[Run, list]:
+    """The theorem's plain-GD Stage III (exploration lam3, step eta3) on some verdict seeds, from their point at T2,
+    its losses recorded at every step (``loss_every=1``: a seed can fall several decades between two records)."""
+    setting = P.setting()
+    return train_surviving(setting, P.mot_config("gd", eta3=eta3, lam3=P.lam3, every=P.gd_every), seeds,
+                           make_dataset(setting, seeds), start=point, loss_every=1)
+
+
+def _mot_variants(P: Theorem1Params, point) -> dict:
+    """The MoT with the book's exploring plain-GD Stage III, and with a normalized-GD Stage III, on the first
+    ``variant_seeds`` seeds from their point at T2."""
+    setting, seeds = P.setting(), list(P.seeds)[:P.variant_seeds]
     data = make_dataset(setting, seeds)
-    return {GD_EXPLORE: train_mot(setting, P.mot_config("gd", steps=P.explore_steps), seeds, data=data),
-            "MoT, Stage III NGD": train_mot(setting, P.mot_config("ngd"), seeds, data=data)}
+    return {GD_EXPLORE: train_mot(setting, P.mot_config("gd", steps=P.explore_steps), seeds, data=data, start=point),
+            "MoT, Stage III NGD": train_mot(setting, P.mot_config("ngd"), seeds, data=data, start=point)}
 
 
 def _comparator_data(P: Theorem1Params):
@@ -463,34 +506,43 @@ def _two_head(P: Theorem1Params) -> dict:
             "tuning": two_tuning}
 
 
-def _side_runs(P: Theorem1Params) -> dict:
-    """The descriptive runs (further plain-GD steps, the plain-GD single transformer) on the first side_seeds."""
+def _side_runs(P: Theorem1Params, point) -> dict:
+    """The descriptive runs (further plain-GD steps from the first side_seeds' point at T2, the plain-GD single
+    transformer) on the first side_seeds."""
     setting, side = P.setting(), list(P.seeds)[:P.side_seeds]
     side_data = make_dataset(setting, side)
     sweep = {}
     for eta in P.gd_etas:
         cfg = P.mot_config("gd", eta3=eta, steps=P.sweep_steps, every=max(P.mot_every, P.scale(P.sweep_steps) // 20))
-        sweep[eta] = train_mot(setting, cfg, side, data=side_data)
+        sweep[eta] = train_mot(setting, cfg, side, data=side_data, start=point)
     single_gd = {k: train_single(setting, c, side, data=side_data) for k, c in P.single_gd_configs().items()}
     return {"gd_sweep": sweep, "single_gd": single_gd}
 
 
-def run_all(P: Theorem1Params, jobs: int | None = None) -> dict:
-    """Every run of the chapter on one data set: the MoT with plain GD in Stage III (exploration lam3, the step
-    chosen on the tuning seeds) and with the book's exploring Stage III, under NGD, the extra GD steps, the single
-    transformer under NGD and the plain-GD diagnostics.  The five independent groups of runs go to ``jobs``
-    worker processes (``executor.chapter_jobs()`` when None), the longest first; the results do not depend on where
-    they ran."""
+def run_all(P: Theorem1Params, jobs: int | None = None, chunk: int = THEOREM_CHUNK) -> dict:
+    """Every run of the chapter: the MoT with plain GD in Stage III (exploration lam3, the step chosen on the tuning
+    seeds) and with the book's exploring Stage III, under NGD, the extra GD steps, the two comparators and the
+    plain-GD diagnostics.  The MoT runs share the verdict seeds' Stages I-II (``branch_point``), computed once; the
+    independent jobs go to ``jobs`` worker processes (``executor.chapter_jobs()`` when None), the longest first.  The
+    results do not depend on where they ran, nor on how the seeds were split into jobs (``chunk`` seeds a job)."""
     from ..experiments.executor import chapter_executor
-    groups = {"two_head": _two_head, "theorem": _theorem_runs, "single": _single_ngd, "mot": _mot_variants,
-              "side": _side_runs}
+    seeds = list(P.seeds)
     with chapter_executor(jobs) as ex:
-        futures = {k: ex.submit(fn, P) for k, fn in groups.items()}
-        out = {k: f.result() for k, f in futures.items()}
-    th, two = out["theorem"], out["two_head"]
-    runs = {GD: th["run"], **out["mot"], "single transformer, NGD": out["single"], TWO_HEAD: two["run"]}
-    return {"data": th["data"], "runs": runs, **out["side"], "eta3": th["eta3"], "tuning": th["tuning"],
-            "diverged": th["diverged"], "two_head_eta": two["eta"], "two_head_tuning": two["tuning"]}
+        two = ex.submit(_two_head, P)
+        br = ex.submit(_branch, P).result()
+        point = br["point"]
+        chunks = seed_chunks(len(seeds), chunk)
+        parts = [ex.submit(_theorem_part, P, br["eta3"], [seeds[i] for i in c], _part(point, c)) for c in chunks]
+        single = ex.submit(_single_ngd, P)
+        mot = ex.submit(_mot_variants, P, _part(point, list(range(min(P.variant_seeds, len(seeds))))))
+        side = ex.submit(_side_runs, P, _part(point, list(range(min(P.side_seeds, len(seeds))))))
+        done = [f.result() for f in parts]
+        two, single, mot, side = two.result(), single.result(), mot.result(), side.result()
+    diverged = [s for _, d in done for s in d]
+    gd_run = join_runs([r for r, _ in done], ()) if len(done) > 1 else done[0][0]
+    runs = {GD: gd_run, **mot, "single transformer, NGD": single, TWO_HEAD: two["run"]}
+    return {"runs": runs, **side, "eta3": br["eta3"], "tuning": br["tuning"], "diverged": diverged,
+            "two_head_eta": two["eta"], "two_head_tuning": two["tuning"]}
 
 
 def measure(P: Theorem1Params, runs: dict[str, Run]) -> pd.DataFrame:

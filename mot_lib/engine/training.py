@@ -24,7 +24,12 @@ HISTORY_COLUMNS = ["step", "seed", "stage", "quantity", "expert", "i", "j", "val
 
 
 class DivergenceError(FloatingPointError):
-    """A run produced NaN/inf: stop with a message instead of plotting NaN."""
+    """A run produced NaN/inf: stop with a message instead of plotting NaN.  ``seeds``: the seeds that diverged, when
+    known (the others had not, up to that step)."""
+
+    def __init__(self, message: str, seeds=None):
+        super().__init__(message)
+        self.seeds = None if seeds is None else list(seeds)
 
 
 @dataclass
@@ -42,13 +47,19 @@ class Run:
     stopped_at: int | None = None  # steps taken when training stopped before cfg.T (train_single until_loss)
     diverged: list = field(default_factory=list)  # seeds left out because their training diverged (train_surviving)
 
-    def resume_point(self, step: int) -> tuple:
+    def resume_point(self, step: int, seeds=None) -> tuple:
         """(step, weights, exploration states) at a snapshot step: ``train_mot(..., start=...)`` continues from there
         exactly as this run did, so runs that differ only after ``step`` (a Stage III step size) share what comes
-        before it."""
+        before it.  ``seeds``: the point of these seeds of the run only (every seed's numbers are its own)."""
         if step not in self.snapshots or step not in self.streams:
             raise ValueError(f"step {step} was not kept (snapshot_at); kept: {sorted(self.snapshots)}")
-        return step, self.snapshots[step], self.streams[step]
+        point = (step, self.snapshots[step], self.streams[step])
+        if seeds is None:
+            return point
+        missing = [s for s in seeds if s not in self.seeds]
+        if missing:
+            raise ValueError(f"seeds {missing} are not seeds of this run ({self.seeds})")
+        return slice_point(point, [self.seeds.index(s) for s in seeds])
 
     def rows(self, quantity: str) -> pd.DataFrame:
         """The history's rows of one quantity (the history is split by quantity once, on first use:
@@ -77,6 +88,28 @@ class Run:
     def final(self, quantity: str) -> pd.Series:
         """Last recorded value of a scalar quantity, per seed."""
         return self.scalar(quantity).iloc[-1]
+
+
+def slice_point(point: tuple, positions: list) -> tuple:
+    """A resume point (``Run.resume_point``) restricted to the seeds at ``positions`` of its run, in that order."""
+    step, weights, states = point
+    pos = torch.as_tensor(positions, dtype=torch.long)
+    return step, {k: v.index_select(0, pos) for k, v in weights.items()}, [states[i] for i in positions]
+
+
+def join_runs(runs: list, diverged=()) -> Run:
+    """One Run of several runs of the same model, setting and config on disjoint seeds (every seed's numbers are
+    its own): their seeds in order, weights and histories stacked.  ``diverged``: seeds left out (``train_surviving``)."""
+    first = runs[0]
+    if any(r.setting != first.setting or r.cfg != first.cfg or r.model != first.model for r in runs):
+        raise ValueError("join_runs: the runs differ in setting, config or model")
+    seeds = [s for r in runs for s in r.seeds]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"join_runs: the runs share seeds ({seeds})")
+    return Run(first.setting, first.cfg, seeds, make_dataset(first.setting, seeds),
+               {k: torch.cat([r.params[k] for r in runs]) for k in first.params},
+               pd.concat([r.history for r in runs], ignore_index=True), first.model,
+               diverged=list(diverged) + [s for r in runs for s in r.diverged])
 
 
 class _Recorder:
@@ -137,7 +170,7 @@ def _check_finite(step: int, stage: str, loss: torch.Tensor, seeds, params: dict
         which = [seeds[i] for i in torch.nonzero(bad).ravel().tolist()]
         raise DivergenceError(
             f"training diverged at step {step} ({stage}): loss or weights became NaN/inf for seed(s) {which}; "
-            f"lower the step sizes (eta1, eta2, eta3, eta_router or eta) or sigma0")
+            f"lower the step sizes (eta1, eta2, eta3, eta_router or eta) or sigma0", seeds=which)
 
 
 def stage_of(t: int, cfg: TrainConfig) -> str:
@@ -166,17 +199,28 @@ def _step(p: torch.Tensor, g: torch.Tensor, eta: float, opt: str):
         p -= eta * torch.where(norm > 0, g / norm.clamp_min(1e-300), torch.zeros_like(g))
 
 
+def _mot_losses(rec: _Recorder, step: int, stage: str, cfg: TrainConfig, p: dict, data: Dataset, sigma, caches: dict,
+                accuracy: bool, splits=("train", "test")):
+    """Record the loss (and, ``accuracy``, the accuracy) on each of ``splits`` at the current weights, each split
+    routed by the gate's own choice (no exploration); returns the last split's routing and token weights."""
+    for name in splits:
+        sp = getattr(data, name)
+        idx = route(router_scores(sp.xsum, p["theta"]))
+        a = _weights(cfg, sp.X, p["WKQ"], idx, caches.get(name))
+        F, _, _ = mot_forward(p, sp.X, sp.xsum, idx, a, sigma)
+        rec.add(step, stage, f"{name}_loss", logistic_loss(sp.y * F).mean(-1))
+        if accuracy:
+            rec.add(step, stage, f"{name}_acc", (torch.sign(F) == sp.y).to(torch.float64).mean(-1))
+    return idx, a
+
+
 def _mot_record(rec: _Recorder, step: int, stage: str, cfg: TrainConfig, p: dict, data: Dataset, sigma,
                 caches: dict):
     N, M = data.setting.N, cfg.M
     W = effective_W(p["W"])      # one vector per expert (J-neuron experts: sum_j s_j W^(m,j))
     with torch.no_grad():
-        for name, sp in (("train", data.train), ("test", data.test)):
-            idx = route(router_scores(sp.xsum, p["theta"]))
-            a = _weights(cfg, sp.X, p["WKQ"], idx, caches.get(name))
-            F, _, _ = mot_forward(p, sp.X, sp.xsum, idx, a, sigma)
-            rec.add(step, stage, f"{name}_loss", logistic_loss(sp.y * F).mean(-1))
-            rec.add(step, stage, f"{name}_acc", (torch.sign(F) == sp.y).to(torch.float64).mean(-1))
+        idx, a = _mot_losses(rec, step, stage, cfg, p, data, sigma, caches, accuracy=True)
+        sp = data.test
         # routing and attention measured on the fresh test sample (no exploration)
         spec = mt.specialty(W, data.V)
         D = mt.dispatch_matrix(idx, sp.cls, N, M)
@@ -216,7 +260,8 @@ def _autograd_mot_step(cfg, p, X, xsum, y, idx, cache, sigma, wrt):
 
 
 def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = None,
-              progress: bool | None = None, snapshot_at=(), gradients: str = "closed", start: tuple | None = None) -> Run:
+              progress: bool | None = None, snapshot_at=(), gradients: str = "closed", start: tuple | None = None,
+              loss_every: int | None = None) -> Run:
     """Train the MoT (or its attention-free / joint ablations, per ``cfg``) for every seed at once.
 
     ``snapshot_at``: steps after which a copy of the weights is kept in ``run.snapshots[t]`` (one run
@@ -224,8 +269,11 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
     the same weights), and the exploration streams' states in ``run.streams[t]``.  ``start``: a run's
     ``resume_point(t)``; training continues from step t + 1 with those weights and streams, and gives the
     numbers the run would have given past t under ``cfg`` (which may differ from the first run's after t only);
-    the history then starts at t."""
+    the history then starts at t.  ``loss_every``: in Stage III, the training and test loss are recorded at every
+    ``loss_every``-th step too, between the full records (a finer loss curve at the cost of two forward passes
+    per such step; None: at the records only)."""
     _check_gradients(gradients)
+    _check_loss_every(loss_every)
     seeds, data = prepare(setting, cfg, TrainConfig, "train_mot", seeds, data)
     streams = [seed_streams(s) for s in seeds]
     S, d = len(seeds), setting.d
@@ -258,9 +306,17 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
             # the test split is read only at record time: cache all experts' weights when the stage records
             # more often than there are experts (cheaper than gathering per-sample W_KQ at every record)
             end = {"I": cfg.T1, "III": cfg.T}[stage]
-            if (end - t) // cfg.record_every > cfg.M:
+            every = min(cfg.record_every, loss_every) if stage == "III" and loss_every else cfg.record_every
+            if (end - t) // every > cfg.M:
                 caches["test"] = token_weights_all(data.test.X, p["WKQ"], cfg.query_pool)
 
+    # the Stage III steps whose losses only the loss track records (loss_every); the training loss there comes
+    # from the next step when Stage III routes without exploration (lam3 = 0, or lam = 0)
+    lam_III = cfg.lam3 if cfg.lam3 is not None else cfg.lam
+    free_train_loss = bool(loss_every) and lam_III == 0
+    tracked = set()
+    if loss_every:
+        tracked = {t for t in range(t0 + 1, cfg.T + 1) if stage_of(t, cfg) == "III" and t % loss_every == 0}
     stage = stage_of(t0 + 1, cfg)
     refresh_caches(stage, t0)
     _mot_record(rec, t0, stage, cfg, p, data, sigma, caches)
@@ -282,6 +338,8 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
         else:
             per_seed, grads = _autograd_mot_step(cfg, p, X, data.train.xsum, y, idx, caches.get("train"), sigma, wrt)
         _check_finite(t, f"stage {stage}", per_seed, seeds, {})
+        if free_train_loss and (t - 1) in tracked:
+            rec.add(t - 1, stage, "train_loss", per_seed.detach())
         with torch.no_grad():
             if "W" in grads:
                 opt, eta = ((cfg.stage3_opt, cfg.eta3) if stage == "III" else (cfg.stage1_opt, cfg.eta1))
@@ -295,9 +353,16 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
             snapshots[t] = {k: v.detach().clone() for k, v in p.items()}
             stream_states[t] = [g.get_state() for g in explore]
         if t % cfg.record_every == 0 or t == cfg.T or t in stage_ends(cfg):
+            tracked.discard(t)
             _mot_record(rec, t, stage, cfg, p, data, sigma, caches)
             # the share of this step's training samples whose explored choice is the gate's own top choice
             rec.add(t, stage, "explore_agree", (idx == h.argmax(-1)).to(torch.float64).mean(-1))
+        elif t in tracked:
+            # the training loss at these weights is the next step's own loss when Stage III does not explore (its
+            # routing is then the gate's own choice, as at a record): it is recorded there, at no cost
+            with torch.no_grad():
+                _mot_losses(rec, t, stage, cfg, p, data, sigma, caches, accuracy=False,
+                            splits=("test",) if free_train_loss else ("train", "test"))
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -305,30 +370,51 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
     return Run(setting, cfg, seeds, data, p, rec.frame(), "mot", snapshots, stream_states)
 
 
-def train_surviving(setting: Setting, cfg: TrainConfig, seeds: list, data: Dataset | None = None) -> tuple[Run, list]:
+def _check_loss_every(loss_every):
+    if loss_every is not None and (isinstance(loss_every, bool) or not isinstance(loss_every, int) or loss_every < 1):
+        raise ValueError(f"loss_every={loss_every!r} is not allowed; give a whole number >= 1 (steps between loss "
+                         "records in Stage III) or None")
+
+
+def train_surviving(setting: Setting, cfg: TrainConfig, seeds: list, data: Dataset | None = None,
+                    start: tuple | None = None, loss_every: int | None = None,
+                    progress: bool | None = None) -> tuple[Run, list]:
     """``train_mot`` on every seed at once; when a seed diverges (plain GD at a large step can, on a seed that the
     tuning or the default seeds did not foresee), each seed alone (its data, initialisation and exploration are its
-    own, so a seed's numbers do not depend on its batch), the diverged ones left out.  Returns (the run of the seeds
-    that did not diverge, with ``run.diverged`` naming the others; the diverged seeds); raises DivergenceError when
-    every seed diverges."""
+    own, so a seed's numbers do not depend on its batch, up to the last bit of a recorded loss in a batch of one),
+    the diverged ones left out: the seeds the error names (``DivergenceError.seeds``) leave and the others train again
+    together, until none diverges; when the error names none, each seed alone.  ``start`` and ``loss_every``
+    as in ``train_mot`` (the resume point of these seeds).  Returns (the run of the seeds that did not diverge, with
+    ``run.diverged`` naming the others; the diverged seeds); raises DivergenceError when every seed diverges."""
     seeds, data = prepare(setting, cfg, TrainConfig, "train_surviving", seeds, data)
-    try:
-        return train_mot(setting, cfg, seeds, data=data), []
-    except DivergenceError:
-        pass
-    kept, diverged = [], []
-    for s in seeds:
+    left, diverged = list(range(len(seeds))), []
+    while left:    # the seeds the error names leave; the others train again together (from the start)
+        batch = [seeds[i] for i in left]
         try:
-            kept.append(train_mot(setting, cfg, [s], progress=False))
+            run = train_mot(setting, cfg, batch, data=data if len(batch) == len(seeds) else None,
+                            start=None if start is None else slice_point(start, left), loss_every=loss_every,
+                            progress=progress)
+            run.diverged = list(diverged)
+            return run, list(diverged)
+        except DivergenceError as e:
+            if not e.seeds or not set(e.seeds) <= set(batch):
+                break              # which seeds diverged is unknown: each seed alone, below
+            diverged += [s for s in batch if s in e.seeds]
+            left = [i for i in left if seeds[i] not in e.seeds]
+    if not left:
+        raise DivergenceError(f"every seed diverged (seeds {seeds}); lower the step sizes (eta1, eta2, eta3, "
+                              "eta_router) or sigma0")
+    kept, diverged = [], []
+    for i, s in enumerate(seeds):
+        try:
+            kept.append(train_mot(setting, cfg, [s], progress=False, loss_every=loss_every,
+                                  start=None if start is None else slice_point(start, [i])))
         except DivergenceError:
             diverged.append(s)
     if not kept:
         raise DivergenceError(f"every seed diverged (seeds {seeds}); lower the step sizes (eta1, eta2, eta3, "
                               "eta_router) or sigma0")
-    ok = [r.seeds[0] for r in kept]
-    run = Run(setting, cfg, ok, make_dataset(setting, ok), {k: torch.cat([r.params[k] for r in kept]) for k in
-              kept[0].params}, pd.concat([r.history for r in kept], ignore_index=True), "mot", diverged=diverged)
-    return run, diverged
+    return join_runs(kept, diverged), diverged
 
 
 def single_evaluation(p: dict, data: Dataset, cfg: SingleConfig) -> dict:
