@@ -27,7 +27,8 @@ st = mot.Setting(n_train=300, n_test=300)
 moe = mot.train_mot(st, mot.TrainConfig(T=30, T1=10, T2=20, record_every=10), [0], progress=False)
 nums = single.final("test_loss").tolist() + [float(single.params[k].abs().sum()) for k in sorted(single.params)]
 nums += moe.final("test_loss").tolist() + [float(moe.params[k].abs().sum()) for k in sorted(moe.params)]
-print(json.dumps({"bits": [x.hex() for x in nums], "numerics": mot.numerics.report()}))
+print(json.dumps({"bits": [x.hex() for x in nums], "numerics": mot.numerics.report(),
+                  "heap_kept": mot.engine.heap.keep_freed_memory()}))
 """
 
 HAS_AVX512 = torch.cpu._is_avx512_supported()
@@ -55,6 +56,15 @@ def test_same_bits_whatever_the_shell_sets(pinned_default, shell):
     got = run(shell)
     assert got["numerics"]["capability"] == "AVX2" and got["numerics"]["threads"] == THREADS
     assert got["bits"] == pinned_default["bits"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the heap thresholds are glibc's")
+def test_keeping_freed_memory_changes_no_bit(pinned_default):
+    """heap.keep_freed_memory (freed blocks reused rather than faulted in anew) changes the time, not the numbers:
+    the same bits with the allocator's own policy (MOT_HEAP=system)."""
+    system = run({"MOT_HEAP": "system"})
+    assert pinned_default["heap_kept"] is True and system["heap_kept"] is False
+    assert system["bits"] == pinned_default["bits"]
 
 
 @pytest.mark.skipif(not HAS_AVX512, reason="needs a CPU with AVX-512 to show that unpinned dispatch changes bits")
