@@ -215,3 +215,16 @@ def test_seed_rates_flags_a_seed_that_crosses_its_grid_between_two_records():
     per_seed = mot.stats.per_seed_fits(cv.per_decade_table(df), "inv_eps", "per_decade", mot.stats.fit_power_law)
     np.testing.assert_allclose(r["growth exponent k"].to_numpy(), per_seed.to_numpy())
     assert cv.seed_rates(df, every=5).resolved.all()
+
+
+def test_at_step_reads_the_theorem_run_at_another_step_by_the_same_rules():
+    """at_step: the chapter's plain-GD run at a given step, read by rate_fits and seed_rates (one row per loss)."""
+    P = cv.Theorem1Params(quick=True, seeds=(0, 1, 2), T1=20, T2=30, gd_steps=200, n_train=100, n_test=100)
+    tab = cv.at_step(P, 1.0)
+    assert list(tab["loss"]) == ["expected", "training"] and (tab["eta3"] == 1.0).all()
+    assert tab["seeds with a k"].between(0, 3).all() and (tab["diverged"] == 0).all()
+    assert (tab["within one step"] <= tab["seeds with a k"]).all()
+    df = cv.measure(P, {cv.GD: cv._theorem_part(P, 1.0, [0, 1, 2], cv.branch_point(
+        P, P.setting(), [0, 1, 2], mot.make_dataset(P.setting(), [0, 1, 2])))[0]})
+    est = cv.rate_fits(df[df.model == cv.GD])["growth exponent k (per-decade iterations vs 1/eps)"][0]
+    assert tab["median k"].iloc[0] == est.value or (np.isnan(est.value) and np.isnan(tab["median k"].iloc[0]))

@@ -565,6 +565,26 @@ def measure(P: Theorem1Params, runs: dict[str, Run]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def at_step(P: Theorem1Params, eta3: float) -> pd.DataFrame:
+    """The theorem's plain-GD run at a given Stage III step instead of the tuned one, on the chapter's seeds (Stages
+    I-II shared, losses recorded every step), read by the same rules: per row, the median k with its interval and
+    seed count, the seeds that diverged, and how many seeds with a k cross their grid within one step (k = 0 by
+    interpolation, not measured).  What the tuning's grid edge decides (the chapter's Discussion)."""
+    setting, seeds = P.setting(), list(P.seeds)
+    data = make_dataset(setting, seeds)
+    run, diverged = _theorem_part(P, eta3, seeds, branch_point(P, setting, seeds, data))
+    df = measure(P, {GD: run})
+    rows = []
+    for model in (GD, GD_TRAIN):
+        g = df[df.model == model]
+        est, _, n = rate_fits(g)["growth exponent k (per-decade iterations vs 1/eps)"]
+        r = seed_rates(g, 1)
+        rows.append({"eta3": eta3, "loss": "expected" if model == GD else "training", "median k": est.value,
+                     "lo": est.lo, "hi": est.hi, "seeds with a k": n, "diverged": len(diverged),
+                     "within one step": int((r["growth exponent k"].notna() & ~r.resolved).sum())})
+    return pd.DataFrame(rows)
+
+
 def routing_share(run: Run, T2: int) -> pd.DataFrame:
     """The share of each step's training samples sent to the gate's own top choice (``explore_agree``) in Stage III:
     median and range over seeds, at T2 and at the end."""
