@@ -109,10 +109,12 @@ def test_the_step_is_chosen_on_the_tuning_seeds(monkeypatch):
             raise mot.DivergenceError("made to diverge")
         return real(setting, cfg, seeds, **kw)
     monkeypatch.setattr(cv, "train_mot", diverge_at_largest)
-    eta, tab = cv.tune_step(P, st)
-    assert list(tab.diverged) == [False, False, True]
-    ok = tab[~tab.diverged]
-    assert eta == float(ok.sort_values("median training loss after tune_steps").eta3.iloc[0])
+    eta, tab = cv.tune_step(P, st, beyond=(0.2, 0.01))    # past the grid: shown, never chosen (0.01 is in it)
+    assert list(tab.diverged) == [False, False, True, False] and list(tab.eta3) == [0.01, 0.1, 1e4, 0.2]
+    assert list(tab["in the grid"]) == [True, True, True, False]
+    ok = tab[~tab.diverged & tab["in the grid"]]
+    assert eta == float(ok.sort_values("median training loss after tune_steps").eta3.iloc[0]) == 0.1
+    assert tab["median training loss after tune_steps"].iloc[3] < tab["median training loss after tune_steps"].iloc[1]
 
     def diverge_in_stage3(setting, cfg, seeds, **kw):     # the shared Stages I-II (to T2) still run
         if cfg.T > P.T2:

@@ -102,6 +102,7 @@ class Theorem1Params(ChapterParams):
             raise ValueError(f"tune_seeds={list(self.tune_seeds)} must be a non-empty list of distinct seeds")
         if not self.gd_eta_grid:
             raise ValueError("gd_eta_grid=[] is empty; give at least one plain-GD step")
+
         if set(self.tune_seeds) & set(self.seeds):
             raise ValueError(f"tune_seeds={list(self.tune_seeds)} share seeds with seeds={list(self.seeds)}; the "
                              f"step is chosen on other seeds than the verdict's")
@@ -376,15 +377,23 @@ GD_EXPLORE = "MoT, Stage III GD, exploring"
 TWO_HEAD = "two-headed ReLU transformer, GD"
 
 
-def tune_step(P: Theorem1Params, setting: Setting) -> tuple[float, pd.DataFrame]:
+#: plain-GD steps past the default grid that the chapter runs on the tuning seeds and shows beside it, never chosen
+#: (up to the largest step the engine accepts): what lies past the grid's edge
+GD_ETA_BEYOND = (1e7, 1e8)
+
+
+def tune_step(P: Theorem1Params, setting: Setting, beyond=()) -> tuple[float, pd.DataFrame]:
     """The plain-GD Stage III step of the theorem's runs, chosen on ``tune_seeds`` before any verdict seed runs:
     among the steps of ``gd_eta_grid`` at which no tuning seed diverges, the one with the lowest median training
-    loss ``tune_steps`` iterations into Stage III (ties: the smaller step).  Returns (step, one row per step)."""
+    loss ``tune_steps`` iterations into Stage III (ties: the smaller step).  The steps ``beyond`` (the chapter:
+    ``GD_ETA_BEYOND``) run too and are shown (``in the grid`` False) but never chosen: what lies past the grid's edge.
+    Returns (step, one row per step)."""
     seeds = list(P.tune_seeds)
     data = make_dataset(setting, seeds)
     point = branch_point(P, setting, seeds, data)     # every step shares the tuning seeds' Stages I-II
     rows = []
-    for eta in P.gd_eta_grid:
+    beyond = [e for e in beyond if e not in P.gd_eta_grid]
+    for eta in list(P.gd_eta_grid) + beyond:
         row = {"eta3": eta}
         try:
             cfg = P.mot_config("gd", eta3=eta, lam3=P.lam3, steps=P.tune_steps, every=P.scale(P.tune_steps))
@@ -393,9 +402,10 @@ def tune_step(P: Theorem1Params, setting: Setting) -> tuple[float, pd.DataFrame]
         except DivergenceError:
             row["median training loss after tune_steps"] = float("nan")
         row["diverged"] = not np.isfinite(row["median training loss after tune_steps"])
+        row["in the grid"] = eta in P.gd_eta_grid
         rows.append(row)
     tab = pd.DataFrame(rows)
-    ok = tab[~tab.diverged]
+    ok = tab[~tab.diverged & tab["in the grid"]]
     if ok.empty:
         raise ValueError(f"gd_eta_grid={list(P.gd_eta_grid)}: every step diverged on tune_seeds; give smaller steps")
     best = ok.sort_values(["median training loss after tune_steps", "eta3"]).iloc[0]
@@ -449,7 +459,7 @@ def _branch(P: Theorem1Params) -> dict:
     """The theorem's Stage III step, chosen on the tuning seeds before any verdict seed runs, and the verdict
     seeds' shared Stages I-II (``branch_point``)."""
     setting, seeds = P.setting(), list(P.seeds)
-    eta_star, tuning = tune_step(P, setting)
+    eta_star, tuning = tune_step(P, setting, beyond=GD_ETA_BEYOND)
     return {"eta3": eta_star, "tuning": tuning, "point": branch_point(P, setting, seeds, make_dataset(setting, seeds))}
 
 
