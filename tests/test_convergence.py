@@ -126,41 +126,36 @@ def test_the_step_is_chosen_on_the_tuning_seeds(monkeypatch):
 
 
 def test_a_diverging_seed_is_left_out_and_named(monkeypatch):
+    """train_surviving: the seeds a DivergenceError names leave and the others train again together, with the
+    numbers they have without them; every seed diverging is a clear error, and an error naming no seed is raised."""
     st = mot.Setting(N=3, d=12, L=6, n_train=100, n_test=100)
     cfg = mot.TrainConfig(M=3, T1=4, T2=8, T=12, record_every=4)
     real = cv.train_mot
-
-    def seed_6_diverges(setting, c, seeds, **kw):
-        if 6 in seeds:
-            raise mot.DivergenceError("seed 6")
-        return real(setting, c, seeds, **kw)
-    monkeypatch.setattr(mot.engine.training, "train_mot", seed_6_diverges)
-    data = mot.make_dataset(st, [5, 6, 7])
-    run, gone = cv.train_surviving(st, cfg, [5, 6, 7], data)
-    assert gone == [6] and run.seeds == [5, 7] and run.diverged == [6] and run.params["W"].shape[0] == 2
-    alone = real(st, cfg, [5, 7], data=mot.make_dataset(st, [5, 7]))
-    assert all(torch.allclose(run.params[k], alone.params[k], rtol=1e-12, atol=0) for k in run.params)
-    assert sorted(run.scalar("test_loss").columns) == [5, 7]
-    fits = {"growth exponent k (per-decade iterations vs 1/eps)": (mot.stats.Estimate(1.0, 0.9, 1.1), 1.0, 2)}
-    row = cv.growth_row("c", "b", fits, cv.ACCEPT_LOG, id="theorem1.mot_gd", diverged=gone)
-    assert "1 seed(s) diverged at this step and are left out (6)" in row["note"]
     calls = []
 
-    def seed_6_named(setting, c, seeds, **kw):      # the error names the seed: the others train on together
+    def seed_6_diverges(setting, c, seeds, **kw):
         calls.append(list(seeds))
         if 6 in seeds:
             raise mot.DivergenceError("seed 6", seeds=[6])
         return real(setting, c, seeds, **kw)
-    monkeypatch.setattr(mot.engine.training, "train_mot", seed_6_named)
-    run2, gone2 = cv.train_surviving(st, cfg, [5, 6, 7], data)
-    assert calls == [[5, 6, 7], [5, 7]] and gone2 == [6] and run2.diverged == [6]
-    assert all(torch.equal(run2.params[k], alone.params[k]) for k in run2.params)
-    monkeypatch.setattr(mot.engine.training, "train_mot", lambda *a, **k: (_ for _ in ()).throw(mot.DivergenceError("all")))
-    with pytest.raises(mot.DivergenceError, match="every seed diverged"):
-        cv.train_surviving(st, cfg, [5, 6], mot.make_dataset(st, [5, 6]))
+    monkeypatch.setattr(mot.engine.training, "train_mot", seed_6_diverges)
+    data = mot.make_dataset(st, [5, 6, 7])
+    run, gone = cv.train_surviving(st, cfg, [5, 6, 7], data)
+    assert calls == [[5, 6, 7], [5, 7]]
+    assert gone == [6] and run.seeds == [5, 7] and run.diverged == [6] and run.params["W"].shape[0] == 2
+    alone = real(st, cfg, [5, 7], data=mot.make_dataset(st, [5, 7]))
+    assert all(torch.equal(run.params[k], alone.params[k]) for k in run.params)
+    assert sorted(run.scalar("test_loss").columns) == [5, 7]
+    fits = {"growth exponent k (per-decade iterations vs 1/eps)": (mot.stats.Estimate(1.0, 0.9, 1.1), 1.0, 2)}
+    row = cv.growth_row("c", "b", fits, cv.ACCEPT_LOG, id="theorem1.mot_gd", diverged=gone)
+    assert "1 seed(s) diverged at this step and are left out (6)" in row["note"]
     monkeypatch.setattr(mot.engine.training, "train_mot",
                         lambda st_, c, seeds, **k: (_ for _ in ()).throw(mot.DivergenceError("x", seeds=seeds)))
     with pytest.raises(mot.DivergenceError, match="every seed diverged"):
+        cv.train_surviving(st, cfg, [5, 6], mot.make_dataset(st, [5, 6]))
+    monkeypatch.setattr(mot.engine.training, "train_mot",
+                        lambda *a, **k: (_ for _ in ()).throw(mot.DivergenceError("unnamed")))
+    with pytest.raises(mot.DivergenceError, match="unnamed"):
         cv.train_surviving(st, cfg, [5, 6], mot.make_dataset(st, [5, 6]))
 
 

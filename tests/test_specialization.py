@@ -147,7 +147,7 @@ def test_a_diverging_plain_gd_seed_is_left_out_named_and_counted_as_failing(monk
 
     def seed_1_diverges_at_small_sigma0(setting, cfg, seeds, **kw):
         if 1 in seeds and cfg.sigma0 < 0.06:
-            raise mot.DivergenceError("seed 1")
+            raise mot.DivergenceError("seed 1", seeds=[1])
         return real(setting, cfg, seeds, **kw)
     monkeypatch.setattr(mot.engine.training, "train_mot", seed_1_diverges_at_small_sigma0)
     df = spz.gd_sweep(P, "sigma0")
@@ -162,7 +162,7 @@ def test_a_diverging_plain_gd_seed_is_left_out_named_and_counted_as_failing(monk
     assert "1 run(s) diverged and are left out: seed 1 at sigma0=0.05" in row["note"]
 
     monkeypatch.setattr(mot.engine.training, "train_mot", lambda st, c, seeds, **kw: (
-        (_ for _ in ()).throw(mot.DivergenceError("seed 2")) if 2 in seeds else real(st, c, seeds, **kw)))
+        (_ for _ in ()).throw(mot.DivergenceError("seed 2", seeds=[2])) if 2 in seeds else real(st, c, seeds, **kw)))
     main = spz.gd_main_run(P)
     assert main.seeds == [0, 1] and main.diverged == [2]
     r, end = spz.routing_row(main, route_min=0.0), ref_main.cfg.T

@@ -102,7 +102,6 @@ class Theorem1Params(ChapterParams):
             raise ValueError(f"tune_seeds={list(self.tune_seeds)} must be a non-empty list of distinct seeds")
         if not self.gd_eta_grid:
             raise ValueError("gd_eta_grid=[] is empty; give at least one plain-GD step")
-
         if set(self.tune_seeds) & set(self.seeds):
             raise ValueError(f"tune_seeds={list(self.tune_seeds)} share seeds with seeds={list(self.seeds)}; the "
                              f"step is chosen on other seeds than the verdict's")
@@ -546,12 +545,10 @@ def run_all(P: Theorem1Params, jobs: int | None = None, chunk: int = THEOREM_CHU
         single = ex.submit(_single_ngd, P)
         mot = ex.submit(_mot_variants, P, _part(point, list(range(min(P.variant_seeds, len(seeds))))))
         side = ex.submit(_side_runs, P, _part(point, list(range(min(P.side_seeds, len(seeds))))))
-        done = [f.result() for f in parts]
+        gd_run = join_runs([f.result()[0] for f in parts])       # each part's run names its diverged seeds
         two, single, mot, side = two.result(), single.result(), mot.result(), side.result()
-    diverged = [s for _, d in done for s in d]
-    gd_run = join_runs([r for r, _ in done], ()) if len(done) > 1 else done[0][0]
     runs = {GD: gd_run, **mot, "single transformer, NGD": single, TWO_HEAD: two["run"]}
-    return {"runs": runs, **side, "eta3": br["eta3"], "tuning": br["tuning"], "diverged": diverged,
+    return {"runs": runs, **side, "eta3": br["eta3"], "tuning": br["tuning"], "diverged": gd_run.diverged,
             "two_head_eta": two["eta"], "two_head_tuning": two["tuning"]}
 
 

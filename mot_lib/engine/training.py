@@ -97,9 +97,9 @@ def slice_point(point: tuple, positions: list) -> tuple:
     return step, {k: v.index_select(0, pos) for k, v in weights.items()}, [states[i] for i in positions]
 
 
-def join_runs(runs: list, diverged=()) -> Run:
+def join_runs(runs: list) -> Run:
     """One Run of several runs of the same model, setting and config on disjoint seeds (every seed's numbers are
-    its own): their seeds in order, weights and histories stacked.  ``diverged``: seeds left out (``train_surviving``)."""
+    its own): their seeds in order, weights and histories stacked, the seeds each left out (``Run.diverged``)."""
     first = runs[0]
     if any(r.setting != first.setting or r.cfg != first.cfg or r.model != first.model for r in runs):
         raise ValueError("join_runs: the runs differ in setting, config or model")
@@ -109,7 +109,7 @@ def join_runs(runs: list, diverged=()) -> Run:
     return Run(first.setting, first.cfg, seeds, make_dataset(first.setting, seeds),
                {k: torch.cat([r.params[k] for r in runs]) for k in first.params},
                pd.concat([r.history for r in runs], ignore_index=True), first.model,
-               diverged=list(diverged) + [s for r in runs for s in r.diverged])
+               diverged=[s for r in runs for s in r.diverged])
 
 
 class _Recorder:
@@ -379,42 +379,31 @@ def _check_loss_every(loss_every):
 def train_surviving(setting: Setting, cfg: TrainConfig, seeds: list, data: Dataset | None = None,
                     start: tuple | None = None, loss_every: int | None = None,
                     progress: bool | None = None) -> tuple[Run, list]:
-    """``train_mot`` on every seed at once; when a seed diverges (plain GD at a large step can, on a seed that the
-    tuning or the default seeds did not foresee), each seed alone (its data, initialisation and exploration are its
-    own, so a seed's numbers do not depend on its batch, up to the last bit of a recorded loss in a batch of one),
-    the diverged ones left out: the seeds the error names (``DivergenceError.seeds``) leave and the others train again
-    together, until none diverges; when the error names none, each seed alone.  ``start`` and ``loss_every``
-    as in ``train_mot`` (the resume point of these seeds).  Returns (the run of the seeds that did not diverge, with
-    ``run.diverged`` naming the others; the diverged seeds); raises DivergenceError when every seed diverges."""
+    """``train_mot`` on every seed at once, leaving out the seeds that diverge (plain GD at a large step can, on a
+    seed that the tuning or the default seeds did not foresee): the seeds a ``DivergenceError`` names leave, and the
+    others train again together from the start (a seed's data, initialisation and exploration are its own, so its
+    numbers do not depend on its batch, up to the last bit of a recorded loss in a batch of one), until none
+    diverges.  ``start`` and ``loss_every`` as in ``train_mot`` (the resume point of these seeds).  Returns (the run
+    of the seeds that did not diverge, with ``run.diverged`` naming the others; the diverged seeds); raises
+    DivergenceError when every seed diverges, and re-raises one that names no seed."""
     seeds, data = prepare(setting, cfg, TrainConfig, "train_surviving", seeds, data)
     left, diverged = list(range(len(seeds))), []
-    while left:    # the seeds the error names leave; the others train again together (from the start)
+    while left:
         batch = [seeds[i] for i in left]
         try:
             run = train_mot(setting, cfg, batch, data=data if len(batch) == len(seeds) else None,
                             start=None if start is None else slice_point(start, left), loss_every=loss_every,
                             progress=progress)
-            run.diverged = list(diverged)
-            return run, list(diverged)
         except DivergenceError as e:
             if not e.seeds or not set(e.seeds) <= set(batch):
-                break              # which seeds diverged is unknown: each seed alone, below
+                raise
             diverged += [s for s in batch if s in e.seeds]
             left = [i for i in left if seeds[i] not in e.seeds]
-    if not left:
-        raise DivergenceError(f"every seed diverged (seeds {seeds}); lower the step sizes (eta1, eta2, eta3, "
-                              "eta_router) or sigma0")
-    kept, diverged = [], []
-    for i, s in enumerate(seeds):
-        try:
-            kept.append(train_mot(setting, cfg, [s], progress=False, loss_every=loss_every,
-                                  start=None if start is None else slice_point(start, [i])))
-        except DivergenceError:
-            diverged.append(s)
-    if not kept:
-        raise DivergenceError(f"every seed diverged (seeds {seeds}); lower the step sizes (eta1, eta2, eta3, "
-                              "eta_router) or sigma0")
-    return join_runs(kept, diverged), diverged
+            continue
+        run.diverged = list(diverged)
+        return run, list(diverged)
+    raise DivergenceError(f"every seed diverged (seeds {seeds}); lower the step sizes (eta1, eta2, eta3, eta_router) "
+                          "or sigma0", seeds=seeds)
 
 
 def single_evaluation(p: dict, data: Dataset, cfg: SingleConfig) -> dict:
