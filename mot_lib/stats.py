@@ -186,14 +186,19 @@ def mean_t(values, level: float = 0.95) -> Estimate:
     return Estimate(m, m - half, m + half)
 
 
-def median_ci(values, level: float = 0.95) -> Estimate:
+def median_ci(values, level: float = 0.95, above: int = 0) -> Estimate:
     """Median over seeds with the distribution-free interval between order statistics
-    (coverage >= level for any continuous distribution; undefined below 6 seeds at 95%).  scipy has no such
+    (coverage >= level for any continuous distribution; undefined below 6 seeds at 95%).  ``above``: seeds without a
+    value that rank above every value (a run that diverged, counted against an upper bound rather than left out,
+    which would keep only the survivors); they enter as +inf.  scipy has no such
     interval (``scipy.stats.bootstrap`` gives a resampling interval, random and without the coverage guarantee);
     the order statistics come from scipy's ``stats.binom``."""
     from scipy import stats
     v = np.sort(np.asarray(values, float))
     v = v[np.isfinite(v)]
+    if above < 0:
+        raise ValueError(f"above={above} is not allowed; give the number of seeds ranked above every value (>= 0)")
+    v = np.concatenate([v, np.full(int(above), np.inf)])
     n = v.size
     if n == 0:
         return Estimate(float("nan"), float("nan"), float("nan"))
@@ -273,8 +278,9 @@ SEEDWISE_TEST = "median over seeds of each seed's {what}, order-statistic 95% (d
 
 
 def seedwise_fit(df: pd.DataFrame, x: str, y: str, fit=fit_power_law, by: str = "seed",
-                 level: float = 0.95) -> tuple[Estimate, int]:
+                 level: float = 0.95, above: int = 0) -> tuple[Estimate, int]:
     """Median over seeds of the per-seed fit with its distribution-free order-statistic interval (``median_ci``;
-    NaN ends below 6 seeds at 95%), and how many seeds had a finite fit."""
+    NaN ends below 6 seeds at 95%), and how many seeds it counts: those with a finite fit and the ``above`` seeds
+    ranked above every fit (``median_ci``)."""
     v = per_seed_fits(df, x, y, fit, by)
-    return median_ci(v.to_numpy(), level), int(np.isfinite(v).sum())
+    return median_ci(v.to_numpy(), level, above), int(np.isfinite(v).sum()) + int(above)

@@ -17,7 +17,7 @@ BAD = {
         "M": [0, 1.5], "J": [0, 1.5, True, 2000], "shared_attention": ["yes", 1], "sigma0": [0.0, -1.0], "T": [0],
         "T1": [-1, 10_000], "T2": [10_000],
         "schedule": ["two_stage"], "stage1_opt": ["adam"], "stage2_opt": ["sgd"], "stage3_opt": [None],
-        "eta1": [0.0, -0.1], "eta2": [0.0], "eta3": [-1.0, 1e9], "eta_router": [-0.5], "lam": [-1.0], "lam3": [-1.0, "1"],
+        "eta1": [0.0, -0.1], "eta2": [0.0], "eta3": [-1.0, 1e13], "eta_router": [-0.5], "lam": [-1.0], "lam3": [-1.0, "1"],
         "attention": [0], "activation": ["tanh"], "query_pool": ["max"], "record_every": [0],
     },
     mot.SingleConfig: {

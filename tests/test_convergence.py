@@ -91,16 +91,20 @@ def test_plain_gd_params_are_checked():
         cv.Theorem1Params(gd_eta_grid=(1.0, 0.0))
     with pytest.raises(ValueError, match=r"^lam3=-1"):
         cv.Theorem1Params(lam3=-1.0)
-    with pytest.raises(ValueError, match=r"^train_eps_max=0"):
-        cv.Theorem1Params(train_eps_max=0.0)
+    with pytest.raises(ValueError, match=r"^mot_eps_max=0"):
+        cv.Theorem1Params(mot_eps_max=0.0)
+    with pytest.raises(ValueError, match=r"^gd_eta_grid=10000000000000.0 is out of range"):
+        cv.Theorem1Params(gd_eta_grid=(1.0, 1e13))
     c = cv.Theorem1Params().mot_config("gd", lam3=0.0)
     assert c.lam3 == 0.0 and cv.Theorem1Params().mot_config("gd").lam3 is None
 
 
 def test_the_step_is_chosen_on_the_tuning_seeds(monkeypatch):
-    """The rule: the lowest median training loss after tune_steps among the steps that do not diverge; a diverged
-    step is skipped (here the largest, made to diverge), and every step diverging is a clear error."""
-    P = cv.Theorem1Params(seeds=(0,), tune_seeds=(5, 6), T1=20, T2=30, tune_steps=20, gd_eta_grid=(0.01, 0.1, 1e4))
+    """The rule: the most decades the median training loss falls from the first Stage III step to tune_steps, among
+    the steps that do not diverge; a diverged step is skipped (here the largest, made to diverge), and every step
+    diverging is a clear error."""
+    P = cv.Theorem1Params(seeds=(0,), tune_seeds=(5, 6), T1=20, T2=30, tune_steps=20,
+                          gd_eta_grid=(0.01, 0.1, 10.0, 1e4))
     st = mot.Setting(N=3, d=12, L=6, n_train=100, n_test=100)
     real = cv.train_mot
 
@@ -109,12 +113,10 @@ def test_the_step_is_chosen_on_the_tuning_seeds(monkeypatch):
             raise mot.DivergenceError("made to diverge")
         return real(setting, cfg, seeds, **kw)
     monkeypatch.setattr(cv, "train_mot", diverge_at_largest)
-    eta, tab = cv.tune_step(P, st, beyond=(0.2, 0.01))    # past the grid: shown, never chosen (0.01 is in it)
-    assert list(tab.diverged) == [False, False, True, False] and list(tab.eta3) == [0.01, 0.1, 1e4, 0.2]
-    assert list(tab["in the grid"]) == [True, True, True, False]
-    ok = tab[~tab.diverged & tab["in the grid"]]
-    assert eta == float(ok.sort_values("median training loss after tune_steps").eta3.iloc[0]) == 0.1
-    assert tab["median training loss after tune_steps"].iloc[3] < tab["median training loss after tune_steps"].iloc[1]
+    eta, tab = cv.tune_step(P, st)
+    assert list(tab.diverged) == [False, False, False, True] and list(tab.eta3) == [0.01, 0.1, 10.0, 1e4]
+    ok = tab[~tab.diverged]
+    assert eta == float(ok.eta3[ok[cv.TUNE_BY].idxmax()]) and list(tab.chosen) == list(tab.eta3 == eta)
 
     def diverge_in_stage3(setting, cfg, seeds, **kw):     # the shared Stages I-II (to T2) still run
         if cfg.T > P.T2:
@@ -123,6 +125,85 @@ def test_the_step_is_chosen_on_the_tuning_seeds(monkeypatch):
     monkeypatch.setattr(cv, "train_mot", diverge_in_stage3)
     with pytest.raises(ValueError, match="every step diverged on tune_seeds"):
         cv.tune_step(P, st)
+
+
+class _Losses:
+    """A stand-in for a Run: its losses by step (rows) and seed (columns), Stage III from T2."""
+    model = "mot"
+
+    def __init__(self, T2, frame):
+        self.cfg = mot.TrainConfig(T1=0, T2=T2, T=T2 + 100)
+        self.frame = frame
+
+    def scalar(self, quantity):
+        return self.frame
+
+
+def test_the_tuning_rewards_the_tail_not_where_the_first_step_lands(monkeypatch):
+    """A step whose first update lands ten decades lower and then stalls loses to one that keeps falling: the rule
+    is the decades gained after the first step, not the lowest loss (which chose the grid's edge)."""
+    P = cv.Theorem1Params(seeds=(0,), tune_seeds=(5, 6), T1=20, T2=30, tune_steps=20, gd_eta_grid=(0.1, 10.0))
+    st = mot.Setting(N=3, d=12, L=6, n_train=100, n_test=100)
+    real = cv.train_mot
+    t = np.arange(30, 51)
+    tails = {0.1: 1e-3 * 10.0 ** -(np.arange(21) / 10), 10.0: np.r_[1e-3, np.full(20, 1e-13)]}
+
+    def stub(setting, cfg, seeds, **kw):
+        if cfg.T <= P.T2:
+            return real(setting, cfg, seeds, **kw)
+        return _Losses(P.T2, pd.DataFrame({s: tails[cfg.eta3] for s in seeds}, index=t))
+    monkeypatch.setattr(cv, "train_mot", stub)
+    eta, tab = cv.tune_step(P, st)
+    assert eta == 0.1 and list(tab.chosen) == [True, False]
+    np.testing.assert_allclose(tab[cv.TUNE_BY], [1.9, 0.0])
+    assert tab["median training loss after tune_steps"].iloc[1] < tab["median training loss after tune_steps"].iloc[0]
+    assert cv.at_grid_edge(0.1, P.gd_eta_grid) and not cv.at_grid_edge(1e4, cv.Theorem1Params().gd_eta_grid)
+
+
+def test_tail_decades_count_from_the_first_step_and_stop_at_the_floor():
+    steps = [10, 11, 12, 13]
+    f = pd.DataFrame({0: [1e-3, 1e-5, 1e-6, 1e-7], 1: [1e-3, 0.0, 0.0, 0.0], 2: [1e-3, 1e-290, 0.0, 1e-200],
+                      3: [1e-3, 1e-4, 1e-6, 1e-5]}, index=steps)
+    d = cv.tail_decades(_Losses(10, f), 10)
+    np.testing.assert_allclose(d.to_numpy(), [2.0, 0.0, 10.0, 2.0])    # from step 11; the floor 1e-300; the best
+
+
+def test_the_theorem_grid_starts_below_each_seeds_first_step():
+    """first_step_table: seed 0 drops four decades in its first step, seed 1 one; each grid starts one grid step
+    below that seed's own loss at T2 + 1, counted from there, so the first step's jump is not a crossing."""
+    P = cv.Theorem1Params(decades=3.0, per_decade=2)
+    t = np.arange(10, 41)
+    f = pd.DataFrame({0: np.r_[1e-2, 1e-6 * 0.5 ** np.arange(30)], 1: np.r_[1e-2, 1e-3 * 0.5 ** np.arange(30)]},
+                     index=t)
+    df = cv.first_step_table(_Losses(10, f), P, label="x")
+    for seed, l1 in ((0, 1e-6), (1, 1e-3)):
+        g = df[df.seed == seed]
+        np.testing.assert_allclose(g.eps.to_numpy(), l1 * 10.0 ** (-np.arange(1, 8) / 2))
+        # loss l1 * 2^-n at n steps after T2 + 1: eps = l1 * 10^(-j/2) is reached after j/2 * log2(10) steps
+        np.testing.assert_allclose(g.iterations.to_numpy(), np.arange(1, 8) / 2 * np.log2(10), rtol=1e-9)
+    with pytest.raises(ValueError, match=r"no test_loss record at the first Stage III step \(T2 \+ 1 = 11\)"):
+        cv.first_step_table(_Losses(10, f.drop(index=11)), P)
+    f[1] = np.r_[1e-2, np.zeros(30)]               # at float64's floor after its first step: nothing to measure
+    assert cv.first_step_table(_Losses(10, f), P).query("seed == 1").iterations.isna().all()
+
+
+def test_a_diverged_seed_counts_above_every_k():
+    """rate_fits(df, diverged): the diverged seeds enter the median as +inf, not left out (survivor bias)."""
+    rows = []
+    for seed, k in enumerate([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]):
+        eps = 1e-3 * 10.0 ** -np.arange(5)
+        per = 10.0 * (1 / eps) ** k / (1 / eps[0]) ** k
+        rows += [{"model": "m", "seed": seed, "eps": e, "inv_eps": 1 / e, "log10_inv_eps": np.log10(1 / e),
+                  "iterations": n} for e, n in zip(eps, np.cumsum(per))]
+    df = pd.DataFrame(rows)
+    name = "growth exponent k (per-decade iterations vs 1/eps)"
+    est, _, n = cv.rate_fits(df)[name]
+    est2, _, n2 = cv.rate_fits(df, diverged=(7, 8, 9))[name]
+    assert n == 7 and n2 == 10 and est.value < est2.value and np.isinf(est2.hi)
+    assert est2.value == pytest.approx(np.median([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, np.inf, np.inf, np.inf]),
+                                       abs=0.02)
+    row = cv.growth_row("c", "b", cv.rate_fits(df, diverged=(7, 8, 9)), cv.ACCEPT_LOG, diverged=(7, 8, 9))
+    assert "3 seed(s) diverged at this step and count above every k (7, 8, 9)" in row["note"]
 
 
 def test_a_diverging_seed_is_left_out_and_named(monkeypatch):
@@ -148,7 +229,7 @@ def test_a_diverging_seed_is_left_out_and_named(monkeypatch):
     assert sorted(run.scalar("test_loss").columns) == [5, 7]
     fits = {"growth exponent k (per-decade iterations vs 1/eps)": (mot.stats.Estimate(1.0, 0.9, 1.1), 1.0, 2)}
     row = cv.growth_row("c", "b", fits, cv.ACCEPT_LOG, id="theorem1.mot_gd", diverged=gone)
-    assert "1 seed(s) diverged at this step and are left out (6)" in row["note"]
+    assert "1 seed(s) diverged at this step and count above every k (6)" in row["note"]
     monkeypatch.setattr(mot.engine.training, "train_mot",
                         lambda st_, c, seeds, **k: (_ for _ in ()).throw(mot.DivergenceError("x", seeds=seeds)))
     with pytest.raises(mot.DivergenceError, match="every seed diverged"):

@@ -100,6 +100,17 @@ def test_mean_t_and_median_ci_have_their_coverage():
     assert np.isnan(rates.median_ci([1, 2, 3]).lo)    # too few seeds for a 95% order-statistic interval
 
 
+def test_median_ci_ranks_the_seeds_above_last():
+    """above=k: k seeds without a value rank above every value (+inf), so the median and interval move up."""
+    base = rates.median_ci(np.arange(10.0))
+    up = rates.median_ci(np.arange(10.0), above=3)
+    assert (base.value, base.lo, base.hi) == (4.5, 1.0, 8.0)
+    assert (up.value, up.lo, up.hi) == (6.0, 2.0, np.inf)
+    assert rates.median_ci([1.0, np.nan, 2.0], above=0).value == 1.5
+    with pytest.raises(ValueError, match=r"^above=-1 is not allowed"):
+        rates.median_ci([1.0], above=-1)
+
+
 def test_population_row_explains_an_inconclusive_verdict():
     e = rates.share([1] * 17 + [0] * 3)               # 0.85 [0.64, 0.95]
     row = rates.population_row("c", "b", e, (0.75, 1.0), "share of seeds passing, Wilson 95%", 20)

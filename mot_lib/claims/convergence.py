@@ -54,12 +54,12 @@ class Theorem1Params(ChapterParams):
     T2: int = 300                    # end of Stage II (the book's default)
     gd_steps: int = 1500             # Stage III length under plain GD (the paper's optimizer), exploration lam3
     lam3: float = 0.0                # router exploration in Stage III of the plain-GD runs the theorem's rows read
-    gd_eta_grid: tuple = (100.0, 10000.0, 1000000.0)  # their plain-GD steps, tried on tune_seeds
+    gd_eta_grid: tuple = (1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10)  # their plain-GD steps, tried on
+    #                                tune_seeds (past 1e7 the first step overshoots and the loss then stalls or underflows)
     tune_seeds: tuple = (2147483645, 2147483646, 2147483647)  # seeds that choose the step: the top of the seed
     #                                range, which no default or replication set uses (disjoint from the verdict seeds)
-    tune_steps: int = 200            # Stage III length of the tuning runs (the step with the lowest loss there wins)
-    gd_eps_max: float = 3e-7         # largest eps of their expected-loss grid (past the first steps' drop)
-    train_eps_max: float = 3e-9      # largest eps of their training-loss grid (past the first steps' drop)
+    tune_steps: int = 200            # Stage III length of the tuning runs (the step whose loss falls the most decades
+    #                                from its first step to there wins); their grids start below each seed's first step
     gd_every: int = 20               # their record cadence
     explore_steps: int = 400         # Stage III length of the plain-GD run that keeps exploring (lam = 1)
     eta3_gd: float = 0.01            # its plain-GD step (the book's default)
@@ -94,7 +94,7 @@ class Theorem1Params(ChapterParams):
     def __post_init__(self):
         super().__post_init__()
         object.__setattr__(self, "gd_etas", _check_list("gd_etas", self.gd_etas))
-        object.__setattr__(self, "gd_eta_grid", _check_list("gd_eta_grid", self.gd_eta_grid, lo=0.0, hi=1e8,
+        object.__setattr__(self, "gd_eta_grid", _check_list("gd_eta_grid", self.gd_eta_grid, lo=0.0, hi=1e12,
                                                            lo_open=True))
         object.__setattr__(self, "tune_seeds", _check_list("tune_seeds", self.tune_seeds, kind=int, lo=0,
                                                           hi=2**31 - 1))
@@ -124,7 +124,7 @@ class Theorem1Params(ChapterParams):
             _check(name, getattr(self, name), kind=int, lo=1, hi=1000)
         for e in self.gd_etas:
             _check("gd_etas", e, lo=0.0, hi=100.0, lo_open=True)
-        for name in ("mot_eps_max", "single_eps_max", "train_eps_max", "gd_eps_max"):
+        for name in ("mot_eps_max", "single_eps_max"):
             _check(name, getattr(self, name), lo=0.0, hi=0.5, lo_open=True)
         _check("decades", self.decades, lo=3.0, hi=30.0)
         _check("per_decade", self.per_decade, kind=int, lo=2, hi=50)
@@ -256,6 +256,33 @@ def iterations_table(run: Run, eps_grid, start: int = 0, label: str = "", quanti
     return pd.DataFrame(rows)
 
 
+#: a loss at or below this is float64's floor (the logistic loss underflows to it): no decade below it is measurable
+LOSS_FLOOR = 1e-300
+
+
+def first_step_table(run: Run, P: "Theorem1Params", label: str = "", quantity: str = "test_loss") -> pd.DataFrame:
+    """``iterations_table`` on a grid placed per seed below that seed's loss after the first Stage III step (the
+    first point one grid step below it, ``decades`` decades on), counted from that step: at a large step one update
+    can drop the loss several decades at once, and a grid above where it lands is crossed within a step, its counts
+    interpolated (k = 0 by construction).  The run must record ``quantity`` at T2 + 1 (``loss_every=1``).  A seed
+    whose loss is at float64's floor (``LOSS_FLOOR``) after that step has nothing left to measure: NaN counts."""
+    tl = run.scalar(quantity)
+    t1 = run.cfg.T2 + 1
+    if t1 not in tl.index:
+        raise ValueError(f"{label or run.model}: no {quantity} record at the first Stage III step (T2 + 1 = {t1}); "
+                         "train with loss_every=1")
+    frames = []
+    for seed in tl.columns:
+        l1 = float(tl.at[t1, seed])
+        grid = P.eps_grid(l1 * 10.0 ** (-1.0 / P.per_decade)) if l1 > LOSS_FLOOR else P.eps_grid(LOSS_FLOOR)
+        one = iterations_table(run, grid, start=t1, label=label, quantity=quantity)
+        one = one[one.seed == int(seed)].copy()
+        if not l1 > LOSS_FLOOR:
+            one["iterations"] = np.nan
+        frames.append(one)
+    return pd.concat(frames, ignore_index=True)
+
+
 def per_decade_table(df: pd.DataFrame) -> pd.DataFrame:
     """Iterations spent per decade of eps between consecutive reached grid points (positive counts only).
 
@@ -288,12 +315,13 @@ def _positive(df: pd.DataFrame) -> pd.DataFrame:
     return df[np.isfinite(df.iterations) & (df.iterations > 0)]
 
 
-def rate_fits(df: pd.DataFrame) -> dict:
+def rate_fits(df: pd.DataFrame, diverged=()) -> dict:
     """Both fits (and the growth exponent k) for one model, fitted per seed; each summarised by the median
     over seeds with its order-statistic 95% interval (``stats.seedwise_fit``).
 
-    Returns a dict of name -> (Estimate, R^2 of the pooled fit, seeds with a finite fit).  Only reached,
-    positive counts enter; a seed with fewer than 3 usable points has no fit and leaves the median.
+    Returns a dict of name -> (Estimate, R^2 of the pooled fit, seeds counted).  Only reached, positive counts
+    enter; a seed with fewer than 3 usable points has no fit and leaves the median.  The seeds in ``diverged`` (a
+    run that diverged never reaches eps) count as ranked above every fit, not left out.
     """
     d = _positive(df)
     lin = _fit_or_nan(stats.linear_fit)
@@ -309,7 +337,7 @@ def rate_fits(df: pd.DataFrame) -> dict:
         if frame.empty:
             out[name] = (stats.Estimate(np.nan, np.nan, np.nan), np.nan, 0)
             continue
-        est, n = stats.seedwise_fit(frame, x, y, fit=fit)
+        est, n = stats.seedwise_fit(frame, x, y, fit=fit, above=len(diverged))
         out[name] = (est, fit(frame[x], frame[y])[2], n)
     return out
 
@@ -355,12 +383,13 @@ GROWTH_TEST = stats.SEEDWISE_TEST.format(what="growth exponent k")
 
 def growth_row(claim: str, bound: str, fits: dict, accept, id: str | None = None, diverged=()) -> dict:
     """A verdict row on the growth exponent k of one model (fitted per seed, median over seeds); ``diverged``: the
-    seeds whose run diverged and is left out (said in the row's note)."""
+    seeds whose run diverged, which ``rate_fits(df, diverged)`` counted above every k (said in the row's note)."""
     est, _, n = fits["growth exponent k (per-decade iterations vs 1/eps)"]
     more = "" if n else "no seed reached three points of the eps grid: a longer run would settle it"
     row = stats.population_row(claim, bound, est, accept, GROWTH_TEST, n, more, id=id)
     if diverged:
-        gone = f"{len(diverged)} seed(s) diverged at this step and are left out ({', '.join(map(str, diverged))})"
+        gone = (f"{len(diverged)} seed(s) diverged at this step and count above every k "
+                f"({', '.join(map(str, diverged))})")
         stats.add_note(row, gone)
     return row
 
@@ -376,39 +405,60 @@ GD_EXPLORE = "MoT, Stage III GD, exploring"
 TWO_HEAD = "two-headed ReLU transformer, GD"
 
 
-#: plain-GD steps past the default grid that the chapter runs on the tuning seeds and shows beside it, never chosen
-#: (up to the largest step the engine accepts): what lies past the grid's edge
-GD_ETA_BEYOND = (1e7, 1e8)
+def tail_decades(run: Run, T2: int, quantity: str = "train_loss") -> pd.Series:
+    """Per seed: the decades ``quantity`` falls from the first Stage III step (T2 + 1) to its lowest value after it,
+    what the tail of the run gains once the first update has landed (it needs ``loss_every=1``).  A seed at float64's
+    floor (``LOSS_FLOOR``) after the first step gains 0: nothing is left to measure; the lowest value counts at the
+    floor at most."""
+    tl = run.scalar(quantity)
+    tl = tl[tl.index > T2]
+    l1 = tl.iloc[0].clip(lower=LOSS_FLOOR)
+    best = tl.min().clip(lower=LOSS_FLOOR)
+    return np.log10(l1 / np.minimum(best, l1)).where(l1 > LOSS_FLOOR, 0.0)
 
 
-def tune_step(P: Theorem1Params, setting: Setting, beyond=()) -> tuple[float, pd.DataFrame]:
+#: the tuning table's column the rule maximizes
+TUNE_BY = "median decades from the first step to tune_steps"
+
+
+def tune_step(P: Theorem1Params, setting: Setting) -> tuple[float, pd.DataFrame]:
     """The plain-GD Stage III step of the theorem's runs, chosen on ``tune_seeds`` before any verdict seed runs:
-    among the steps of ``gd_eta_grid`` at which no tuning seed diverges, the one with the lowest median training
-    loss ``tune_steps`` iterations into Stage III (ties: the smaller step).  The steps ``beyond`` (the chapter:
-    ``GD_ETA_BEYOND``) run too and are shown (``in the grid`` False) but never chosen: what lies past the grid's edge.
-    Returns (step, one row per step)."""
+    among the steps of ``gd_eta_grid`` at which no tuning seed diverges, the one whose training loss falls the most
+    decades from the first Stage III step to step ``tune_steps`` (median over the tuning seeds, ``tail_decades``;
+    ties: the smaller step).  The rate is what the theorem states, so the rule rewards the tail, not where the
+    first update lands: from about 1e7 on, that update drops the loss many decades at once (below 1e-150 from 1e8,
+    to 0 from 1e9) and the loss then stalls, which a rule on the loss itself rewarded.  Returns (step, one row per
+    step)."""
     seeds = list(P.tune_seeds)
     data = make_dataset(setting, seeds)
     point = branch_point(P, setting, seeds, data)     # every step shares the tuning seeds' Stages I-II
     rows = []
-    beyond = [e for e in beyond if e not in P.gd_eta_grid]
-    for eta in list(P.gd_eta_grid) + beyond:
+    for eta in P.gd_eta_grid:
         row = {"eta3": eta}
         try:
             cfg = P.mot_config("gd", eta3=eta, lam3=P.lam3, steps=P.tune_steps, every=P.scale(P.tune_steps))
-            run = train_mot(setting, cfg, seeds, data=data, progress=False, start=point)
-            row["median training loss after tune_steps"] = float(run.final("train_loss").median())
+            run = train_mot(setting, cfg, seeds, data=data, progress=False, start=point, loss_every=1)
+            tl = run.scalar("train_loss")
+            row["median training loss after the first step"] = float(tl.loc[P.T2 + 1].median())
+            row["median training loss after tune_steps"] = float(tl.iloc[-1].median())
+            row[TUNE_BY] = float(tail_decades(run, P.T2).median())
         except DivergenceError:
-            row["median training loss after tune_steps"] = float("nan")
-        row["diverged"] = not np.isfinite(row["median training loss after tune_steps"])
-        row["in the grid"] = eta in P.gd_eta_grid
+            row.update({"median training loss after the first step": float("nan"),
+                        "median training loss after tune_steps": float("nan"), TUNE_BY: float("nan")})
+        row["diverged"] = not np.isfinite(row[TUNE_BY])
         rows.append(row)
     tab = pd.DataFrame(rows)
-    ok = tab[~tab.diverged & tab["in the grid"]]
+    ok = tab[~tab.diverged]
     if ok.empty:
         raise ValueError(f"gd_eta_grid={list(P.gd_eta_grid)}: every step diverged on tune_seeds; give smaller steps")
-    best = ok.sort_values(["median training loss after tune_steps", "eta3"]).iloc[0]
+    best = ok.assign(_neg=-ok[TUNE_BY]).sort_values(["_neg", "eta3"]).iloc[0]
+    tab["chosen"] = tab.eta3 == best.eta3
     return float(best.eta3), tab
+
+
+def at_grid_edge(eta: float, grid) -> bool:
+    """Whether ``eta`` is the smallest or the largest step of ``grid`` (a choice there may lie past the grid)."""
+    return len(grid) > 1 and eta in (min(grid), max(grid))
 
 
 def tune_two_head(P: Theorem1Params, setting: Setting) -> tuple[float, pd.DataFrame]:
@@ -458,7 +508,7 @@ def _branch(P: Theorem1Params) -> dict:
     """The theorem's Stage III step, chosen on the tuning seeds before any verdict seed runs, and the verdict
     seeds' shared Stages I-II (``branch_point``)."""
     setting, seeds = P.setting(), list(P.seeds)
-    eta_star, tuning = tune_step(P, setting, beyond=GD_ETA_BEYOND)
+    eta_star, tuning = tune_step(P, setting)
     return {"eta3": eta_star, "tuning": tuning, "point": branch_point(P, setting, seeds, make_dataset(setting, seeds))}
 
 
@@ -554,15 +604,15 @@ def run_all(P: Theorem1Params, jobs: int | None = None, chunk: int = THEOREM_CHU
 
 def measure(P: Theorem1Params, runs: dict[str, Run]) -> pd.DataFrame:
     """Iterations-to-eps for every main run (MoT counted after T2 on the MoT grid), on the expected (test) loss;
-    and the theorem's plain-GD run on its training loss too (``GD_TRAIN``, on the training-loss grid)."""
+    the theorem's plain-GD run (``GD``) on grids placed per seed below its loss after the first Stage III step
+    (``first_step_table``), on its expected and on its training loss (``GD_TRAIN``)."""
     frames = []
     for name, run in runs.items():
-        if run.model == "mot":
-            top = P.gd_eps_max if name == GD else P.mot_eps_max
-            frames.append(iterations_table(run, P.eps_grid(top), start=run.cfg.T2, label=name))
-            if name == GD:
-                frames.append(iterations_table(run, P.eps_grid(P.train_eps_max), start=run.cfg.T2, label=GD_TRAIN,
-                                               quantity="train_loss"))
+        if name == GD:
+            frames.append(first_step_table(run, P, label=GD))
+            frames.append(first_step_table(run, P, label=GD_TRAIN, quantity="train_loss"))
+        elif run.model == "mot":
+            frames.append(iterations_table(run, P.eps_grid(P.mot_eps_max), start=run.cfg.T2, label=name))
         else:
             if name == TWO_HEAD:      # its convergence stage, after its neuron and attention stages (as the MoT's)
                 frames.append(iterations_table(run, P.eps_grid(P.two_head_eps_max, P.two_head_per_decade),
@@ -570,6 +620,12 @@ def measure(P: Theorem1Params, runs: dict[str, Run]) -> pd.DataFrame:
             else:
                 frames.append(iterations_table(run, P.eps_grid(P.single_eps_max), start=0, label=name))
     return pd.concat(frames, ignore_index=True)
+
+
+def all_fits(df: pd.DataFrame, diverged=()) -> dict:
+    """``rate_fits`` for every model of a ``measure`` table; the theorem's plain-GD rows (``GD``, ``GD_TRAIN``) count
+    the seeds in ``diverged`` above every k."""
+    return {m: rate_fits(g, diverged if m in (GD, GD_TRAIN) else ()) for m, g in df.groupby("model", sort=False)}
 
 
 def at_step(P: Theorem1Params, eta3: float) -> pd.DataFrame:
@@ -584,7 +640,7 @@ def at_step(P: Theorem1Params, eta3: float) -> pd.DataFrame:
     rows = []
     for model in (GD, GD_TRAIN):
         g = df[df.model == model]
-        est, _, n = rate_fits(g)["growth exponent k (per-decade iterations vs 1/eps)"]
+        est, _, n = rate_fits(g, diverged)["growth exponent k (per-decade iterations vs 1/eps)"]
         r = seed_rates(g, 1)
         rows.append({"eta3": eta3, "loss": "expected" if model == GD else "training", "median k": est.value,
                      "lo": est.lo, "hi": est.hi, "seeds with a k": n, "diverged": len(diverged),

@@ -172,7 +172,7 @@ def _theorem1(p: Point) -> list[dict]:
     seeds = list(P.seeds)
     run, diverged = cv.train_surviving(setting, cfg, seeds, make_dataset(setting, seeds), loss_every=1)   # as the chapter
     df = cv.measure(P, {cv.GD: run})
-    fits = {m: cv.rate_fits(g) for m, g in df.groupby("model", sort=False)}
+    fits = cv.all_fits(df, diverged)
     b = r"growth exponent $k \le 0.25$"
     return [cv.growth_row("plain-GD Stage III, expected loss", b, fits[cv.GD], ACCEPT["theorem1.mot_gd"],
                           id="theorem1.mot_gd", diverged=diverged),

@@ -231,8 +231,9 @@ class TrainConfig(_Validated):
         _check("stage3_opt", self.stage3_opt, choices=STAGE_OPTIMIZERS)
         for name in ("eta1", "eta2"):
             _check(name, getattr(self, name), lo=0.0, hi=1e4, lo_open=True)
-        # plain GD in Stage III starts where the loss (and so the gradient) is about 1e-5: useful steps are large
-        _check("eta3", self.eta3, lo=0.0, hi=1e8, lo_open=True)
+        # plain GD in Stage III starts where the loss (and so the gradient) is about 1e-5: useful steps are large, and
+        # chapter 05 tunes its step on a grid up to 1e10, where the first update drops the loss to float64's floor
+        _check("eta3", self.eta3, lo=0.0, hi=1e12, lo_open=True)
         _check("eta_router", self.eta_router, lo=0.0, hi=1e4)
         _check("lam", self.lam, lo=0.0, hi=1e4)
         if self.lam3 is not None:
