@@ -134,7 +134,7 @@ def test_the_committed_replication_was_drawn_under_this_registry():
     assert book.replication_stale(manifest) is None
     last = manifest["history"][-1]
     assert last["registry_hash"] == manifest["registry_hash"] and last["frozen_before_draw"]
-    assert manifest["draw"] not in (1126, 1130, 1201, 1202, 1203, 1204, 1205, 1206, 1207, 1208, 2026) and manifest["draw"] == book.replication.COMMITTED_DRAW
+    assert manifest["draw"] not in (1126, 1130, 1201, 1202, 1203, 1204, 1205, 1206, 1207, 1208, 1209, 2026) and manifest["draw"] == book.replication.COMMITTED_DRAW
 
 
 def test_a_changed_registry_makes_the_replication_stale(monkeypatch):
