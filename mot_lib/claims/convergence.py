@@ -55,7 +55,7 @@ class Theorem1Params(ChapterParams):
     gd_steps: int = 1500             # Stage III length under plain GD (the paper's optimizer), exploration lam3
     lam3: float = 0.0                # router exploration in Stage III of the plain-GD runs the theorem's rows read
     gd_eta_grid: tuple = (1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10)  # their plain-GD steps, tried on
-    #                                tune_seeds (past 1e7 the first step overshoots and the loss then stalls or underflows)
+    #                                tune_seeds (from 1e7 the first step overshoots, then the loss stalls or underflows)
     tune_seeds: tuple = (2147483645, 2147483646, 2147483647)  # seeds that choose the step: the top of the seed
     #                                range, which no default or replication set uses (disjoint from the verdict seeds)
     tune_steps: int = 200            # Stage III length of the tuning runs (the step whose loss falls the most decades
@@ -249,11 +249,16 @@ def iterations_table(run: Run, eps_grid, start: int = 0, label: str = "", quanti
     tl = run.scalar(quantity)
     rows = []
     for seed in tl.columns:
-        n = iterations_to_eps(tl.index.to_numpy(), tl[seed].to_numpy(), eps_grid, start)
-        for eps, it in zip(eps_grid, n):
-            rows.append({"model": label, "seed": int(seed), "eps": float(eps), "inv_eps": 1.0 / eps,
-                         "log10_inv_eps": float(np.log10(1.0 / eps)), "iterations": float(it)})
+        rows += _eps_rows(label, seed, eps_grid, iterations_to_eps(tl.index.to_numpy(), tl[seed].to_numpy(),
+                                                                   eps_grid, start))
     return pd.DataFrame(rows)
+
+
+def _eps_rows(label: str, seed, eps_grid, iterations) -> list[dict]:
+    """The rows of one seed in an iterations table."""
+    return [{"model": label, "seed": int(seed), "eps": float(eps), "inv_eps": 1.0 / eps,
+             "log10_inv_eps": float(np.log10(1.0 / eps)), "iterations": float(it)}
+            for eps, it in zip(eps_grid, iterations)]
 
 
 #: a loss at or below this is float64's floor (the logistic loss underflows to it): no decade below it is measurable
@@ -271,16 +276,15 @@ def first_step_table(run: Run, P: "Theorem1Params", label: str = "", quantity: s
     if t1 not in tl.index:
         raise ValueError(f"{label or run.model}: no {quantity} record at the first Stage III step (T2 + 1 = {t1}); "
                          "train with loss_every=1")
-    frames = []
+    rows = []
     for seed in tl.columns:
         l1 = float(tl.at[t1, seed])
         grid = P.eps_grid(l1 * 10.0 ** (-1.0 / P.per_decade)) if l1 > LOSS_FLOOR else P.eps_grid(LOSS_FLOOR)
-        one = iterations_table(run, grid, start=t1, label=label, quantity=quantity)
-        one = one[one.seed == int(seed)].copy()
+        n = iterations_to_eps(tl.index.to_numpy(), tl[seed].to_numpy(), grid, t1)
         if not l1 > LOSS_FLOOR:
-            one["iterations"] = np.nan
-        frames.append(one)
-    return pd.concat(frames, ignore_index=True)
+            n = np.full(len(grid), np.nan)
+        rows += _eps_rows(label, seed, grid, n)
+    return pd.DataFrame(rows)
 
 
 def per_decade_table(df: pd.DataFrame) -> pd.DataFrame:
