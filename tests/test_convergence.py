@@ -164,8 +164,10 @@ def test_tail_decades_count_from_the_first_step_and_stop_at_the_floor():
     steps = [10, 11, 12, 13]
     f = pd.DataFrame({0: [1e-3, 1e-5, 1e-6, 1e-7], 1: [1e-3, 0.0, 0.0, 0.0], 2: [1e-3, 1e-290, 0.0, 1e-200],
                       3: [1e-3, 1e-4, 1e-6, 1e-5]}, index=steps)
-    d = cv.tail_decades(_Losses(10, f), 10)
+    d = cv.tail_decades(_Losses(10, f))
     np.testing.assert_allclose(d.to_numpy(), [2.0, 0.0, 10.0, 2.0])    # from step 11; the floor 1e-300; the best
+    with pytest.raises(ValueError, match=r"no train_loss record at the first Stage III step \(T2 \+ 1 = 11\)"):
+        cv.tail_decades(_Losses(10, f.drop(index=11)))
 
 
 def test_the_theorem_grid_starts_below_each_seeds_first_step():
@@ -300,8 +302,8 @@ def test_at_step_reads_the_theorem_run_at_another_step_by_the_same_rules():
     P = cv.Theorem1Params(quick=True, seeds=(0, 1, 2), T1=20, T2=30, gd_steps=200, n_train=100, n_test=100)
     tab = cv.at_step(P, 1.0)
     assert list(tab["loss"]) == ["expected", "training"] and (tab["eta3"] == 1.0).all()
-    assert tab["seeds with a k"].between(0, 3).all() and (tab["diverged"] == 0).all()
-    assert (tab["within one step"] <= tab["seeds with a k"]).all()
+    assert tab["seeds counted"].between(0, 3).all() and (tab["diverged"] == 0).all()
+    assert (tab["within one step"] <= tab["seeds counted"]).all()
     df = cv.measure(P, {cv.GD: cv._theorem_part(P, 1.0, [0, 1, 2], cv.branch_point(
         P, P.setting(), [0, 1, 2], mot.make_dataset(P.setting(), [0, 1, 2])))[0]})
     est = cv.rate_fits(df[df.model == cv.GD])["growth exponent k (per-decade iterations vs 1/eps)"][0]

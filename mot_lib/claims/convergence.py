@@ -265,17 +265,24 @@ def _eps_rows(label: str, seed, eps_grid, iterations) -> list[dict]:
 LOSS_FLOOR = 1e-300
 
 
+def _from_first_step(run: Run, quantity: str, label: str = "") -> tuple[pd.DataFrame, int]:
+    """``quantity`` per step and seed from the first Stage III step (T2 + 1) on, and that step; a clear error when the
+    run did not record it there (``loss_every=1``)."""
+    tl = run.scalar(quantity)
+    t1 = run.cfg.T2 + 1
+    if t1 not in tl.index:
+        raise ValueError(f"{label or run.model}: no {quantity} record at the first Stage III step (T2 + 1 = {t1}); "
+                         "train with loss_every=1")
+    return tl[tl.index >= t1], t1
+
+
 def first_step_table(run: Run, P: "Theorem1Params", label: str = "", quantity: str = "test_loss") -> pd.DataFrame:
     """``iterations_table`` on a grid placed per seed below that seed's loss after the first Stage III step (the
     first point one grid step below it, ``decades`` decades on), counted from that step: at a large step one update
     can drop the loss several decades at once, and a grid above where it lands is crossed within a step, its counts
     interpolated (k = 0 by construction).  The run must record ``quantity`` at T2 + 1 (``loss_every=1``).  A seed
     whose loss is at float64's floor (``LOSS_FLOOR``) after that step has nothing left to measure: NaN counts."""
-    tl = run.scalar(quantity)
-    t1 = run.cfg.T2 + 1
-    if t1 not in tl.index:
-        raise ValueError(f"{label or run.model}: no {quantity} record at the first Stage III step (T2 + 1 = {t1}); "
-                         "train with loss_every=1")
+    tl, t1 = _from_first_step(run, quantity, label)
     rows = []
     for seed in tl.columns:
         l1 = float(tl.at[t1, seed])
@@ -409,14 +416,13 @@ GD_EXPLORE = "MoT, Stage III GD, exploring"
 TWO_HEAD = "two-headed ReLU transformer, GD"
 
 
-def tail_decades(run: Run, T2: int, quantity: str = "train_loss") -> pd.Series:
+def tail_decades(run: Run, quantity: str = "train_loss") -> pd.Series:
     """Per seed: the decades ``quantity`` falls from the first Stage III step (T2 + 1) to its lowest value after it,
     what the tail of the run gains once the first update has landed (it needs ``loss_every=1``).  A seed at float64's
     floor (``LOSS_FLOOR``) after the first step gains 0: nothing is left to measure; the lowest value counts at the
     floor at most."""
-    tl = run.scalar(quantity)
-    tl = tl[tl.index > T2]
-    l1 = tl.iloc[0].clip(lower=LOSS_FLOOR)
+    tl, t1 = _from_first_step(run, quantity)
+    l1 = tl.loc[t1].clip(lower=LOSS_FLOOR)
     best = tl.min().clip(lower=LOSS_FLOOR)
     return np.log10(l1 / np.minimum(best, l1)).where(l1 > LOSS_FLOOR, 0.0)
 
@@ -445,7 +451,7 @@ def tune_step(P: Theorem1Params, setting: Setting) -> tuple[float, pd.DataFrame]
             tl = run.scalar("train_loss")
             row["median training loss after the first step"] = float(tl.loc[P.T2 + 1].median())
             row["median training loss after tune_steps"] = float(tl.iloc[-1].median())
-            row[TUNE_BY] = float(tail_decades(run, P.T2).median())
+            row[TUNE_BY] = float(tail_decades(run).median())
         except DivergenceError:
             row.update({"median training loss after the first step": float("nan"),
                         "median training loss after tune_steps": float("nan"), TUNE_BY: float("nan")})
@@ -635,8 +641,9 @@ def all_fits(df: pd.DataFrame, diverged=()) -> dict:
 def at_step(P: Theorem1Params, eta3: float) -> pd.DataFrame:
     """The theorem's plain-GD run at a given Stage III step instead of the tuned one, on the chapter's seeds (Stages
     I-II shared, losses recorded every step), read by the same rules: per row, the median k with its interval and
-    seed count, the seeds that diverged, and how many seeds with a k cross their grid within one step (k = 0 by
-    interpolation, not measured).  What the tuning's grid edge decides (the chapter's Discussion)."""
+    seed count (the diverged seeds included, above every k), the seeds that diverged, and how many seeds with a k
+    cross their grid within one step (k = 0 by interpolation, not measured): whether the verdict hangs on the step
+    (the chapter's Discussion)."""
     setting, seeds = P.setting(), list(P.seeds)
     data = make_dataset(setting, seeds)
     run, diverged = _theorem_part(P, eta3, seeds, branch_point(P, setting, seeds, data))
@@ -647,7 +654,7 @@ def at_step(P: Theorem1Params, eta3: float) -> pd.DataFrame:
         est, _, n = rate_fits(g, diverged)["growth exponent k (per-decade iterations vs 1/eps)"]
         r = seed_rates(g, 1)
         rows.append({"eta3": eta3, "loss": "expected" if model == GD else "training", "median k": est.value,
-                     "lo": est.lo, "hi": est.hi, "seeds with a k": n, "diverged": len(diverged),
+                     "lo": est.lo, "hi": est.hi, "seeds counted": n, "diverged": len(diverged),
                      "within one step": int((r["growth exponent k"].notna() & ~r.resolved).sum())})
     return pd.DataFrame(rows)
 
