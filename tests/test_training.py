@@ -6,6 +6,7 @@ import torch
 
 import mot_lib as mot
 from mot_lib.claims.setting import compare_models, regime_report
+from mot_lib.engine.training import train_surviving
 
 SMALL = mot.Setting(N=3, d=12, L=6, n_train=300, n_test=600)
 CFG = mot.TrainConfig(M=6, T1=40, T2=60, T=80, record_every=20)
@@ -194,3 +195,20 @@ def test_stage3_exploration_is_its_own_parameter():
     assert agree_c.loc[:20].equals(agree_a.loc[:20])
     with pytest.raises(ValueError, match="lam3"):
         base.replace(lam3=-1.0)
+
+
+def test_detail_false_keeps_the_same_numbers_without_the_tables():
+    """detail=False (train_mot and train_surviving): the same weights and the very same rows of every scalar
+    quantity, and none of the per-expert or per-class tables; a result a fraction of the size."""
+    st = mot.Setting(N=3, d=12, L=6, n_train=120, n_test=60)
+    cfg = mot.TrainConfig(M=4, T1=10, T2=15, T=30, record_every=5)
+    full = mot.train_mot(st, cfg, [0, 1], progress=False, loss_every=2)
+    slim = mot.train_mot(st, cfg, [0, 1], progress=False, loss_every=2, detail=False)
+    assert all(torch.equal(full.params[k], slim.params[k]) for k in full.params)
+    tables = {"dispatch", "align", "gap", "specialty", "attn"}
+    assert tables <= set(full.history.quantity) and not tables & set(slim.history.quantity)
+    scalars = full.history[~full.history.quantity.isin(tables)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(scalars, slim.history.reset_index(drop=True))
+    survived, _ = train_surviving(st, cfg, [0, 1], loss_every=2, detail=False)
+    pd.testing.assert_frame_equal(survived.history, slim.history)
+    assert len(slim.history) * 3 < len(full.history)

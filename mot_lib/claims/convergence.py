@@ -541,19 +541,21 @@ def _part(point, positions):
 
 def _theorem_part(P: Theorem1Params, eta3: float, seeds: list, point) -> tuple[Run, list]:
     """The theorem's plain-GD Stage III (exploration lam3, step eta3) on some verdict seeds, from their point at T2,
-    its losses recorded at every step (``loss_every=1``: a seed can fall several decades between two records)."""
+    its losses recorded at every step (``loss_every=1``: a seed can fall several decades between two records), without
+    the per-expert tables (``detail=False``: the chapter reads its losses; the job's result is then a tenth the size)."""
     setting = P.setting()
     return train_surviving(setting, P.mot_config("gd", eta3=eta3, lam3=P.lam3, every=P.gd_every), seeds,
-                           make_dataset(setting, seeds), start=point, loss_every=1)
+                           make_dataset(setting, seeds), start=point, loss_every=1, detail=False)
 
 
 def _mot_variants(P: Theorem1Params, point) -> dict:
     """The MoT with the book's exploring plain-GD Stage III, and with a normalized-GD Stage III, on the first
-    ``variant_seeds`` seeds from their point at T2."""
+    ``variant_seeds`` seeds from their point at T2 (their losses and scalar measures: ``detail=False``)."""
     setting, seeds = P.setting(), list(P.seeds)[:P.variant_seeds]
     data = make_dataset(setting, seeds)
-    return {GD_EXPLORE: train_mot(setting, P.mot_config("gd", steps=P.explore_steps), seeds, data=data, start=point),
-            "MoT, Stage III NGD": train_mot(setting, P.mot_config("ngd"), seeds, data=data, start=point)}
+    return {GD_EXPLORE: train_mot(setting, P.mot_config("gd", steps=P.explore_steps), seeds, data=data, start=point,
+                                  detail=False),
+            "MoT, Stage III NGD": train_mot(setting, P.mot_config("ngd"), seeds, data=data, start=point, detail=False)}
 
 
 def _comparator_data(P: Theorem1Params):
@@ -583,7 +585,7 @@ def _side_runs(P: Theorem1Params, point) -> dict:
     sweep = {}
     for eta in P.gd_etas:
         cfg = P.mot_config("gd", eta3=eta, steps=P.sweep_steps, every=max(P.mot_every, P.scale(P.sweep_steps) // 20))
-        sweep[eta] = train_mot(setting, cfg, side, data=side_data, start=point)
+        sweep[eta] = train_mot(setting, cfg, side, data=side_data, start=point, detail=False)
     single_gd = {k: train_single(setting, c, side, data=side_data) for k, c in P.single_gd_configs().items()}
     return {"gd_sweep": sweep, "single_gd": single_gd}
 
@@ -601,8 +603,12 @@ def run_all(P: Theorem1Params, jobs: int | None = None, chunk: int = THEOREM_CHU
         br = ex.submit(_branch, P).result()
         point = br["point"]
         chunks = seed_chunks(len(seeds), chunk)
-        parts = [ex.submit(_theorem_part, P, br["eta3"], [seeds[i] for i in c], _part(point, c)) for c in chunks]
+        part = [(_theorem_part, P, br["eta3"], [seeds[i] for i in c], _part(point, c)) for c in chunks]
+        # queued so that two workers finish together: the first part, the single transformer, the other parts, then
+        # the short runs (the two-headed comparator, about as long as everything before it, runs meanwhile)
+        parts = [ex.submit(*part[0])]
         single = ex.submit(_single_ngd, P)
+        parts += [ex.submit(*a) for a in part[1:]]
         mot = ex.submit(_mot_variants, P, _part(point, list(range(min(P.variant_seeds, len(seeds))))))
         side = ex.submit(_side_runs, P, _part(point, list(range(min(P.side_seeds, len(seeds))))))
         gd_run = join_runs([f.result()[0] for f in parts])       # each part's run names its diverged seeds

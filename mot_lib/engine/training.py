@@ -215,7 +215,7 @@ def _mot_losses(rec: _Recorder, step: int, stage: str, cfg: TrainConfig, p: dict
 
 
 def _mot_record(rec: _Recorder, step: int, stage: str, cfg: TrainConfig, p: dict, data: Dataset, sigma,
-                caches: dict):
+                caches: dict, detail: bool = True):
     N, M = data.setting.N, cfg.M
     W = effective_W(p["W"])      # one vector per expert (J-neuron experts: sum_j s_j W^(m,j))
     with torch.no_grad():
@@ -232,6 +232,8 @@ def _mot_record(rec: _Recorder, step: int, stage: str, cfg: TrainConfig, p: dict
                              for s in range(spec.shape[0])]))
         rec.add(step, stage, "label_weight",  # attention weight the label token receives, mean over samples
                 torch.gather(a, 2, sp.label_pos[..., None])[..., 0].mean(-1))
+        if not detail:
+            return
         rec.add(step, stage, "dispatch", D, ("i", "expert"))
         rec.add(step, stage, "align", mt.alignments(W, data.V), ("expert", "i"))
         rec.add(step, stage, "gap", mt.specialization_gap(W, data.V), ("expert",))
@@ -261,7 +263,7 @@ def _autograd_mot_step(cfg, p, X, xsum, y, idx, cache, sigma, wrt):
 
 def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = None,
               progress: bool | None = None, snapshot_at=(), gradients: str = "closed", start: tuple | None = None,
-              loss_every: int | None = None) -> Run:
+              loss_every: int | None = None, detail: bool = True) -> Run:
     """Train the MoT (or its attention-free / joint ablations, per ``cfg``) for every seed at once.
 
     ``snapshot_at``: steps after which a copy of the weights is kept in ``run.snapshots[t]`` (one run
@@ -271,7 +273,9 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
     numbers the run would have given past t under ``cfg`` (which may differ from the first run's after t only);
     the history then starts at t.  ``loss_every``: in Stage III, the training and test loss are recorded at every
     ``loss_every``-th step too, between the full records (a finer loss curve at the cost of two forward passes
-    per such step; None: at the records only)."""
+    per such step; None: at the records only).  ``detail``: False records, at each record, the losses, accuracies and
+    the scalar routing measures only, not the per-expert and per-class tables (dispatch, align, gap, specialty,
+    attn): the same numbers, a history a tenth the size for a run that reads only its losses."""
     _check_gradients(gradients)
     _check_loss_every(loss_every)
     seeds, data = prepare(setting, cfg, TrainConfig, "train_mot", seeds, data)
@@ -319,7 +323,7 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
         tracked = {t for t in range(t0 + 1, cfg.T + 1) if stage_of(t, cfg) == "III" and t % loss_every == 0}
     stage = stage_of(t0 + 1, cfg)
     refresh_caches(stage, t0)
-    _mot_record(rec, t0, stage, cfg, p, data, sigma, caches)
+    _mot_record(rec, t0, stage, cfg, p, data, sigma, caches, detail)
     bar = _progress(cfg.T - t0, "MoT" if cfg.attention else "attention-free MoE", progress)
     for t in range(t0 + 1, cfg.T + 1):
         new_stage = stage_of(t, cfg)
@@ -354,7 +358,7 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
             stream_states[t] = [g.get_state() for g in explore]
         if t % cfg.record_every == 0 or t == cfg.T or t in stage_ends(cfg):
             tracked.discard(t)
-            _mot_record(rec, t, stage, cfg, p, data, sigma, caches)
+            _mot_record(rec, t, stage, cfg, p, data, sigma, caches, detail)
             # the share of this step's training samples whose explored choice is the gate's own top choice
             rec.add(t, stage, "explore_agree", (idx == h.argmax(-1)).to(torch.float64).mean(-1))
         elif t in tracked:
@@ -378,12 +382,12 @@ def _check_loss_every(loss_every):
 
 def train_surviving(setting: Setting, cfg: TrainConfig, seeds: list, data: Dataset | None = None,
                     start: tuple | None = None, loss_every: int | None = None,
-                    progress: bool | None = None) -> tuple[Run, list]:
+                    progress: bool | None = None, detail: bool = True) -> tuple[Run, list]:
     """``train_mot`` on every seed at once, leaving out the seeds that diverge (plain GD at a large step can, on a
     seed that the tuning or the default seeds did not foresee): the seeds a ``DivergenceError`` names leave, and the
     others train again together from the start (a seed's data, initialisation and exploration are its own, so its
     numbers do not depend on its batch, up to the last bit of a recorded loss in a batch of one), until none
-    diverges.  ``start`` and ``loss_every`` as in ``train_mot`` (the resume point of these seeds).  Returns (the run
+    diverges.  ``start``, ``loss_every`` and ``detail`` as in ``train_mot`` (the resume point of these seeds).  Returns (the run
     of the seeds that did not diverge, with ``run.diverged`` naming the others; the diverged seeds); raises
     DivergenceError when every seed diverges, and re-raises one that names no seed."""
     seeds, data = prepare(setting, cfg, TrainConfig, "train_surviving", seeds, data)
@@ -393,7 +397,7 @@ def train_surviving(setting: Setting, cfg: TrainConfig, seeds: list, data: Datas
         try:
             run = train_mot(setting, cfg, batch, data=data if len(batch) == len(seeds) else None,
                             start=None if start is None else slice_point(start, left), loss_every=loss_every,
-                            progress=progress)
+                            progress=progress, detail=detail)
         except DivergenceError as e:
             if not e.seeds or not set(e.seeds) <= set(batch):
                 raise
