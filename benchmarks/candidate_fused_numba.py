@@ -42,12 +42,29 @@ from mot_lib.engine.training import _step
 from bench_engine import reference_train
 
 
+@nb.njit(cache=False)
+def loss_slope(y, F, n):
+    """One sample's share of the mean logistic loss, log(1 + exp(-y F)) / n, and its derivative in F."""
+    mg = y * F
+    return (max(-mg, 0.0) + math.log1p(math.exp(-abs(mg)))) / n, -y / (1.0 + math.exp(mg)) / n
+
+
+@nb.njit(cache=False)
+def router_grad(Gth, probs, xsum, m, gFF):
+    """Add one sample's gradient in the router's Theta (M,d): dF/dh_j = F (1{j = m} - p_j), times xsum."""
+    for j in range(Gth.shape[0]):
+        c = -gFF * probs[j]
+        if j == m:
+            c += gFF
+        for e in range(Gth.shape[1]):
+            Gth[j, e] += c * xsum[e]
+
+
 @nb.njit(parallel=True, cache=False)
 def k13(X, W, a, idx, probs, y, xsum, GW, Gth, loss):
     """Stages I and III (attention frozen, the routed experts' token weights a (S,n,L)): per seed s (in parallel)
     and sample i in order, the mean logistic loss and the gradients in W (S,M,d) and in the router's Theta."""
     S, n, L, d = X.shape
-    M = W.shape[1]
     for s in nb.prange(S):
         z = np.empty(L)
         total = 0.0
@@ -63,24 +80,17 @@ def k13(X, W, a, idx, probs, y, xsum, GW, Gth, loss):
                 f += a[s, i, k] * acc * acc * acc
             pi = probs[s, i, m]
             F = pi * f
-            mg = y[s, i] * F
-            total += (max(-mg, 0.0) + math.log1p(math.exp(-abs(mg)))) / n
-            gF = -y[s, i] / (1.0 + math.exp(mg)) / n
+            lo, gF = loss_slope(y[s, i], F, n)
+            total += lo
             gf = gF * pi
             g = GW[s, m]
             for k in range(L):
                 c = gf * a[s, i, k] * 3.0 * z[k] * z[k]
                 for e in range(d):
                     g[e] += c * X[s, i, k, e]
-            gFF = gF * F
-            for j in range(M):
-                c = -gFF * probs[s, i, j]
-                if j == m:
-                    c += gFF
-                gt = Gth[s, j]
-                for e in range(d):
-                    gt[e] += c * xsum[s, i, e]
+            router_grad(Gth[s], probs[s, i], xsum[s, i], m, gF * F)
         loss[s] = total
+
 
 @nb.njit(parallel=True, cache=False)
 def k2(X, WKQ, W, idx, probs, y, xsum, G, Gth, loss):
@@ -88,7 +98,6 @@ def k2(X, WKQ, W, idx, probs, y, xsum, G, Gth, loss):
     routed expert's F = pi f, the mean logistic loss, the W_KQ gradient added into G[s, idx[s, i]] and the
     router's into Gth."""
     S, n, L, d = X.shape
-    M = W.shape[1]
     for s in nb.prange(S):
         XW = np.empty((L, d)); A = np.empty((L, L)); T = np.empty((L, d)); phi = np.empty(L); ga = np.empty(L)
         total = 0.0
@@ -124,9 +133,8 @@ def k2(X, WKQ, W, idx, probs, y, xsum, G, Gth, loss):
                     fsum += A[q, k] * phi[k]
             pi = probs[s, i, m]
             F = pi * fsum
-            mg = y[s, i] * F
-            total += (max(-mg, 0.0) + math.log1p(math.exp(-abs(mg)))) / n
-            gF = -y[s, i] / (1.0 + math.exp(mg)) / n
+            lo, gF = loss_slope(y[s, i], F, n)
+            total += lo
             gf = gF * pi
             for k in range(L):
                 ga[k] = gf * phi[k]
@@ -146,14 +154,7 @@ def k2(X, WKQ, W, idx, probs, y, xsum, G, Gth, loss):
                     c = x[q, e]
                     for f in range(d):
                         Gm[e, f] += c * T[q, f]
-            gFF = gF * F
-            for j in range(M):
-                c = -gFF * probs[s, i, j]
-                if j == m:
-                    c += gFF
-                gt = Gth[s, j]
-                for e in range(d):
-                    gt[e] += c * xsum[s, i, e]
+            router_grad(Gth[s], probs[s, i], xsum[s, i], m, gF * F)
         loss[s] = total
 
 
