@@ -10,7 +10,8 @@ machine's measured matmul peak, and as its last line ``speedup: <ratio>x``
 (the engine's closed-form passes, ``mot_lib.engine.grads``, against the loop).
 It also times the engine through autograd (``gradients="autograd"``, the engine
 before the closed form) and the single transformer both ways (S=8 seeds, H=16
-heads, the size chapters 05-06 train), so each ratio is measured in one run.
+heads, the size chapters 05-06 train), so each ratio is measured in one run, and the MoT's time per stage (the run
+cut at T1 and at T2), beside what 10x against the loop would leave for the whole run.
 
     make bench        # or: .venv/bin/python benchmarks/bench_engine.py [--steps 300]
 """
@@ -176,6 +177,20 @@ def main(argv=None):
           f"{sflops / times['closed'][0] / 1e9:.2f} GFLOP/s ({100 * sflops / times['closed'][0] / 1e9 / peak:.0f}% of peak)")
     print(f"single transformer speedup: {times['autograd'][0] / times['closed'][0]:.1f}x (closed form against "
           f"its autograd implementation)")
+    # where the engine's time goes: the same run cut at T1 (Stage I) and at T2 (Stages I-II), so that the Stage I/III
+    # and Stage II costs per step, and what a 10x target leaves for them, are measured in this run too
+    cut = {}
+    for end in (cfg.T1, cfg.T2):
+        t0 = time.perf_counter()
+        mot.train_mot(setting, cfg.replace(T=end, T2=min(cfg.T2, end), record_every=end), seeds, data=data,
+                      progress=False)
+        cut[end] = time.perf_counter() - t0
+    n13 = cfg.T1 + (T - cfg.T2)
+    t13 = cut[cfg.T1] + (t_engine - cut[cfg.T2])
+    t2 = cut[cfg.T2] - cut[cfg.T1]
+    print(f"MoT by stage: Stages I and III {1e3 * t13 / n13:.1f} ms/step ({t13:.2f} s for {n13} steps), Stage II "
+          f"{1e3 * t2 / (cfg.T2 - cfg.T1):.1f} ms/step ({t2:.2f} s for {cfg.T2 - cfg.T1} steps); 10x against the loop "
+          f"would be {t_ref / 10:.2f} s for the whole run")
     print(f"MoT through autograd against the loop: {t_ref / t_auto:.1f}x")
     print(f"speedup: {t_ref / t_engine:.1f}x")
     return 0
