@@ -542,7 +542,7 @@ def _part(point, positions):
 def _theorem_part(P: Theorem1Params, eta3: float, seeds: list, point) -> tuple[Run, list]:
     """The theorem's plain-GD Stage III (exploration lam3, step eta3) on some verdict seeds, from their point at T2,
     its losses recorded at every step (``loss_every=1``: a seed can fall several decades between two records), without
-    the per-expert tables (``detail=False``: the chapter reads its losses; the job's result is then a tenth the size)."""
+    the per-expert tables (``detail=False``: the chapter reads its losses; the job's result is then 23 MB, not 112)."""
     setting = P.setting()
     return train_surviving(setting, P.mot_config("gd", eta3=eta3, lam3=P.lam3, every=P.gd_every), seeds,
                            make_dataset(setting, seeds), start=point, loss_every=1, detail=False)

@@ -275,7 +275,8 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
     ``loss_every``-th step too, between the full records (a finer loss curve at the cost of two forward passes
     per such step; None: at the records only).  ``detail``: False records, at each record, the losses, accuracies and
     the scalar routing measures only, not the per-expert and per-class tables (dispatch, align, gap, specialty,
-    attn): the same numbers, a history a tenth the size for a run that reads only its losses."""
+    attn): the same numbers, and a history a small fraction of the size (a twentieth for chapter 05's Stage III
+    runs) for a run that reads only its losses."""
     _check_gradients(gradients)
     _check_loss_every(loss_every)
     seeds, data = prepare(setting, cfg, TrainConfig, "train_mot", seeds, data)
