@@ -286,9 +286,11 @@ def first_step_table(run: Run, P: "Theorem1Params", label: str = "", quantity: s
     rows = []
     for seed in tl.columns:
         l1 = float(tl.at[t1, seed])
-        grid = P.eps_grid(l1 * 10.0 ** (-1.0 / P.per_decade)) if l1 > LOSS_FLOOR else P.eps_grid(LOSS_FLOOR)
-        n = iterations_to_eps(tl.index.to_numpy(), tl[seed].to_numpy(), grid, t1)
-        if not l1 > LOSS_FLOOR:
+        if l1 > LOSS_FLOOR:
+            grid = P.eps_grid(l1 * 10.0 ** (-1.0 / P.per_decade))
+            n = iterations_to_eps(tl.index.to_numpy(), tl[seed].to_numpy(), grid, t1)
+        else:
+            grid = P.eps_grid(LOSS_FLOOR)
             n = np.full(len(grid), np.nan)
         rows += _eps_rows(label, seed, grid, n)
     return pd.DataFrame(rows)
@@ -594,8 +596,9 @@ def run_all(P: Theorem1Params, jobs: int | None = None, chunk: int = THEOREM_CHU
     """Every run of the chapter: the MoT with plain GD in Stage III (exploration lam3, the step chosen on the tuning
     seeds) and with the book's exploring Stage III, under NGD, the extra GD steps, the two comparators and the
     plain-GD diagnostics.  The MoT runs share the verdict seeds' Stages I-II (``branch_point``), computed once; the
-    independent jobs go to ``jobs`` worker processes (``executor.chapter_jobs()`` when None), the longest first.  The
-    results do not depend on where they ran, nor on how the seeds were split into jobs (``chunk`` seeds a job)."""
+    independent jobs go to ``jobs`` worker processes (``executor.chapter_jobs()`` when None), queued so that they finish
+    together.  The results do not depend on where they ran, nor on how the seeds were split into jobs (``chunk``
+    seeds a job)."""
     from ..experiments.executor import chapter_executor
     seeds = list(P.seeds)
     with chapter_executor(jobs) as ex:
@@ -603,12 +606,12 @@ def run_all(P: Theorem1Params, jobs: int | None = None, chunk: int = THEOREM_CHU
         br = ex.submit(_branch, P).result()
         point = br["point"]
         chunks = seed_chunks(len(seeds), chunk)
-        part = [(_theorem_part, P, br["eta3"], [seeds[i] for i in c], _part(point, c)) for c in chunks]
+        jobs_gd = [(_theorem_part, P, br["eta3"], [seeds[i] for i in c], _part(point, c)) for c in chunks]
         # queued so that two workers finish together: the first part, the single transformer, the other parts, then
         # the short runs (the two-headed comparator, about as long as everything before it, runs meanwhile)
-        parts = [ex.submit(*part[0])]
+        parts = [ex.submit(*jobs_gd[0])]
         single = ex.submit(_single_ngd, P)
-        parts += [ex.submit(*a) for a in part[1:]]
+        parts += [ex.submit(*a) for a in jobs_gd[1:]]
         mot = ex.submit(_mot_variants, P, _part(point, list(range(min(P.variant_seeds, len(seeds))))))
         side = ex.submit(_side_runs, P, _part(point, list(range(min(P.side_seeds, len(seeds))))))
         gd_run = join_runs([f.result()[0] for f in parts])       # each part's run names its diverged seeds

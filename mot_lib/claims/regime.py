@@ -170,7 +170,8 @@ def _theorem1(p: Point) -> list[dict]:
     eta, _ = cv.tune_step(P, setting) if not cfg_M else _tune_M(P, setting, cfg_M)
     cfg = P.mot_config("gd", eta3=eta, lam3=P.lam3, every=P.gd_every).replace(**cfg_M)
     seeds = list(P.seeds)
-    run, diverged = cv.train_surviving(setting, cfg, seeds, make_dataset(setting, seeds), loss_every=1)   # as the chapter
+    run, diverged = cv.train_surviving(setting, cfg, seeds, make_dataset(setting, seeds), loss_every=1,
+                                       detail=False)                                           # as the chapter
     df = cv.measure(P, {cv.GD: run})
     fits = cv.all_fits(df, diverged)
     b = r"growth exponent $k \le 0.25$"
