@@ -16,9 +16,11 @@ import torch
 from . import metrics as mt
 from .config import Setting, SingleConfig, TrainConfig, check_seeds
 from .data import Dataset, make_dataset, seed_streams
+from . import fused
 from .grads import mot_step, single_step
 from .models import (activation, attention_scores, effective_W, head_signs, init_mot, init_single, logistic_loss, mot_forward,
-                     route, router_scores, single_forward, token_weights_all, _weights)
+                     route, router_scores, single_forward, token_weights_all, uniform_weights,
+                     _weights)
 
 HISTORY_COLUMNS = ["step", "seed", "stage", "quantity", "expert", "i", "j", "value"]
 
@@ -200,14 +202,18 @@ def _step(p: torch.Tensor, g: torch.Tensor, eta: float, opt: str):
 
 
 def _mot_losses(rec: _Recorder, step: int, stage: str, cfg: TrainConfig, p: dict, data: Dataset, sigma, caches: dict,
-                accuracy: bool, splits=("train", "test")):
+                accuracy: bool, splits=("train", "test"), fwd=None):
     """Record the loss (and, ``accuracy``, the accuracy) on each of ``splits`` at the current weights, each split
-    routed by the gate's own choice (no exploration); returns the last split's routing and token weights."""
+    routed by the gate's own choice (no exploration); returns the last split's routing and token weights.
+    ``fwd``: the split's name -> (F, idx, a) through the fused kernels (None: through ``models``)."""
     for name in splits:
         sp = getattr(data, name)
-        idx = route(router_scores(sp.xsum, p["theta"]))
-        a = _weights(cfg, sp.X, p["WKQ"], idx, caches.get(name))
-        F, _, _ = mot_forward(p, sp.X, sp.xsum, idx, a, sigma)
+        if fwd is not None:
+            F, idx, a = fwd(name)
+        else:
+            idx = route(router_scores(sp.xsum, p["theta"]))
+            a = _weights(cfg, sp.X, p["WKQ"], idx, caches.get(name))
+            F, _, _ = mot_forward(p, sp.X, sp.xsum, idx, a, sigma)
         rec.add(step, stage, f"{name}_loss", logistic_loss(sp.y * F).mean(-1))
         if accuracy:
             rec.add(step, stage, f"{name}_acc", (torch.sign(F) == sp.y).to(torch.float64).mean(-1))
@@ -215,11 +221,11 @@ def _mot_losses(rec: _Recorder, step: int, stage: str, cfg: TrainConfig, p: dict
 
 
 def _mot_record(rec: _Recorder, step: int, stage: str, cfg: TrainConfig, p: dict, data: Dataset, sigma,
-                caches: dict, detail: bool = True):
+                caches: dict, detail: bool = True, fwd=None):
     N, M = data.setting.N, cfg.M
     W = effective_W(p["W"])      # one vector per expert (J-neuron experts: sum_j s_j W^(m,j))
     with torch.no_grad():
-        idx, a = _mot_losses(rec, step, stage, cfg, p, data, sigma, caches, accuracy=True)
+        idx, a = _mot_losses(rec, step, stage, cfg, p, data, sigma, caches, accuracy=True, fwd=fwd)
         sp = data.test
         # routing and attention measured on the fresh test sample (no exploration)
         spec = mt.specialty(W, data.V)
@@ -241,9 +247,11 @@ def _mot_record(rec: _Recorder, step: int, stage: str, cfg: TrainConfig, p: dict
         rec.add(step, stage, "attn", attention_scores(p["WKQ"], data.signals), ("expert", "i", "j"))
 
 
-#: how the training loops compute gradients: "closed" (``grads``: the written-out passes, the default) or
-#: "autograd" (the graph through ``models``; kept as the reference the tests and ``make bench`` compare with)
-GRADIENTS = ("closed", "autograd")
+#: how the training loops compute gradients: "fused" (the default: the MoT's step through ``fused``'s compiled
+#: kernels where they cover the model, one-neuron experts with their own W_KQ, else as "closed"; the single
+#: transformer as "closed"), "closed" (``grads``: the passes written out in torch ops) or "autograd" (the graph
+#: through ``models``; kept as the reference the tests and ``make bench`` compare with)
+GRADIENTS = ("fused", "closed", "autograd")
 
 
 def _check_gradients(gradients: str):
@@ -262,7 +270,7 @@ def _autograd_mot_step(cfg, p, X, xsum, y, idx, cache, sigma, wrt):
 
 
 def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = None,
-              progress: bool | None = None, snapshot_at=(), gradients: str = "closed", start: tuple | None = None,
+              progress: bool | None = None, snapshot_at=(), gradients: str = "fused", start: tuple | None = None,
               loss_every: int | None = None, detail: bool = True) -> Run:
     """Train the MoT (or its attention-free / joint ablations, per ``cfg``) for every seed at once.
 
@@ -302,18 +310,43 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
     rec = _Recorder(seeds)
     caches: dict = {}
     snapshots: dict = {}
+    # the fused kernels (``fused``) where they cover the model: the data as they read them, made once
+    fuse = gradients == "fused" and fused.supported(p["W"], cfg.activation, cfg.shared_attention)
+    fdata = fused.Data(data.train, cfg.M) if fuse else None
+    uniform = uniform_weights(X, cfg.query_pool)[:, None] if fuse and not cfg.attention else None
+
+    fsplits = {"train": fdata}
+
+    def fwd(name):
+        """A split's outputs, routing and token weights at the current weights, through the kernels."""
+        if name not in fsplits:
+            fsplits[name] = fused.Data(getattr(data, name), cfg.M)
+        # every expert's token weights when cached (attention frozen), uniform without attention, else live
+        a_cache = caches.get(name) if cfg.attention else uniform_for(name)
+        return fused.forward(p, fsplits[name], a_cache, activation=cfg.activation, query_pool=cfg.query_pool)
+
+    def uniform_for(name):
+        return uniform if name == "train" else uniform_weights(getattr(data, name).X, cfg.query_pool)[:, None]
+
+    def all_weights(split):
+        if fuse:
+            name = "train" if split is data.train else "test"
+            if name not in fsplits:
+                fsplits[name] = fused.Data(split, cfg.M)
+            return fused.token_weights_all(fsplits[name], p["WKQ"], cfg.query_pool)
+        return token_weights_all(split.X, p["WKQ"], cfg.query_pool)
 
     def refresh_caches(stage, t):
         caches.clear()
         frozen = stage in ("I", "III")
         if cfg.attention and frozen:
-            caches["train"] = token_weights_all(data.train.X, p["WKQ"], cfg.query_pool)
+            caches["train"] = all_weights(data.train)
             # the test split is read only at record time: cache all experts' weights when the stage records
             # more often than there are experts (cheaper than gathering per-sample W_KQ at every record)
             end = {"I": cfg.T1, "III": cfg.T}[stage]
             every = min(cfg.record_every, loss_every) if stage == "III" and loss_every else cfg.record_every
             if (end - t) // every > cfg.M:
-                caches["test"] = token_weights_all(data.test.X, p["WKQ"], cfg.query_pool)
+                caches["test"] = all_weights(data.test)
 
     # the Stage III steps whose losses only the loss track records (loss_every); the training loss there comes
     # from the next step when Stage III routes without exploration (lam3 = 0, or lam = 0)
@@ -324,7 +357,7 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
         tracked = {t for t in range(t0 + 1, cfg.T + 1) if stage_of(t, cfg) == "III" and t % loss_every == 0}
     stage = stage_of(t0 + 1, cfg)
     refresh_caches(stage, t0)
-    _mot_record(rec, t0, stage, cfg, p, data, sigma, caches, detail)
+    _mot_record(rec, t0, stage, cfg, p, data, sigma, caches, detail, fwd if fuse else None)
     bar = _progress(cfg.T - t0, "MoT" if cfg.attention else "attention-free MoE", progress)
     for t in range(t0 + 1, cfg.T + 1):
         new_stage = stage_of(t, cfg)
@@ -333,15 +366,22 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
             refresh_caches(stage, t)
         train_W = stage in ("I", "III", "joint")
         train_KQ = cfg.attention and stage in ("II", "joint")
-        h = router_scores(data.train.xsum, p["theta"]).detach()
-        idx = route(h, cfg.lam3 if stage == "III" and cfg.lam3 is not None else cfg.lam, explore)
+        lam = cfg.lam3 if stage == "III" and cfg.lam3 is not None else cfg.lam
         wrt = tuple(k for k, on in (("W", train_W), ("WKQ", train_KQ), ("theta", cfg.eta_router > 0)) if on)
-        if gradients == "closed":
-            a = None if train_KQ else _weights(cfg, X, p["WKQ"], idx, caches.get("train"))
-            per_seed, grads = mot_step(p, X, data.train.xsum, y, idx, h, a, activation=cfg.activation,
-                                       query_pool=cfg.query_pool, shared=cfg.shared_attention, wrt=wrt)
+        if fuse:
+            a_cache = None if train_KQ else (caches["train"] if cfg.attention else uniform)
+            per_seed, grads, idx, h = fused.mot_step(p, fdata, lam, explore, a_cache, activation=cfg.activation,
+                                                     query_pool=cfg.query_pool, wrt=wrt)
         else:
-            per_seed, grads = _autograd_mot_step(cfg, p, X, data.train.xsum, y, idx, caches.get("train"), sigma, wrt)
+            h = router_scores(data.train.xsum, p["theta"]).detach()
+            idx = route(h, lam, explore)
+            if gradients == "autograd":
+                per_seed, grads = _autograd_mot_step(cfg, p, X, data.train.xsum, y, idx, caches.get("train"), sigma,
+                                                     wrt)
+            else:
+                a = None if train_KQ else _weights(cfg, X, p["WKQ"], idx, caches.get("train"))
+                per_seed, grads = mot_step(p, X, data.train.xsum, y, idx, h, a, activation=cfg.activation,
+                                           query_pool=cfg.query_pool, shared=cfg.shared_attention, wrt=wrt)
         _check_finite(t, f"stage {stage}", per_seed, seeds, {})
         if free_train_loss and (t - 1) in tracked:
             rec.add(t - 1, stage, "train_loss", per_seed.detach())
@@ -359,7 +399,7 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
             stream_states[t] = [g.get_state() for g in explore]
         if t % cfg.record_every == 0 or t == cfg.T or t in stage_ends(cfg):
             tracked.discard(t)
-            _mot_record(rec, t, stage, cfg, p, data, sigma, caches, detail)
+            _mot_record(rec, t, stage, cfg, p, data, sigma, caches, detail, fwd if fuse else None)
             # the share of this step's training samples whose explored choice is the gate's own top choice
             rec.add(t, stage, "explore_agree", (idx == h.argmax(-1)).to(torch.float64).mean(-1))
         elif t in tracked:
@@ -367,7 +407,7 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
             # routing is then the gate's own choice, as at a record): it is recorded there, at no cost
             with torch.no_grad():
                 _mot_losses(rec, t, stage, cfg, p, data, sigma, caches, accuracy=False,
-                            splits=("test",) if free_train_loss else ("train", "test"))
+                            splits=("test",) if free_train_loss else ("train", "test"), fwd=fwd if fuse else None)
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -467,7 +507,7 @@ def train_single(setting: Setting, cfg: SingleConfig, seeds, data: Dataset | Non
     reached = torch.zeros(len(seeds), dtype=torch.bool)
     stopped_at = cfg.T
     for t in range(1, cfg.T + 1):
-        if gradients == "closed":
+        if gradients != "autograd":                    # "fused" and "closed": the single transformer's closed form
             per_seed, g, _ = single_step(p, X, y, activation=cfg.activation, signs=signs)
             gW, gKQ = g["W"], g["WKQ"]
         else:

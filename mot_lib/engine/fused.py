@@ -1,0 +1,454 @@
+"""The MoT's training step as fused kernels (numba): one loop nest per step, per seed and sample in order.
+
+``grads.mot_step`` writes the step in torch ops; on a CPU a step of the book's sizes (d = 16, L = 8, n = 1000
+samples, 8 seeds) is then many small products and passes over (seeds x samples x tokens x d) temporaries, and the
+engine ran at about 4x the per-expert loop of ``make bench``.  Here each sample's forward and backward pass is one
+loop nest over its 8 x 16 tokens, compiled once per machine (numba caches it under ``__pycache__``):
+
+* ``frozen_step``: Stages I and III (and Stage II of the attention-free MoE): attention frozen, the routed
+  experts' token weights ``a`` given (the cache, or uniform); the gradients in W and in the router's Theta;
+* ``live_step``: Stage II and the joint schedule: the routed expert's attention computed live from its W_KQ; the
+  gradients in W_KQ (through the softmax rows), in W (joint) and in Theta.
+
+Both take the routing (``models.route``, the exploration streams) and the gate scores h from torch, and return
+each sample's output F; the loss is ``softplus(-y F)`` in torch, as ``grads.loss_slope`` computes it.
+
+**Numerics.**  Every sum runs in a fixed order (seed by seed, sample by sample, token by token; the seeds run in
+parallel only when more than one thread is asked for, each writing its own rows), with IEEE additions and
+multiplications only: no fast-math, no fused multiply-add (LLVM contracts none without fast-math flags), so the
+compiled code gives the same bits whatever instructions the CPU offers (``tests/test_fused.py`` compiles it for
+the generic x86-64, for Haswell and for this CPU, and compares).  The exponentials (the gate's and the attention's
+softmax, the logistic slope) use ``det_exp``, fdlibm's exp written out in those operations, not the platform's
+libm (glibc picks an FMA variant by CPU).  The numbers differ from ``grads.mot_step``'s at rounding level (1e-16
+relative per step; other orders of summation), which is why adopting this engine moved the book's MoT numbers once
+(issue 19; the notebooks were re-executed and the replication rerun).
+
+Not covered, and left to ``grads.mot_step``: J-neuron experts, a shared key-query matrix.
+"""
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+import torch
+
+#: activation codes of the kernels
+ACTIVATIONS = {"cubic": 0, "linear": 1, "relu": 2}
+
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_INV_LN2 = 1.44269504088896338700e+00
+_P1 = 1.66666666666666019037e-01
+_P2 = -2.77777777770155933842e-03
+_P3 = 6.61375632143793436117e-05
+_P4 = -1.65339022054652515390e-06
+_P5 = 4.13813679705723846039e-08
+_O_THRESHOLD = 7.09782712893383973096e+02
+_U_THRESHOLD = -7.45133219101941108420e+02
+_KW = dict(cache=True, error_model="numpy", fastmath=False, nogil=True)
+
+
+@nb.njit(**_KW)
+def det_exp(x):
+    """exp(x) within 1 ulp, by fdlibm's algorithm (argument reduction by ln 2, a degree-5 rational remainder)
+    in IEEE additions, multiplications and divisions only: the same bits on every x86-64 CPU."""
+    if x != x:
+        return x
+    if x > _O_THRESHOLD:
+        return math.inf
+    if x < _U_THRESHOLD:
+        return 0.0
+    ax = abs(x)
+    k = 0
+    hi = x
+    lo = 0.0
+    if ax > 0.34657359027997264:            # |x| > ln2 / 2: x = k ln2 + r, |r| <= ln2 / 2
+        if ax < 1.0397207708399179:         # |x| < 3 ln2 / 2: k = +-1
+            if x > 0:
+                hi, lo, k = x - _LN2_HI, _LN2_LO, 1
+            else:
+                hi, lo, k = x + _LN2_HI, -_LN2_LO, -1
+        else:
+            k = int(_INV_LN2 * x + (0.5 if x > 0 else -0.5))
+            hi = x - k * _LN2_HI
+            lo = k * _LN2_LO
+        x = hi - lo
+    elif ax < 3.725290298461914e-09:        # |x| < 2^-28
+        return 1.0 + x
+    t = x * x
+    c = x - t * (_P1 + t * (_P2 + t * (_P3 + t * (_P4 + t * _P5))))
+    if k == 0:
+        return 1.0 - ((x * c) / (c - 2.0) - x)
+    y = 1.0 - ((lo - (x * c) / (2.0 - c)) - hi)
+    return math.ldexp(y, k)
+
+
+#: 2^k for k = -1075 .. 1023 (2^-1075 rounds to 0): ``_exp_shifted``'s scaling, a table lookup rather than a call
+_POW2 = np.ldexp(1.0, np.arange(-1075, 1024)).astype(np.float64)
+
+
+@nb.njit(**_KW)
+def _exp_shifted(v, top):
+    """v[k] <- exp(v[k] - top) for arguments <= 0 (a softmax row shifted by its maximum), ``det_exp``'s algorithm
+    without branches (so the compiler may run the row as vectors): within 1 ulp of exp, and the same bits as
+    ``det_exp`` (tested) from -744 (where exp falls below 2^-1073; below, 0 or 2^-1074) to -2^-28 (where
+    ``det_exp`` returns 1 + x)."""
+    for k in range(v.shape[0]):
+        x = max(v[k] - top, -745.0)
+        j = int(x * _INV_LN2 - 0.5)
+        hi = x - j * _LN2_HI
+        lo = j * _LN2_LO
+        r = hi - lo
+        t = r * r
+        c = r - t * (_P1 + t * (_P2 + t * (_P3 + t * (_P4 + t * _P5))))
+        v[k] = (1.0 - ((lo - (r * c) / (2.0 - c)) - hi)) * _POW2[j + 1075]
+
+
+@nb.njit(**_KW)
+def _act(z, act):
+    """sigma(z) and sigma'(z) for the activation code (relu'(0) = 0, as autograd)."""
+    if act == 0:
+        return z * z * z, 3.0 * z * z
+    if act == 1:
+        return z, 1.0
+    if z > 0:
+        return z, 1.0
+    return 0.0, 0.0
+
+
+@nb.njit(**_KW)
+def _gate(h, m, probs):
+    """The gate's softmax over experts of scores h (M,) into probs; returns the routed expert's probability."""
+    top = h[0]
+    for j in range(1, h.shape[0]):
+        top = max(top, h[j])
+    for j in range(h.shape[0]):
+        probs[j] = h[j]
+    _exp_shifted(probs, top)
+    total = 0.0
+    for j in range(h.shape[0]):
+        total += probs[j]
+    for j in range(h.shape[0]):
+        probs[j] /= total
+    return probs[m]
+
+
+@nb.njit(**_KW)
+def _slope(y, F, n):
+    """d/dF of log(1 + exp(-y F)) / n: -y sigmoid(-y F) / n."""
+    return -y / (1.0 + det_exp(y * F)) / n
+
+
+@nb.njit(**_KW)
+def _router_grad(G, probs, xs, m, c):
+    """Add one sample's gradient in Theta (M,d): c (1{j = m} - p_j) xsum, with c = dloss/dF * F."""
+    for j in range(G.shape[0]):
+        coef = -c * probs[j]
+        if j == m:
+            coef += c
+        for e in range(G.shape[1]):
+            G[j, e] += coef * xs[e]
+
+
+@nb.njit(**_KW)
+def _route(xs, thetaT, r, lam, hrow):
+    """The gate's scores h_j = <theta_j, xsum> (in e order, every expert at once, from Theta's columns thetaT
+    (d,M)) into hrow, and the top-1 expert of h + lam r (the first of equal maxima, as torch.argmax; lam = 0: no
+    exploration), as ``models.route``."""
+    d, M = thetaT.shape
+    for j in range(M):
+        hrow[j] = 0.0
+    for e in range(d):
+        c = xs[e]
+        for j in range(M):
+            hrow[j] += c * thetaT[e, j]
+    best, m = hrow[0] + r[0] * lam if lam > 0 else hrow[0], 0
+    for j in range(1, M):
+        v = hrow[j] + r[j] * lam if lam > 0 else hrow[j]
+        if v > best:
+            best, m = v, j
+    return m
+
+
+def _frozen(XT, xsum, y, W, thetaT, ac, r, lam, act, want_W, want_theta, idx, H, F, aout, GW, Gth):
+    S, n, d, L = XT.shape
+    M = thetaT.shape[2]
+    per_expert = ac.shape[1] > 1
+    for s in nb.prange(S):
+        z = np.empty(L)
+        probs = np.empty(M)
+        for i in range(n):
+            m = _route(xsum[s, i], thetaT[s], r[s, i], lam, H[s, i])
+            idx[s, i] = m
+            a = ac[s, m if per_expert else 0, i]
+            xt = XT[s, i]
+            w = W[s, m]
+            for k in range(L):
+                z[k] = 0.0
+                aout[s, i, k] = a[k]
+            for e in range(d):              # z_k = sum_e x_ke w_e, in e order, every token at once
+                c = w[e]
+                for k in range(L):
+                    z[k] += xt[e, k] * c
+            f = 0.0
+            for k in range(L):
+                phi, dphi = _act(z[k], act)
+                z[k] = dphi
+                f += a[k] * phi
+            pi = _gate(H[s, i], m, probs)
+            Fi = pi * f
+            F[s, i] = Fi
+            gF = _slope(y[s, i], Fi, n)
+            if want_W:
+                gf = gF * pi
+                g = GW[s, m]
+                for k in range(L):
+                    c = gf * a[k] * z[k]
+                    for e in range(d):
+                        g[e] += c * xt[e, k]
+            if want_theta:
+                _router_grad(Gth[s], probs, xsum[s, i], m, gF * Fi)
+
+
+@nb.njit(**_KW)
+def _scores(x, xt, Wk, XW, A):
+    """A[q] = softmax_k(x_q^T W_KQ x_k) for one sample: XW = x W_KQ, then A[q] = XW[q] x^T, rows shifted by their
+    maxima."""
+    L, d = x.shape
+    for q in range(L):
+        for f in range(d):
+            XW[q, f] = 0.0
+        for k in range(L):
+            A[q, k] = 0.0
+    for e in range(d):
+        for q in range(L):
+            c = x[q, e]
+            for f in range(d):
+                XW[q, f] += c * Wk[e, f]
+    for f in range(d):
+        for q in range(L):
+            c = XW[q, f]
+            for k in range(L):
+                A[q, k] += c * xt[f, k]
+    for q in range(L):
+        top = A[q, 0]
+        for k in range(1, L):
+            top = max(top, A[q, k])
+        _exp_shifted(A[q], top)
+        norm = 0.0
+        for k in range(L):
+            norm += A[q, k]
+        for k in range(L):
+            A[q, k] /= norm
+
+
+def _live(X, XT, xsum, y, W, WKQ, thetaT, r, lam, act, scale, want_W, want_KQ, want_theta, idx, H, F, aout, GW, GKQ,
+          Gth):
+    S, n, L, d = X.shape
+    M = thetaT.shape[2]
+    for s in nb.prange(S):
+        XW = np.empty((L, d))
+        A = np.empty((L, L))
+        T = np.empty((L, d))
+        phi = np.empty(L)
+        dz = np.empty(L)
+        a = np.empty(L)
+        ga = np.empty(L)
+        probs = np.empty(M)
+        for i in range(n):
+            m = _route(xsum[s, i], thetaT[s], r[s, i], lam, H[s, i])
+            idx[s, i] = m
+            x = X[s, i]
+            xt = XT[s, i]
+            w = W[s, m]
+            for k in range(L):
+                phi[k] = 0.0
+                a[k] = 0.0
+            for e in range(d):
+                c = w[e]
+                for k in range(L):
+                    phi[k] += xt[e, k] * c
+            for k in range(L):
+                phi[k], dz[k] = _act(phi[k], act)
+            _scores(x, xt, WKQ[s, m], XW, A)
+            for q in range(L):
+                for k in range(L):
+                    a[k] += A[q, k]
+            fsum = 0.0
+            for k in range(L):
+                aout[s, i, k] = scale * a[k]
+                fsum += scale * a[k] * phi[k]
+            pi = _gate(H[s, i], m, probs)
+            Fi = pi * fsum
+            F[s, i] = Fi
+            gF = _slope(y[s, i], Fi, n)
+            gf = gF * pi
+            if want_W:
+                g = GW[s, m]
+                for k in range(L):
+                    c = gf * scale * a[k] * dz[k]
+                    for e in range(d):
+                        g[e] += c * x[k, e]
+            if want_theta:
+                _router_grad(Gth[s], probs, xsum[s, i], m, gF * Fi)
+            if not want_KQ:
+                continue
+            # dloss/dA_qk = ga_k; dscores_qk = A_qk (ga_k - sum_k' A_qk' ga_k'); G += x^T dscores x
+            for k in range(L):
+                ga[k] = gf * phi[k] * scale
+            for q in range(L):
+                rq = 0.0
+                for k in range(L):
+                    rq += A[q, k] * ga[k]
+                for k in range(L):
+                    A[q, k] = A[q, k] * (ga[k] - rq)
+                for f in range(d):
+                    T[q, f] = 0.0
+            for k in range(L):
+                for q in range(L):
+                    c = A[q, k]
+                    for f in range(d):
+                        T[q, f] += c * x[k, f]
+            G = GKQ[s, m]
+            for e in range(d):
+                for q in range(L):
+                    c = x[q, e]
+                    for f in range(d):
+                        G[e, f] += c * T[q, f]
+
+
+def _weights_all(X, XT, WKQ, scale, out):
+    """Every expert's pooled token weights (S,M,n,L) (attention frozen: Stages I and III cache them)."""
+    S, n, L, d = X.shape
+    M = WKQ.shape[1]
+    for s in nb.prange(S):
+        XW = np.empty((L, d))
+        A = np.empty((L, L))
+        for m in range(M):
+            for i in range(n):
+                _scores(X[s, i], XT[s, i], WKQ[s, m], XW, A)
+                o = out[s, m, i]
+                for k in range(L):
+                    o[k] = 0.0
+                for q in range(L):
+                    for k in range(L):
+                        o[k] += A[q, k]
+                for k in range(L):
+                    o[k] *= scale
+
+
+_frozen_serial = nb.njit(**_KW)(_frozen)
+_live_serial = nb.njit(**_KW)(_live)
+_weights_serial = nb.njit(**_KW)(_weights_all)
+# the seeds in parallel (MOT_THREADS > 1, make bench): compiled in each process, not cached, since numba's cache
+# names a compiled function by its source (file, name, line) and would hand these the serial versions
+_frozen_parallel = nb.njit(parallel=True, **{**_KW, "cache": False})(_frozen)
+_live_parallel = nb.njit(parallel=True, **{**_KW, "cache": False})(_live)
+_weights_parallel = nb.njit(parallel=True, **{**_KW, "cache": False})(_weights_all)
+
+
+def supported(W: torch.Tensor, activation: str, shared: bool) -> bool:
+    """Whether the fused kernels cover this MoT: one neuron per expert, its own W_KQ, a known activation."""
+    return W.dim() == 3 and not shared and activation in ACTIVATIONS
+
+
+def _kernel(serial, parallel):
+    """The parallel version (over seeds) when torch computes on several threads, with as many; else the serial."""
+    threads = max(1, min(torch.get_num_threads(), nb.config.NUMBA_NUM_THREADS))
+    if threads == 1:
+        return serial
+    nb.set_num_threads(threads)
+    return parallel
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().contiguous().numpy()
+
+
+def _pool_scale(query_pool: str, L: int) -> float:
+    if query_pool not in ("sum", "mean"):
+        raise ValueError(f"query_pool={query_pool!r} is not allowed; choose 'sum' or 'mean'")
+    return 1.0 if query_pool == "sum" else 1.0 / L
+
+
+class Data:
+    """A split's arrays as the kernels read them, made once per run (the data do not change while training): X
+    (S,n,L,d), its tokens as columns XT (S,n,d,L), xsum (S,n,d) and y (S,n); and the buffers of the exploration
+    draws."""
+
+    def __init__(self, split, M: int):
+        self.X = _np(split.X)
+        self.XT = split.X.transpose(-1, -2).contiguous().numpy()
+        self.xsum, self.y = _np(split.xsum), _np(split.y)
+        self.y_t = split.y
+        S, n = self.y.shape
+        self.noise = torch.zeros(S, n, M, dtype=torch.float64)
+
+    def draw(self, lam: float, gens: list) -> np.ndarray:
+        """The exploration draws r ~ U[0, 1) (S,n,M), one seed's from its own stream, as ``models.route`` draws
+        them (none when lam = 0)."""
+        if lam > 0:
+            n, M = self.noise.shape[1:]
+            for s, g in enumerate(gens):
+                torch.rand(n, M, generator=g, dtype=torch.float64, out=self.noise[s])
+        return self.noise.numpy()
+
+
+def token_weights_all(data: Data, WKQ: torch.Tensor, query_pool: str = "sum") -> torch.Tensor:
+    """``models.token_weights_all`` through the kernels: a (S,M,n,L) for every expert."""
+    S, n, L, d = data.X.shape
+    out = np.empty((S, WKQ.shape[1], n, L))
+    _kernel(_weights_serial, _weights_parallel)(data.X, data.XT, _np(WKQ), _pool_scale(query_pool, L), out)
+    return torch.from_numpy(out)
+
+
+def _passes(p: dict, data: Data, lam: float, gens: list, a_cache: torch.Tensor | None, activation: str,
+            query_pool: str, wrt: tuple):
+    """The kernels' pass over a split: routing, outputs F and, for the parameters in ``wrt``, gradients."""
+    W, theta = p["W"], p["theta"]
+    S, n, L, d = data.X.shape
+    M = theta.shape[1]
+    if not supported(W, activation, False):
+        raise ValueError(f"the fused kernels cover one-neuron experts with their own W_KQ and activation in "
+                         f"{list(ACTIVATIONS)}; got W of shape {tuple(W.shape)}, activation={activation!r}")
+    scale = _pool_scale(query_pool, L)
+    F, idx, H, a = np.empty((S, n)), np.empty((S, n), dtype=np.int64), np.empty((S, n, M)), np.empty((S, n, L))
+    GW, Gth = torch.zeros_like(W), torch.zeros_like(theta)
+    act, want_W, want_theta = ACTIVATIONS[activation], "W" in wrt, "theta" in wrt
+    r = data.draw(lam, gens)
+    thetaT = _np(theta.transpose(1, 2))
+    grads = {"W": GW, "theta": Gth}
+    if a_cache is None:
+        GKQ = torch.zeros_like(p["WKQ"])
+        _kernel(_live_serial, _live_parallel)(
+            data.X, data.XT, data.xsum, data.y, _np(W), _np(p["WKQ"]), thetaT, r, float(lam), act, scale, want_W,
+            "WKQ" in wrt, want_theta, idx, H, F, a, GW.numpy(), GKQ.numpy(), Gth.numpy())
+        grads["WKQ"] = GKQ
+    else:
+        if "WKQ" in wrt:
+            raise ValueError("the W_KQ gradient needs live attention (a_cache=None)")
+        _kernel(_frozen_serial, _frozen_parallel)(
+            data.XT, data.xsum, data.y, _np(W), thetaT, _np(a_cache), r, float(lam), act, want_W, want_theta, idx,
+            H, F, a, GW.numpy(), Gth.numpy())
+    return torch.from_numpy(F), {k: grads[k] for k in wrt}, torch.from_numpy(idx), torch.from_numpy(H), \
+        torch.from_numpy(a)
+
+
+def mot_step(p: dict, data: Data, lam: float, gens: list, a_cache: torch.Tensor | None, *, activation: str,
+             query_pool: str, wrt: tuple) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:
+    """One training step's passes: the routing (the gate's scores, the exploration draws of ``gens`` at ``lam``,
+    top-1), the per-seed mean logistic loss (S,) and the gradients named in ``wrt`` (among "W", "WKQ", "theta").
+    ``a_cache``: every expert's token weights (S,M,n,L) while attention is frozen, or (S,1,n,L) shared by all
+    (the attention-free MoE's uniform weights); None computes the routed expert's attention live from
+    ``p["WKQ"]``.  Returns (loss, grads, routing idx (S,n), gate scores h (S,n,M))."""
+    F, grads, idx, H, _ = _passes(p, data, lam, gens, a_cache, activation, query_pool, wrt)
+    return torch.nn.functional.softplus(-(data.y_t * F)).mean(-1), grads, idx, H
+
+
+def forward(p: dict, data: Data, a_cache: torch.Tensor | None, *, activation: str,
+            query_pool: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The MoT's outputs on a split at the gate's own routing (no exploration): (F (S,n), idx (S,n), the routed
+    experts' token weights a (S,n,L)); ``a_cache`` as in ``mot_step``."""
+    F, _, idx, _, a = _passes(p, data, 0.0, [], a_cache, activation, query_pool, ())
+    return F, idx, a
