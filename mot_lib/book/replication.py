@@ -145,13 +145,17 @@ def history_entry(run_dirs: dict, sets: dict, draw, defaults, add: bool) -> dict
 
 
 def _commit() -> str:
-    """The short hash of the checkout's HEAD ("unknown" outside git)."""
+    """The short hash of the checkout's HEAD, with " + uncommitted mot_lib" when the library differs from it (the
+    replication then ran code that HEAD does not hold); "unknown" outside git."""
     import subprocess
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
                               check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "mot_lib"], cwd=REPO, capture_output=True,
+                               text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return f"{head} + uncommitted mot_lib" if dirty else head
 
 
 def _quick_mask(table: pd.DataFrame) -> pd.Series:
