@@ -395,6 +395,19 @@ class Data:
         return self.noise.numpy()
 
 
+class Splits:
+    """Each split of a dataset (``splits["train"]``, ``splits["test"]``) as the kernels read it (``Data``), made on
+    first use and kept for the run."""
+
+    def __init__(self, data, M: int):
+        self._data, self._M, self._made = data, M, {}
+
+    def __getitem__(self, name: str) -> Data:
+        if name not in self._made:
+            self._made[name] = Data(getattr(self._data, name), self._M)
+        return self._made[name]
+
+
 def token_weights_all(data: Data, WKQ: torch.Tensor, query_pool: str = "sum") -> torch.Tensor:
     """``models.token_weights_all`` through the kernels: a (S,M,n,L) for every expert."""
     S, n, L, d = data.X.shape

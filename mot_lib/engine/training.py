@@ -310,43 +310,40 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
     rec = _Recorder(seeds)
     caches: dict = {}
     snapshots: dict = {}
-    # the fused kernels (``fused``) where they cover the model: the data as they read them, made once
+    # the fused kernels (``fused``) where they cover the model, with the splits as they read them (made once)
     fuse = gradients == "fused" and fused.supported(p["W"], cfg.activation, cfg.shared_attention)
-    fdata = fused.Data(data.train, cfg.M) if fuse else None
-    uniform = uniform_weights(X, cfg.query_pool)[:, None] if fuse and not cfg.attention else None
+    splits = fused.Splits(data, cfg.M) if fuse else None
+    uniform: dict = {}
 
-    fsplits = {"train": fdata}
+    def a_cache(name):
+        """The token weights the kernels take on split ``name``: every expert's when cached (attention frozen),
+        uniform (S,1,n,L) for the attention-free MoE; None: attention computed live."""
+        if cfg.attention:
+            return caches.get(name)
+        if name not in uniform:
+            uniform[name] = uniform_weights(getattr(data, name).X, cfg.query_pool)[:, None]
+        return uniform[name]
 
     def fwd(name):
         """A split's outputs, routing and token weights at the current weights, through the kernels."""
-        if name not in fsplits:
-            fsplits[name] = fused.Data(getattr(data, name), cfg.M)
-        # every expert's token weights when cached (attention frozen), uniform without attention, else live
-        a_cache = caches.get(name) if cfg.attention else uniform_for(name)
-        return fused.forward(p, fsplits[name], a_cache, activation=cfg.activation, query_pool=cfg.query_pool)
+        return fused.forward(p, splits[name], a_cache(name), activation=cfg.activation, query_pool=cfg.query_pool)
 
-    def uniform_for(name):
-        return uniform if name == "train" else uniform_weights(getattr(data, name).X, cfg.query_pool)[:, None]
-
-    def all_weights(split):
+    def all_weights(name):
         if fuse:
-            name = "train" if split is data.train else "test"
-            if name not in fsplits:
-                fsplits[name] = fused.Data(split, cfg.M)
-            return fused.token_weights_all(fsplits[name], p["WKQ"], cfg.query_pool)
-        return token_weights_all(split.X, p["WKQ"], cfg.query_pool)
+            return fused.token_weights_all(splits[name], p["WKQ"], cfg.query_pool)
+        return token_weights_all(getattr(data, name).X, p["WKQ"], cfg.query_pool)
 
     def refresh_caches(stage, t):
         caches.clear()
         frozen = stage in ("I", "III")
         if cfg.attention and frozen:
-            caches["train"] = all_weights(data.train)
+            caches["train"] = all_weights("train")
             # the test split is read only at record time: cache all experts' weights when the stage records
             # more often than there are experts (cheaper than gathering per-sample W_KQ at every record)
             end = {"I": cfg.T1, "III": cfg.T}[stage]
             every = min(cfg.record_every, loss_every) if stage == "III" and loss_every else cfg.record_every
             if (end - t) // every > cfg.M:
-                caches["test"] = all_weights(data.test)
+                caches["test"] = all_weights("test")
 
     # the Stage III steps whose losses only the loss track records (loss_every); the training loss there comes
     # from the next step when Stage III routes without exploration (lam3 = 0, or lam = 0)
@@ -369,9 +366,9 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
         lam = cfg.lam3 if stage == "III" and cfg.lam3 is not None else cfg.lam
         wrt = tuple(k for k, on in (("W", train_W), ("WKQ", train_KQ), ("theta", cfg.eta_router > 0)) if on)
         if fuse:
-            a_cache = None if train_KQ else (caches["train"] if cfg.attention else uniform)
-            per_seed, grads, idx, h = fused.mot_step(p, fdata, lam, explore, a_cache, activation=cfg.activation,
-                                                     query_pool=cfg.query_pool, wrt=wrt)
+            per_seed, grads, idx, h = fused.mot_step(p, splits["train"], lam, explore,
+                                                     None if train_KQ else a_cache("train"),
+                                                     activation=cfg.activation, query_pool=cfg.query_pool, wrt=wrt)
         else:
             h = router_scores(data.train.xsum, p["theta"]).detach()
             idx = route(h, lam, explore)
