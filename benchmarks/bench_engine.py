@@ -199,6 +199,14 @@ def main(argv=None):
     print(f"MoT by stage: Stages I and III {1e3 * t13 / n13:.1f} ms/step ({t13:.2f} s for {n13} steps), Stage II "
           f"{1e3 * t2 / (cfg.T2 - cfg.T1):.1f} ms/step ({t2:.2f} s for {cfg.T2 - cfg.T1} steps); 10x against the loop "
           f"would be {t_ref / 10:.2f} s for the whole run")
+    # what no engine can save: the exploration draws, one call per seed and step on the seed's own torch stream
+    gens, buf = [seed_streams(s)[2] for s in seeds], torch.empty(setting.n_train, cfg.M, dtype=torch.float64)
+    t0 = time.perf_counter()
+    for _ in range(T):
+        for g in gens:
+            torch.rand(setting.n_train, cfg.M, generator=g, dtype=torch.float64, out=buf)
+    print(f"the exploration draws alone ({T} x {len(seeds)} calls of each seed's own stream, as every engine draws "
+          f"them): {time.perf_counter() - t0:.2f} s")
     print(f"MoT against the loop: torch closed form {t_ref / t_closed:.1f}x, through autograd {t_ref / t_auto:.1f}x; "
           f"fused kernels against the torch closed form: {t_closed / t_engine:.1f}x")
     print(f"speedup: {t_ref / t_engine:.1f}x")
