@@ -5,13 +5,15 @@ samples, 8 seeds) is then many small products and passes over (seeds x samples x
 engine ran at about 4x the per-expert loop of ``make bench``.  Here each sample's forward and backward pass is one
 loop nest over its 8 x 16 tokens, compiled once per machine (numba caches it under ``__pycache__``):
 
-* ``frozen_step``: Stages I and III (and Stage II of the attention-free MoE): attention frozen, the routed
-  experts' token weights ``a`` given (the cache, or uniform); the gradients in W and in the router's Theta;
-* ``live_step``: Stage II and the joint schedule: the routed expert's attention computed live from its W_KQ; the
+* ``_frozen``: Stages I and III (and Stage II of the attention-free MoE): attention frozen, the routed experts'
+  token weights read from every expert's cache (``_weights_all``) or uniform; the gradients in W and in Theta;
+* ``_live``: Stage II and the joint schedule: the routed expert's attention computed live from its W_KQ; the
   gradients in W_KQ (through the softmax rows), in W (joint) and in Theta.
 
-Both take the routing (``models.route``, the exploration streams) and the gate scores h from torch, and return
-each sample's output F; the loss is ``softplus(-y F)`` in torch, as ``grads.loss_slope`` computes it.
+Both route each sample themselves (the gate's scores, top-1 of h + lam r with the exploration draws r taken from
+each seed's own torch stream, as ``models.route``) and return its output F, the routing, the scores and the token
+weights; the loss is ``models.logistic_loss`` of the margins, in torch.  ``forward`` is the same pass without
+gradients (the records).
 
 **Numerics.**  Every sum runs in a fixed order (seed by seed, sample by sample, token by token; the seeds run in
 parallel only when more than one thread is asked for, each writing its own rows), with IEEE additions and
@@ -32,6 +34,9 @@ import math
 import numba as nb
 import numpy as np
 import torch
+
+from .grads import _pool_scale as grads_pool_scale
+from .models import logistic_loss
 
 #: activation codes of the kernels
 ACTIVATIONS = {"cubic": 0, "linear": 1, "relu": 2}
@@ -212,25 +217,25 @@ def _frozen(XT, xsum, y, W, thetaT, ac, r, lam, act, want_W, want_theta, idx, H,
 
 
 @nb.njit(**_KW)
+def _add_product(out, a, b):
+    """out += a b, each element summed over the inner index in order (the rows of b added one after another:
+    whole rows at a time)."""
+    for k in range(a.shape[1]):
+        for i in range(a.shape[0]):
+            c = a[i, k]
+            for f in range(b.shape[1]):
+                out[i, f] += c * b[k, f]
+
+
+@nb.njit(**_KW)
 def _scores(x, xt, Wk, XW, A):
     """A[q] = softmax_k(x_q^T W_KQ x_k) for one sample: XW = x W_KQ, then A[q] = XW[q] x^T, rows shifted by their
     maxima."""
-    L, d = x.shape
-    for q in range(L):
-        for f in range(d):
-            XW[q, f] = 0.0
-        for k in range(L):
-            A[q, k] = 0.0
-    for e in range(d):
-        for q in range(L):
-            c = x[q, e]
-            for f in range(d):
-                XW[q, f] += c * Wk[e, f]
-    for f in range(d):
-        for q in range(L):
-            c = XW[q, f]
-            for k in range(L):
-                A[q, k] += c * xt[f, k]
+    XW[:] = 0.0
+    A[:] = 0.0
+    _add_product(XW, x, Wk)
+    _add_product(A, XW, xt)
+    L = x.shape[0]
     for q in range(L):
         top = A[q, 0]
         for k in range(1, L):
@@ -303,19 +308,9 @@ def _live(X, XT, xsum, y, W, WKQ, thetaT, r, lam, act, scale, want_W, want_KQ, w
                     rq += A[q, k] * ga[k]
                 for k in range(L):
                     A[q, k] = A[q, k] * (ga[k] - rq)
-                for f in range(d):
-                    T[q, f] = 0.0
-            for k in range(L):
-                for q in range(L):
-                    c = A[q, k]
-                    for f in range(d):
-                        T[q, f] += c * x[k, f]
-            G = GKQ[s, m]
-            for e in range(d):
-                for q in range(L):
-                    c = x[q, e]
-                    for f in range(d):
-                        G[e, f] += c * T[q, f]
+            T[:] = 0.0
+            _add_product(T, A, x)                 # T = dscores x
+            _add_product(GKQ[s, m], xt, T)        # G += x^T T, over the queries in order
 
 
 def _weights_all(X, XT, WKQ, scale, out):
@@ -369,7 +364,7 @@ def _np(t: torch.Tensor) -> np.ndarray:
 def _pool_scale(query_pool: str, L: int) -> float:
     if query_pool not in ("sum", "mean"):
         raise ValueError(f"query_pool={query_pool!r} is not allowed; choose 'sum' or 'mean'")
-    return 1.0 if query_pool == "sum" else 1.0 / L
+    return grads_pool_scale(query_pool, L)
 
 
 class Data:
@@ -456,7 +451,7 @@ def mot_step(p: dict, data: Data, lam: float, gens: list, a_cache: torch.Tensor 
     (the attention-free MoE's uniform weights); None computes the routed expert's attention live from
     ``p["WKQ"]``.  Returns (loss, grads, routing idx (S,n), gate scores h (S,n,M))."""
     F, grads, idx, H, _ = _passes(p, data, lam, gens, a_cache, activation, query_pool, wrt)
-    return torch.nn.functional.softplus(-(data.y_t * F)).mean(-1), grads, idx, H
+    return logistic_loss(data.y_t * F).mean(-1), grads, idx, H
 
 
 def forward(p: dict, data: Data, a_cache: torch.Tensor | None, *, activation: str,
