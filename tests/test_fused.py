@@ -155,19 +155,36 @@ _HASH_RUN = textwrap.dedent("""
 """)
 
 
-def _hash_in_subprocess(tmp_path, **env) -> str:
+def _hash_in_subprocess(tmp_path, prefix="", **env) -> str:
     full = {**os.environ, "MOT_PROGRESS": "0", "NUMBA_CACHE_DIR": str(tmp_path / "nbcache"), **env}
-    out = subprocess.run([sys.executable, "-c", _HASH_RUN], env=full, capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", prefix + _HASH_RUN], env=full, capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout.strip().splitlines()[-1]
 
 
 @pytest.mark.slow
 def test_the_same_bits_whatever_the_instruction_set_or_threads(tmp_path):
-    """The kernels compiled for the generic x86-64 (SSE2), for Haswell (AVX2, FMA available) and for this CPU, and
-    run on one thread or two (the seeds in parallel), give the same weights and history, bit for bit: no
-    contraction into fused multiply-adds, no reordered sums, no platform exponential."""
+    """The kernels compiled for the generic x86-64 (SSE2), for Haswell (AVX2, FMA available) and for this CPU, with
+    LLVM's SLP vectorizer on (as ``fused._run`` compiles them) and off, and run on one thread or two (the seeds in
+    parallel), give the same weights and history, bit for bit: no contraction into fused multiply-adds, no
+    reordered sums, no platform exponential."""
     host = _hash_in_subprocess(tmp_path / "host", MOT_THREADS="1")
     assert _hash_in_subprocess(tmp_path / "generic", NUMBA_CPU_NAME="generic", MOT_THREADS="1") == host
     assert _hash_in_subprocess(tmp_path / "haswell", NUMBA_CPU_NAME="haswell", MOT_THREADS="1") == host
     assert _hash_in_subprocess(tmp_path / "two", MOT_THREADS="2") == host
+    assert _hash_in_subprocess(tmp_path / "no_slp", "from mot_lib.engine import fused; fused._SLP = 0\n",
+                               MOT_THREADS="1") == host
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_all_finite_finds_any_nan_or_inf(dtype):
+    """The training loops' fast divergence check: every entry of every tensor, whatever its shape."""
+    a, b = torch.zeros(3, 4, 5, dtype=dtype), torch.ones(7, dtype=dtype)
+    assert fused.all_finite(a, b) and fused.all_finite()
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        for t in (a, b):
+            t.view(-1)[-1] = bad
+            assert not fused.all_finite(a, b)
+            t.view(-1)[-1] = 0.0
+    assert fused.all_finite(a, b)

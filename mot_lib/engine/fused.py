@@ -10,16 +10,20 @@ loop nest over its 8 x 16 tokens, compiled once per machine (numba caches it und
 * ``_live``: Stage II and the joint schedule: the routed expert's attention computed live from its W_KQ; the
   gradients in W_KQ (through the softmax rows), in W (joint) and in Theta.
 
-Both route each sample themselves (the gate's scores, top-1 of h + lam r with the exploration draws r taken from
-each seed's own torch stream, as ``models.route``) and return its output F, the routing, the scores and the token
-weights; the loss is ``models.logistic_loss`` of the margins, in torch.  ``forward`` is the same pass without
-gradients (the records).
+Both first route a seed's samples together (``_route_seed``: the gate's scores as one product, top-1 of h + lam r
+with the exploration draws r taken from each seed's own torch stream, as ``models.route``, and the gate's softmax),
+then run each sample's pass, and add Theta's gradient as one product over the samples at the end; they return the
+outputs F, the routing, the scores and the token weights; the loss is ``models.logistic_loss`` of the margins, in
+torch.  ``forward`` is the same pass without gradients (the records).  Every product goes through
+``_add_product``, which holds eight columns of its output in registers, and the kernels are compiled with LLVM's
+SLP vectorizer on (``_run``), which turns those eight into vector instructions.
 
 **Numerics.**  Every sum runs in a fixed order (seed by seed, sample by sample, token by token; the seeds run in
 parallel only when more than one thread is asked for, each writing its own rows), with IEEE additions and
 multiplications only: no fast-math, no fused multiply-add (LLVM contracts none without fast-math flags), so the
-compiled code gives the same bits whatever instructions the CPU offers (``tests/test_fused.py`` compiles it for
-the generic x86-64, for Haswell and for this CPU, and compares).  The exponentials (the gate's and the attention's
+compiled code gives the same bits whatever instructions the CPU offers and whatever the compiler vectorizes
+(``tests/test_fused.py`` compiles it for the generic x86-64, for Haswell and for this CPU, and compares; the
+vectorizers pack the same operations on neighbouring elements and reorder no sum).  The exponentials (the gate's and the attention's
 softmax, the logistic slope) use ``det_exp``, fdlibm's exp written out in those operations, not the platform's
 libm (glibc picks an FMA variant by CPU).  The numbers differ from ``grads.mot_step``'s at rounding level (1e-16
 relative per step; other orders of summation), which is why adopting this engine moved the book's MoT numbers once
@@ -30,6 +34,7 @@ Not covered, and left to ``grads.mot_step``: J-neuron experts, a shared key-quer
 from __future__ import annotations
 
 import math
+import threading
 
 import numba as nb
 import numpy as np
@@ -123,108 +128,130 @@ def _act(z, act):
 
 
 @nb.njit(**_KW)
-def _gate(h, m, probs):
-    """The gate's softmax over experts of scores h (M,) into probs; returns the routed expert's probability."""
-    top = h[0]
-    for j in range(1, h.shape[0]):
-        top = max(top, h[j])
-    for j in range(h.shape[0]):
-        probs[j] = h[j]
-    _exp_shifted(probs, top)
-    total = 0.0
-    for j in range(h.shape[0]):
-        total += probs[j]
-    for j in range(h.shape[0]):
-        probs[j] /= total
-    return probs[m]
-
-
-@nb.njit(**_KW)
 def _slope(y, F, n):
     """d/dF of log(1 + exp(-y F)) / n: -y sigmoid(-y F) / n."""
     return -y / (1.0 + det_exp(y * F)) / n
 
 
-@nb.njit(**_KW)
-def _router_grad(G, probs, xs, m, c):
-    """Add one sample's gradient in Theta (M,d): c (1{j = m} - p_j) xsum, with c = dloss/dF * F."""
-    for j in range(G.shape[0]):
-        coef = -c * probs[j]
-        if j == m:
-            coef += c
-        for e in range(G.shape[1]):
-            G[j, e] += coef * xs[e]
+@nb.njit(inline="always", **_KW)
+def _add_product(out, a, b):
+    """out += a b: out[i, f] += a[i, 0] b[0, f], then + a[i, 1] b[1, f], ..., each element summed over the inner
+    index in order from its own value.  Eight (then four, then one) columns of a row are held in registers over the
+    whole sum, so that the compiler's straight-line vectorizer runs them as vectors: the same operations on each
+    element, in the same order, as one element at a time (the same bits), without a store and a reload per term."""
+    I, K = a.shape
+    Fn = b.shape[1]
+    F8 = Fn - Fn % 8
+    F4 = Fn - Fn % 4
+    for i in range(I):
+        for f in range(0, F8, 8):
+            s0, s1, s2, s3 = out[i, f], out[i, f + 1], out[i, f + 2], out[i, f + 3]
+            s4, s5, s6, s7 = out[i, f + 4], out[i, f + 5], out[i, f + 6], out[i, f + 7]
+            for k in range(K):
+                c = a[i, k]
+                s0 += c * b[k, f]
+                s1 += c * b[k, f + 1]
+                s2 += c * b[k, f + 2]
+                s3 += c * b[k, f + 3]
+                s4 += c * b[k, f + 4]
+                s5 += c * b[k, f + 5]
+                s6 += c * b[k, f + 6]
+                s7 += c * b[k, f + 7]
+            out[i, f], out[i, f + 1], out[i, f + 2], out[i, f + 3] = s0, s1, s2, s3
+            out[i, f + 4], out[i, f + 5], out[i, f + 6], out[i, f + 7] = s4, s5, s6, s7
+        for f in range(F8, F4, 4):
+            s0, s1, s2, s3 = out[i, f], out[i, f + 1], out[i, f + 2], out[i, f + 3]
+            for k in range(K):
+                c = a[i, k]
+                s0 += c * b[k, f]
+                s1 += c * b[k, f + 1]
+                s2 += c * b[k, f + 2]
+                s3 += c * b[k, f + 3]
+            out[i, f], out[i, f + 1], out[i, f + 2], out[i, f + 3] = s0, s1, s2, s3
+        for f in range(F4, Fn):
+            s0 = out[i, f]
+            for k in range(K):
+                s0 += a[i, k] * b[k, f]
+            out[i, f] = s0
 
 
 @nb.njit(**_KW)
-def _route(xs, thetaT, r, lam, hrow):
-    """The gate's scores h_j = <theta_j, xsum> (in e order, every expert at once, from Theta's columns thetaT
-    (d,M)) into hrow, and the top-1 expert of h + lam r (the first of equal maxima, as torch.argmax; lam = 0: no
-    exploration), as ``models.route``."""
-    d, M = thetaT.shape
-    for j in range(M):
-        hrow[j] = 0.0
-    for e in range(d):
-        c = xs[e]
+def _route_seed(xsum, thetaT, r, lam, h, idx, P):
+    """One seed's routing of all its n samples, as ``models.route``: the gate's scores h = xsum Theta^T (n,M), each
+    summed over e in order; the top-1 expert idx (n,) of h + lam r (the first of equal maxima, as torch.argmax;
+    lam = 0: no exploration); and the gate's softmax over experts P (n,M) (each row shifted by its maximum, its
+    exponentials summed over the experts in order)."""
+    n, M = h.shape
+    for i in range(n):
         for j in range(M):
-            hrow[j] += c * thetaT[e, j]
-    best, m = hrow[0] + r[0] * lam if lam > 0 else hrow[0], 0
-    for j in range(1, M):
-        v = hrow[j] + r[j] * lam if lam > 0 else hrow[j]
-        if v > best:
-            best, m = v, j
-    return m
+            h[i, j] = 0.0
+    _add_product(h, xsum, thetaT)
+    for i in range(n):
+        best, m = h[i, 0] + r[i, 0] * lam if lam > 0 else h[i, 0], 0
+        top = h[i, 0]
+        for j in range(1, M):
+            v = h[i, j] + r[i, j] * lam if lam > 0 else h[i, j]
+            if v > best:
+                best, m = v, j
+            top = max(top, h[i, j])
+        idx[i] = m
+        for j in range(M):
+            P[i, j] = h[i, j] - top
+    _exp_shifted(P.reshape(n * M), 0.0)     # exp(h - top - 0): the shift is exact, so the same bits as per row
+    for i in range(n):
+        total = 0.0
+        for j in range(M):
+            total += P[i, j]
+        for j in range(M):
+            P[i, j] /= total
 
 
-def _frozen(XT, xsum, y, W, thetaT, ac, r, lam, act, want_W, want_theta, idx, H, F, aout, GW, Gth):
-    S, n, d, L = XT.shape
+@nb.njit(inline="always", **_KW)
+def _router_coef(CT, P, i, m, c):
+    """Sample i's coefficients in Theta's gradient, c (1{j = m} - p_j) with c = dloss/dF * F, into column i of CT
+    (M,n); Theta's gradient is then CT xsum, summed over the samples in order."""
+    for j in range(CT.shape[0]):
+        CT[j, i] = -c * P[i, j]
+    CT[m, i] += c
+
+
+def _frozen(X, XT, xsum, y, W, thetaT, ac, r, lam, act, want_W, want_theta, idx, H, F, aout, GW, Gth):
+    S, n, L, d = X.shape
     M = thetaT.shape[2]
     per_expert = ac.shape[1] > 1
     for s in nb.prange(S):
-        z = np.empty(L)
-        probs = np.empty(M)
+        z2 = np.empty((1, L))
+        cv = np.empty((1, L))
+        z = z2[0]
+        P = np.empty(n * M).reshape((n, M))
+        CT = np.empty((M, n))
+        _route_seed(xsum[s], thetaT[s], r[s], lam, H[s], idx[s], P)
         for i in range(n):
-            m = _route(xsum[s, i], thetaT[s], r[s, i], lam, H[s, i])
-            idx[s, i] = m
+            m = idx[s, i]
             a = ac[s, m if per_expert else 0, i]
             xt = XT[s, i]
-            w = W[s, m]
             for k in range(L):
                 z[k] = 0.0
                 aout[s, i, k] = a[k]
-            for e in range(d):              # z_k = sum_e x_ke w_e, in e order, every token at once
-                c = w[e]
-                for k in range(L):
-                    z[k] += xt[e, k] * c
+            _add_product(z2, W[s, m], xt)   # z_k = sum_e w_e x_ke, in e order, every token at once
             f = 0.0
             for k in range(L):
                 phi, dphi = _act(z[k], act)
                 z[k] = dphi
                 f += a[k] * phi
-            pi = _gate(H[s, i], m, probs)
+            pi = P[i, m]
             Fi = pi * f
             F[s, i] = Fi
             gF = _slope(y[s, i], Fi, n)
             if want_W:
                 gf = gF * pi
-                g = GW[s, m]
                 for k in range(L):
-                    c = gf * a[k] * z[k]
-                    for e in range(d):
-                        g[e] += c * xt[e, k]
+                    cv[0, k] = gf * a[k] * z[k]
+                _add_product(GW[s, m], cv, X[s, i])   # g_e += sum_k c_k x_ke, in k order
             if want_theta:
-                _router_grad(Gth[s], probs, xsum[s, i], m, gF * Fi)
-
-
-@nb.njit(**_KW)
-def _add_product(out, a, b):
-    """out += a b, each element summed over the inner index in order (the rows of b added one after another:
-    whole rows at a time)."""
-    for k in range(a.shape[1]):
-        for i in range(a.shape[0]):
-            c = a[i, k]
-            for f in range(b.shape[1]):
-                out[i, f] += c * b[k, f]
+                _router_coef(CT, P, i, m, gF * Fi)
+        if want_theta:
+            _add_product(Gth[s], CT, xsum[s])
 
 
 @nb.njit(**_KW)
@@ -256,24 +283,23 @@ def _live(X, XT, xsum, y, W, WKQ, thetaT, r, lam, act, scale, want_W, want_KQ, w
         XW = np.empty((L, d))
         A = np.empty((L, L))
         T = np.empty((L, d))
-        phi = np.empty(L)
+        phi2 = np.empty((1, L))
+        cv = np.empty((1, L))
+        phi = phi2[0]
         dz = np.empty(L)
         a = np.empty(L)
         ga = np.empty(L)
-        probs = np.empty(M)
+        P = np.empty(n * M).reshape((n, M))
+        CT = np.empty((M, n))
+        _route_seed(xsum[s], thetaT[s], r[s], lam, H[s], idx[s], P)
         for i in range(n):
-            m = _route(xsum[s, i], thetaT[s], r[s, i], lam, H[s, i])
-            idx[s, i] = m
+            m = idx[s, i]
             x = X[s, i]
             xt = XT[s, i]
-            w = W[s, m]
             for k in range(L):
                 phi[k] = 0.0
                 a[k] = 0.0
-            for e in range(d):
-                c = w[e]
-                for k in range(L):
-                    phi[k] += xt[e, k] * c
+            _add_product(phi2, W[s, m], xt)
             for k in range(L):
                 phi[k], dz[k] = _act(phi[k], act)
             _scores(x, xt, WKQ[s, m], XW, A)
@@ -284,19 +310,17 @@ def _live(X, XT, xsum, y, W, WKQ, thetaT, r, lam, act, scale, want_W, want_KQ, w
             for k in range(L):
                 aout[s, i, k] = scale * a[k]
                 fsum += scale * a[k] * phi[k]
-            pi = _gate(H[s, i], m, probs)
+            pi = P[i, m]
             Fi = pi * fsum
             F[s, i] = Fi
             gF = _slope(y[s, i], Fi, n)
             gf = gF * pi
             if want_W:
-                g = GW[s, m]
                 for k in range(L):
-                    c = gf * scale * a[k] * dz[k]
-                    for e in range(d):
-                        g[e] += c * x[k, e]
+                    cv[0, k] = gf * scale * a[k] * dz[k]
+                _add_product(GW[s, m], cv, x)
             if want_theta:
-                _router_grad(Gth[s], probs, xsum[s, i], m, gF * Fi)
+                _router_coef(CT, P, i, m, gF * Fi)
             if not want_KQ:
                 continue
             # dloss/dA_qk = ga_k; dscores_qk = A_qk (ga_k - sum_k' A_qk' ga_k'); G += x^T dscores x
@@ -311,6 +335,8 @@ def _live(X, XT, xsum, y, W, WKQ, thetaT, r, lam, act, scale, want_W, want_KQ, w
             T[:] = 0.0
             _add_product(T, A, x)                 # T = dscores x
             _add_product(GKQ[s, m], xt, T)        # G += x^T T, over the queries in order
+        if want_theta:
+            _add_product(Gth[s], CT, xsum[s])
 
 
 def _weights_all(X, XT, WKQ, scale, out):
@@ -348,13 +374,44 @@ def supported(W: torch.Tensor, activation: str, shared: bool) -> bool:
     return W.dim() == 3 and not shared and activation in ACTIVATIONS
 
 
-def _kernel(serial, parallel):
-    """The parallel version (over seeds) when torch computes on several threads, with as many; else the serial."""
+#: numba compiles with LLVM's loop vectorizer but not its straight-line (SLP) vectorizer, which it leaves off by
+#: default since LLVM miscompiled other code with it (numba PR 8852); the kernels are compiled with it on, for
+#: ``_add_product``'s registers: it packs the same operations on neighbouring elements into vector instructions, and
+#: reorders no sum (the book's runs hash identically with it on and off, and on every instruction set: tests)
+_SLP = 1
+_SLP_LOCK = threading.Lock()
+
+
+def _run(serial, parallel, *args):
+    """Run a kernel: the parallel version (over seeds) when torch computes on several threads, with as many, else
+    the serial; its first call compiles it (or loads it from numba's cache) with the SLP vectorizer on."""
     threads = max(1, min(torch.get_num_threads(), nb.config.NUMBA_NUM_THREADS))
-    if threads == 1:
-        return serial
-    nb.set_num_threads(threads)
-    return parallel
+    kernel = serial
+    if threads > 1:
+        nb.set_num_threads(threads)
+        kernel = parallel
+    if not kernel.signatures:
+        with _SLP_LOCK:
+            before, nb.config.SLP_VECTORIZE = nb.config.SLP_VECTORIZE, _SLP
+            try:
+                kernel.compile(tuple(nb.typeof(a) for a in args))
+            finally:
+                nb.config.SLP_VECTORIZE = before
+    kernel(*args)
+
+
+@nb.njit(**_KW)
+def _finite(v):
+    for k in range(v.shape[0]):
+        if not np.isfinite(v[k]):
+            return False
+    return True
+
+
+def all_finite(*tensors: torch.Tensor) -> bool:
+    """Whether every entry of the (float64) tensors is finite: one compiled pass each, where torch makes several
+    small ops per tensor (the training loops' check after every step)."""
+    return all(_finite(t.detach().reshape(-1).numpy()) for t in tensors)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -407,7 +464,7 @@ def token_weights_all(data: Data, WKQ: torch.Tensor, query_pool: str = "sum") ->
     """``models.token_weights_all`` through the kernels: a (S,M,n,L) for every expert."""
     S, n, L, d = data.X.shape
     out = np.empty((S, WKQ.shape[1], n, L))
-    _kernel(_weights_serial, _weights_parallel)(data.X, data.XT, _np(WKQ), _pool_scale(query_pool, L), out)
+    _run(_weights_serial, _weights_parallel, data.X, data.XT, _np(WKQ), _pool_scale(query_pool, L), out)
     return torch.from_numpy(out)
 
 
@@ -421,24 +478,26 @@ def _passes(p: dict, data: Data, lam: float, gens: list, a_cache: torch.Tensor |
         raise ValueError(f"the fused kernels cover one-neuron experts with their own W_KQ and activation in "
                          f"{list(ACTIVATIONS)}; got W of shape {tuple(W.shape)}, activation={activation!r}")
     scale = _pool_scale(query_pool, L)
+    # W's rows and their gradients as (1,d) matrices, for _add_product
     F, idx, H, a = np.empty((S, n)), np.empty((S, n), dtype=np.int64), np.empty((S, n, M)), np.empty((S, n, L))
     GW, Gth = torch.zeros_like(W), torch.zeros_like(theta)
+    W1, GW1 = _np(W)[:, :, None], GW.numpy()[:, :, None]
     act, want_W, want_theta = ACTIVATIONS[activation], "W" in wrt, "theta" in wrt
     r = data.draw(lam, gens)
     thetaT = _np(theta.transpose(1, 2))
     grads = {"W": GW, "theta": Gth}
     if a_cache is None:
         GKQ = torch.zeros_like(p["WKQ"])
-        _kernel(_live_serial, _live_parallel)(
-            data.X, data.XT, data.xsum, data.y, _np(W), _np(p["WKQ"]), thetaT, r, float(lam), act, scale, want_W,
-            "WKQ" in wrt, want_theta, idx, H, F, a, GW.numpy(), GKQ.numpy(), Gth.numpy())
+        _run(_live_serial, _live_parallel,
+            data.X, data.XT, data.xsum, data.y, W1, _np(p["WKQ"]), thetaT, r, float(lam), act, scale, want_W,
+            "WKQ" in wrt, want_theta, idx, H, F, a, GW1, GKQ.numpy(), Gth.numpy())
         grads["WKQ"] = GKQ
     else:
         if "WKQ" in wrt:
             raise ValueError("the W_KQ gradient needs live attention (a_cache=None)")
-        _kernel(_frozen_serial, _frozen_parallel)(
-            data.XT, data.xsum, data.y, _np(W), thetaT, _np(a_cache), r, float(lam), act, want_W, want_theta, idx,
-            H, F, a, GW.numpy(), Gth.numpy())
+        _run(_frozen_serial, _frozen_parallel,
+            data.X, data.XT, data.xsum, data.y, W1, thetaT, _np(a_cache), r, float(lam), act, want_W, want_theta, idx,
+            H, F, a, GW1, Gth.numpy())
     return torch.from_numpy(F), {k: grads[k] for k in wrt}, torch.from_numpy(idx), torch.from_numpy(H), \
         torch.from_numpy(a)
 

@@ -165,6 +165,8 @@ def _progress(total: int, desc: str, progress):
 
 
 def _check_finite(step: int, stage: str, loss: torch.Tensor, seeds, params: dict):
+    if loss.dtype == torch.float64 and fused.all_finite(loss, *params.values()):
+        return
     bad = ~torch.isfinite(loss)
     for name, p in params.items():
         bad = bad | ~torch.isfinite(p.reshape(p.shape[0], -1)).all(-1)
