@@ -479,19 +479,26 @@ def tune_two_head(P: Theorem1Params, setting: Setting) -> tuple[float, pd.DataFr
     (ties: the smaller step).  A step at which the median training loss ends above where it started is unstable
     and counts as diverged: its loss is then chaotic (its value hangs on the last bits of the arithmetic, so it
     differs between CPUs), and the table leaves it blank.  Returns (step, one row per step)."""
+    return two_head_choice(P, [two_head_tuning_row(P, setting, eta) for eta in P.two_head_eta_grid])
+
+
+def two_head_tuning_row(P: Theorem1Params, setting: Setting, eta: float) -> dict:
+    """One step's row of ``tune_two_head``'s table: the comparator trained at ``eta`` on ``tune_seeds`` (a run of
+    its own, so that the steps may run side by side: the same numbers)."""
     seeds = list(P.tune_seeds)
-    data = make_dataset(setting, seeds)
     T = P.scale(P.two_head_tune_T)
-    rows = []
-    for eta in P.two_head_eta_grid:
-        try:
-            run = train_single(setting, P.two_head_config(eta, T=T), seeds, data=data, progress=False)
-            curve = run.scalar("train_loss").median(axis=1)
-            loss = float(curve.iloc[-1]) if curve.iloc[-1] <= curve.iloc[0] else float("nan")
-        except DivergenceError:
-            loss = float("nan")
-        rows.append({"eta": eta, f"median training loss after {T} steps": loss,
-                     "diverged or unstable": not np.isfinite(loss)})
+    try:
+        run = train_single(setting, P.two_head_config(eta, T=T), seeds, data=make_dataset(setting, seeds),
+                           progress=False)
+        curve = run.scalar("train_loss").median(axis=1)
+        loss = float(curve.iloc[-1]) if curve.iloc[-1] <= curve.iloc[0] else float("nan")
+    except DivergenceError:
+        loss = float("nan")
+    return {"eta": eta, f"median training loss after {T} steps": loss, "diverged or unstable": not np.isfinite(loss)}
+
+
+def two_head_choice(P: Theorem1Params, rows: list) -> tuple[float, pd.DataFrame]:
+    """``tune_two_head``'s choice from its rows (``two_head_tuning_row``, one per step of the grid, in its order)."""
     tab = pd.DataFrame(rows)
     ok = tab[~tab["diverged or unstable"]]
     if ok.empty:
@@ -571,12 +578,10 @@ def _single_ngd(P: Theorem1Params) -> Run:
     return train_single(P.setting(), P.single_config(), comp, data=data)
 
 
-def _two_head(P: Theorem1Params) -> dict:
-    """The cited comparator: its step chosen on the tuning seeds, then the comparator seeds (the longest run)."""
-    two_eta, two_tuning = tune_two_head(P, P.setting())
+def _two_head(P: Theorem1Params, eta: float) -> Run:
+    """The cited comparator at its tuned step (``tune_two_head``) on the comparator seeds (the longest run)."""
     comp, data = _comparator_data(P)
-    return {"run": train_single(P.setting(), P.two_head_config(two_eta), comp, data=data), "eta": two_eta,
-            "tuning": two_tuning}
+    return train_single(P.setting(), P.two_head_config(eta), comp, data=data)
 
 
 def _side_runs(P: Theorem1Params, point) -> dict:
@@ -602,13 +607,17 @@ def run_all(P: Theorem1Params, jobs: int | None = None, chunk: int = THEOREM_CHU
     from ..experiments.executor import chapter_executor
     seeds = list(P.seeds)
     with chapter_executor(jobs) as ex:
-        two = ex.submit(_two_head, P)
-        br = ex.submit(_branch, P).result()
+        # queued so that two workers finish together: the two-headed comparator's tuning runs (one per step), the
+        # shared Stages I-II; then its final run (the longest) as soon as its step is chosen, and the rest
+        setting = P.setting()
+        tuning = [ex.submit(two_head_tuning_row, P, setting, eta) for eta in P.two_head_eta_grid]
+        br = ex.submit(_branch, P)
+        two_eta, two_tuning = two_head_choice(P, [f.result() for f in tuning])
+        two = ex.submit(_two_head, P, two_eta)
+        br = br.result()
         point = br["point"]
         chunks = seed_chunks(len(seeds), chunk)
         jobs_gd = [(_theorem_part, P, br["eta3"], [seeds[i] for i in c], _part(point, c)) for c in chunks]
-        # queued so that two workers finish together: the first part, the single transformer, the other parts, then
-        # the short runs (the two-headed comparator, about as long as everything before it, runs meanwhile)
         parts = [ex.submit(*jobs_gd[0])]
         single = ex.submit(_single_ngd, P)
         parts += [ex.submit(*a) for a in jobs_gd[1:]]
@@ -616,9 +625,9 @@ def run_all(P: Theorem1Params, jobs: int | None = None, chunk: int = THEOREM_CHU
         side = ex.submit(_side_runs, P, _part(point, list(range(min(P.side_seeds, len(seeds))))))
         gd_run = join_runs([f.result()[0] for f in parts])       # each part's run names its diverged seeds
         two, single, mot, side = two.result(), single.result(), mot.result(), side.result()
-    runs = {GD: gd_run, **mot, "single transformer, NGD": single, TWO_HEAD: two["run"]}
+    runs = {GD: gd_run, **mot, "single transformer, NGD": single, TWO_HEAD: two}
     return {"runs": runs, **side, "eta3": br["eta3"], "tuning": br["tuning"], "diverged": gd_run.diverged,
-            "two_head_eta": two["eta"], "two_head_tuning": two["tuning"]}
+            "two_head_eta": two_eta, "two_head_tuning": two_tuning}
 
 
 def measure(P: Theorem1Params, runs: dict[str, Run]) -> pd.DataFrame:
