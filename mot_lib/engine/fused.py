@@ -388,16 +388,25 @@ def _run(serial, parallel, *args):
     threads = max(1, min(torch.get_num_threads(), nb.config.NUMBA_NUM_THREADS))
     kernel = serial
     if threads > 1:
-        nb.set_num_threads(threads)
+        if getattr(_THREADS, "n", 0) != threads:    # numba's thread count is per calling thread
+            nb.set_num_threads(threads)
+            _THREADS.n = threads
         kernel = parallel
-    if not kernel.signatures:
+    if kernel not in _READY:
         with _SLP_LOCK:
             before, nb.config.SLP_VECTORIZE = nb.config.SLP_VECTORIZE, _SLP
             try:
                 kernel.compile(tuple(nb.typeof(a) for a in args))
             finally:
                 nb.config.SLP_VECTORIZE = before
+            _READY.add(kernel)
     kernel(*args)
+
+
+#: the kernels compiled in this process (``_run``; a later call with other argument types compiles without the SLP
+#: vectorizer: slower, the same numbers), and the thread count last given to numba by each calling thread
+_READY: set = set()
+_THREADS = threading.local()
 
 
 @nb.njit(**_KW)
@@ -424,6 +433,82 @@ def _pool_scale(query_pool: str, L: int) -> float:
     return grads_pool_scale(query_pool, L)
 
 
+# ----------------------------------------------------------------------------- the exploration draws
+#: torch's CPU generator (``at::mt19937``, torch 2.13): its state as ``Generator.get_state`` lays it out (the legacy
+#: pod: the seed (uint64), left (int32), seeded (int32), next (uint64), the 624 words as uint64, then the normal
+#: sampler's fields, which uniform draws leave alone)
+_MT_N, _MT_M = 624, 397
+_MT_LEFT, _MT_NEXT, _MT_STATE = 8, 16, 24
+
+
+@nb.njit(**_KW)
+def _mt_twist(st):
+    """The Mersenne twister's next 624 words, in place (``at::mt19937::next_state``)."""
+    lower, upper, mag, one = np.uint64(0x7fffffff), np.uint64(0x80000000), np.uint64(0x9908b0df), np.uint64(1)
+    for i in range(_MT_N - _MT_M):
+        y = (st[i] & upper) | (st[i + 1] & lower)
+        st[i] = st[i + _MT_M] ^ (y >> one) ^ (mag * (st[i + 1] & one))
+    for i in range(_MT_N - _MT_M, _MT_N - 1):
+        y = (st[i] & upper) | (st[i + 1] & lower)
+        st[i] = st[i + _MT_M - _MT_N] ^ (y >> one) ^ (mag * (st[i + 1] & one))
+    y = (st[_MT_N - 1] & upper) | (st[0] & lower)
+    st[_MT_N - 1] = st[_MT_M - 1] ^ (y >> one) ^ (mag * (st[0] & one))
+
+
+def _mt_uniform(state, left, nxt, out):
+    """torch.rand(..., dtype=float64) on each seed's generator, in compiled code: the Mersenne twister of
+    ``at::mt19937`` (state (S,624) as uint64 words, left and next (S,)), two 32-bit outputs per draw (the first the
+    high half: ``random64``), their low 53 bits times 2^-53 (``uniform_real``), filling out (S,K) in order.  The
+    same numbers as torch (tested); state, left and next are advanced in place.  The words between two twists are
+    tempered as one loop (the compiler runs it as vectors), and the seeds in parallel when threads are asked for."""
+    S, K = out.shape
+    m32, m53 = np.uint64(0xffffffff), np.uint64((1 << 53) - 1)
+    for s in nb.prange(S):
+        st = state[s]
+        words = np.empty(2 * K, dtype=np.uint64)
+        lf, nx, filled = left[s], nxt[s], 0
+        while filled < 2 * K:
+            avail = lf - 1                  # words left before at::mt19937 twists again
+            if avail == 0:
+                _mt_twist(st)
+                lf, nx, avail = _MT_N + 1, 0, _MT_N
+            c = min(avail, 2 * K - filled)
+            for j in range(c):
+                y = st[nx + j]
+                y ^= y >> np.uint64(11)
+                y ^= (y << np.uint64(7)) & np.uint64(0x9d2c5680)
+                y ^= (y << np.uint64(15)) & np.uint64(0xefc60000)
+                y ^= y >> np.uint64(18)
+                words[filled + j] = y & m32
+            nx += c
+            lf -= c
+            filled += c
+        o = out[s]
+        for k in range(K):
+            o[k] = np.float64(((words[2 * k] << np.uint64(32)) | words[2 * k + 1]) & m53) * 1.1102230246251565e-16
+        left[s], nxt[s] = lf, nx
+
+
+_mt_serial = nb.njit(**_KW)(_mt_uniform)
+_mt_parallel = nb.njit(parallel=True, **{**_KW, "cache": False})(_mt_uniform)
+
+
+def mt_rand(gens: list, out: np.ndarray) -> None:
+    """``torch.rand(out.shape[1:], generator=g, dtype=torch.float64)`` for each seed's generator ``gens[s]`` into
+    ``out[s]``, compiled: the generators' states are read, advanced and written back, so that the streams go on
+    as if torch had drawn."""
+    raw = np.stack([g.get_state().numpy() for g in gens])
+    state = raw[:, _MT_STATE:_MT_STATE + 8 * _MT_N].view(np.uint64).copy()
+    left = raw[:, _MT_LEFT:_MT_LEFT + 4].view(np.int32)[:, 0].astype(np.int64)
+    nxt = raw[:, _MT_NEXT:_MT_NEXT + 8].view(np.uint64)[:, 0].astype(np.int64)
+    _run(_mt_serial, _mt_parallel, state, left, nxt, out.reshape(len(gens), -1))
+    raw[:, _MT_STATE:_MT_STATE + 8 * _MT_N].view(np.uint64)[:] = state
+    raw[:, _MT_LEFT:_MT_LEFT + 4].view(np.int32)[:, 0] = left
+    raw[:, _MT_NEXT:_MT_NEXT + 8].view(np.uint64)[:, 0] = nxt
+    for g, r in zip(gens, raw):
+        g.set_state(torch.from_numpy(r))
+
+
 class Data:
     """A split's arrays as the kernels read them, made once per run (the data do not change while training): X
     (S,n,L,d), its tokens as columns XT (S,n,d,L), xsum (S,n,d) and y (S,n); and the buffers of the exploration
@@ -435,16 +520,14 @@ class Data:
         self.xsum, self.y = _np(split.xsum), _np(split.y)
         self.y_t = split.y
         S, n = self.y.shape
-        self.noise = torch.zeros(S, n, M, dtype=torch.float64)
+        self.noise = np.zeros((S, n, M))
 
     def draw(self, lam: float, gens: list) -> np.ndarray:
-        """The exploration draws r ~ U[0, 1) (S,n,M), one seed's from its own stream, as ``models.route`` draws
-        them (none when lam = 0)."""
+        """The exploration draws r ~ U[0, 1) (S,n,M), one seed's from its own stream, the numbers ``models.route``
+        draws with torch.rand (``mt_rand``; none when lam = 0)."""
         if lam > 0:
-            n, M = self.noise.shape[1:]
-            for s, g in enumerate(gens):
-                torch.rand(n, M, generator=g, dtype=torch.float64, out=self.noise[s])
-        return self.noise.numpy()
+            mt_rand(gens, self.noise)
+        return self.noise
 
 
 class Splits:
