@@ -215,25 +215,29 @@ def _router_coef(CT, P, i, m, c):
     CT[m, i] += c
 
 
-def _frozen(X, XT, xsum, y, W, thetaT, ac, r, lam, act, want_W, want_theta, idx, H, F, aout, GW, Gth):
+def _frozen(X, xsum, y, W, thetaT, ac, r, lam, act, want_W, want_theta, idx, H, F, aout, GW, Gth):
     S, n, L, d = X.shape
     M = thetaT.shape[2]
     per_expert = ac.shape[1] > 1
     for s in nb.prange(S):
-        z2 = np.empty((1, L))
+        z = np.empty(L)
         cv = np.empty((1, L))
-        z = z2[0]
         P = np.empty(n * M).reshape((n, M))
         CT = np.empty((M, n))
         _route_seed(xsum[s], thetaT[s], r[s], lam, H[s], idx[s], P)
         for i in range(n):
             m = idx[s, i]
             a = ac[s, m if per_expert else 0, i]
-            xt = XT[s, i]
+            x = X[s, i]
+            w = W[s, m, 0]
             for k in range(L):
-                z[k] = 0.0
                 aout[s, i, k] = a[k]
-            _add_product(z2, W[s, m], xt)   # z_k = sum_e w_e x_ke, in e order, every token at once
+                # z_k = sum_e w_e x_ke, in e order, from the token's own row: this kernel reads X only, not the
+                # tokens as columns too (half the data through the cache)
+                acc = 0.0
+                for e in range(d):
+                    acc += w[e] * x[k, e]
+                z[k] = acc
             f = 0.0
             for k in range(L):
                 phi, dphi = _act(z[k], act)
@@ -247,7 +251,7 @@ def _frozen(X, XT, xsum, y, W, thetaT, ac, r, lam, act, want_W, want_theta, idx,
                 gf = gF * pi
                 for k in range(L):
                     cv[0, k] = gf * a[k] * z[k]
-                _add_product(GW[s, m], cv, X[s, i])   # g_e += sum_k c_k x_ke, in k order
+                _add_product(GW[s, m], cv, x)   # g_e += sum_k c_k x_ke, in k order
             if want_theta:
                 _router_coef(CT, P, i, m, gF * Fi)
         if want_theta:
@@ -579,7 +583,7 @@ def _passes(p: dict, data: Data, lam: float, gens: list, a_cache: torch.Tensor |
         if "WKQ" in wrt:
             raise ValueError("the W_KQ gradient needs live attention (a_cache=None)")
         _run(_frozen_serial, _frozen_parallel,
-            data.X, data.XT, data.xsum, data.y, W1, thetaT, _np(a_cache), r, float(lam), act, want_W, want_theta, idx,
+            data.X, data.xsum, data.y, W1, thetaT, _np(a_cache), r, float(lam), act, want_W, want_theta, idx,
             H, F, a, GW1, Gth.numpy())
     return torch.from_numpy(F), {k: grads[k] for k in wrt}, torch.from_numpy(idx), torch.from_numpy(H), \
         torch.from_numpy(a)
