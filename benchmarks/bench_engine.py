@@ -22,10 +22,12 @@ import resource
 import sys
 import time
 
+import numpy as np
 import torch
 from torch import nn
 
 import mot_lib as mot
+from mot_lib.engine import fused
 from mot_lib.engine.data import seed_streams
 from mot_lib.engine.models import init_mot
 
@@ -199,14 +201,20 @@ def main(argv=None):
     print(f"MoT by stage: Stages I and III {1e3 * t13 / n13:.1f} ms/step ({t13:.2f} s for {n13} steps), Stage II "
           f"{1e3 * t2 / (cfg.T2 - cfg.T1):.1f} ms/step ({t2:.2f} s for {cfg.T2 - cfg.T1} steps); 10x against the loop "
           f"would be {t_ref / 10:.2f} s for the whole run")
-    # what no engine can save: the exploration draws, one call per seed and step on the seed's own torch stream
+    # the exploration draws: one call per seed and step on the seed's own torch stream, as the loop and the torch
+    # engines draw them, and the same numbers drawn by the fused engine's compiled twister (fused.mt_rand)
     gens, buf = [seed_streams(s)[2] for s in seeds], torch.empty(setting.n_train, cfg.M, dtype=torch.float64)
     t0 = time.perf_counter()
     for _ in range(T):
         for g in gens:
             torch.rand(setting.n_train, cfg.M, generator=g, dtype=torch.float64, out=buf)
-    print(f"the exploration draws alone ({T} x {len(seeds)} calls of each seed's own stream, as every engine draws "
-          f"them): {time.perf_counter() - t0:.2f} s")
+    t_rand = time.perf_counter() - t0
+    out = np.empty((len(seeds), setting.n_train, cfg.M))
+    t0 = time.perf_counter()
+    for _ in range(T):
+        fused.mt_rand(gens, out)
+    print(f"the exploration draws alone ({T} x {len(seeds)} draws of {setting.n_train} x {cfg.M} from each seed's own "
+          f"stream): torch.rand {t_rand:.2f} s, the fused engine's compiled twister {time.perf_counter() - t0:.2f} s")
     print(f"MoT against the loop: torch closed form {t_ref / t_closed:.1f}x, through autograd {t_ref / t_auto:.1f}x; "
           f"fused kernels against the torch closed form: {t_closed / t_engine:.1f}x")
     print(f"speedup: {t_ref / t_engine:.1f}x")
