@@ -133,7 +133,7 @@ def _slope(y, F, n):
     return -y / (1.0 + det_exp(y * F)) / n
 
 
-@nb.njit(inline="always", **_KW)
+@nb.njit(**_KW)
 def _add_product(out, a, b):
     """out += a b: out[i, f] += a[i, 0] b[0, f], then + a[i, 1] b[1, f], ..., each element summed over the inner
     index in order from its own value.  Eight (then four, then one) columns of a row are held in registers over the
