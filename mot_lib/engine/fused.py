@@ -136,13 +136,13 @@ def _slope(y, F, n):
 @nb.njit(**_KW)
 def _add_product(out, a, b):
     """out += a b: out[i, f] += a[i, 0] b[0, f], then + a[i, 1] b[1, f], ..., each element summed over the inner
-    index in order from its own value.  Eight (then four, then one) columns of a row are held in registers over the
-    whole sum, so that the compiler's straight-line vectorizer runs them as vectors: the same operations on each
-    element, in the same order, as one element at a time (the same bits), without a store and a reload per term."""
+    index in order from its own value.  Eight columns of a row are held in registers over the whole sum (the columns
+    past the last eight one at a time), so that the compiler's straight-line vectorizer runs them as vectors: the
+    same operations on each element, in the same order, as one element at a time (the same bits), without a store
+    and a reload per term."""
     I, K = a.shape
     Fn = b.shape[1]
     F8 = Fn - Fn % 8
-    F4 = Fn - Fn % 4
     for i in range(I):
         for f in range(0, F8, 8):
             s0, s1, s2, s3 = out[i, f], out[i, f + 1], out[i, f + 2], out[i, f + 3]
@@ -159,16 +159,7 @@ def _add_product(out, a, b):
                 s7 += c * b[k, f + 7]
             out[i, f], out[i, f + 1], out[i, f + 2], out[i, f + 3] = s0, s1, s2, s3
             out[i, f + 4], out[i, f + 5], out[i, f + 6], out[i, f + 7] = s4, s5, s6, s7
-        for f in range(F8, F4, 4):
-            s0, s1, s2, s3 = out[i, f], out[i, f + 1], out[i, f + 2], out[i, f + 3]
-            for k in range(K):
-                c = a[i, k]
-                s0 += c * b[k, f]
-                s1 += c * b[k, f + 1]
-                s2 += c * b[k, f + 2]
-                s3 += c * b[k, f + 3]
-            out[i, f], out[i, f + 1], out[i, f + 2], out[i, f + 3] = s0, s1, s2, s3
-        for f in range(F4, Fn):
+        for f in range(F8, Fn):
             s0 = out[i, f]
             for k in range(K):
                 s0 += a[i, k] * b[k, f]
