@@ -580,14 +580,22 @@ def _passes(p: dict, data: Data, lam: float, gens: list, a_cache: torch.Tensor |
         torch.from_numpy(a)
 
 
+def step(p: dict, data: Data, lam: float, gens: list, a_cache: torch.Tensor | None, *, activation: str,
+         query_pool: str, wrt: tuple) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:
+    """One training step's passes: the routing (the gate's scores, the exploration draws of ``gens`` at ``lam``,
+    top-1), the outputs F (S,n) and the gradients named in ``wrt`` (among "W", "WKQ", "theta") of the per-seed mean
+    logistic loss.  ``a_cache``: every expert's token weights (S,M,n,L) while attention is frozen, or (S,1,n,L)
+    shared by all (the attention-free MoE's uniform weights); None computes the routed expert's attention live from
+    ``p["WKQ"]``.  Returns (F, grads, routing idx (S,n), gate scores h (S,n,M))."""
+    F, grads, idx, H, _ = _passes(p, data, lam, gens, a_cache, activation, query_pool, wrt)
+    return F, grads, idx, H
+
+
 def mot_step(p: dict, data: Data, lam: float, gens: list, a_cache: torch.Tensor | None, *, activation: str,
              query_pool: str, wrt: tuple) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:
-    """One training step's passes: the routing (the gate's scores, the exploration draws of ``gens`` at ``lam``,
-    top-1), the per-seed mean logistic loss (S,) and the gradients named in ``wrt`` (among "W", "WKQ", "theta").
-    ``a_cache``: every expert's token weights (S,M,n,L) while attention is frozen, or (S,1,n,L) shared by all
-    (the attention-free MoE's uniform weights); None computes the routed expert's attention live from
-    ``p["WKQ"]``.  Returns (loss, grads, routing idx (S,n), gate scores h (S,n,M))."""
-    F, grads, idx, H, _ = _passes(p, data, lam, gens, a_cache, activation, query_pool, wrt)
+    """``step`` with the per-seed mean logistic loss (S,) (``models.logistic_loss`` of the margins) in place of the
+    outputs: (loss, grads, idx, h), as ``grads.mot_step`` returns them."""
+    F, grads, idx, H = step(p, data, lam, gens, a_cache, activation=activation, query_pool=query_pool, wrt=wrt)
     return logistic_loss(data.y_t * F).mean(-1), grads, idx, H
 
 

@@ -165,9 +165,10 @@ def _progress(total: int, desc: str, progress):
 
 
 def _check_finite(step: int, stage: str, loss: torch.Tensor, seeds, params: dict):
+    """Stop with a message naming the seeds whose ``loss`` (S,), or outputs (S,n), or weights are not finite."""
     if loss.dtype == torch.float64 and fused.all_finite(loss, *params.values()):
         return
-    bad = ~torch.isfinite(loss)
+    bad = ~torch.isfinite(loss.reshape(loss.shape[0], -1)).all(-1)
     for name, p in params.items():
         bad = bad | ~torch.isfinite(p.reshape(p.shape[0], -1)).all(-1)
     if bad.any():
@@ -368,9 +369,10 @@ def train_mot(setting: Setting, cfg: TrainConfig, seeds, data: Dataset | None = 
         lam = cfg.lam3 if stage == "III" and cfg.lam3 is not None else cfg.lam
         wrt = tuple(k for k, on in (("W", train_W), ("WKQ", train_KQ), ("theta", cfg.eta_router > 0)) if on)
         if fuse:
-            per_seed, grads, idx, h = fused.mot_step(p, splits["train"], lam, explore,
-                                                     None if train_KQ else a_cache("train"),
-                                                     activation=cfg.activation, query_pool=cfg.query_pool, wrt=wrt)
+            # the outputs; the loss only where the loss track records it (a finite output is a finite loss)
+            F, grads, idx, h = fused.step(p, splits["train"], lam, explore, None if train_KQ else a_cache("train"),
+                                          activation=cfg.activation, query_pool=cfg.query_pool, wrt=wrt)
+            per_seed = logistic_loss(y * F).mean(-1) if free_train_loss and (t - 1) in tracked else F
         else:
             h = router_scores(data.train.xsum, p["theta"]).detach()
             idx = route(h, lam, explore)
