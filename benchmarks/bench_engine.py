@@ -9,7 +9,8 @@ agree numerically, then prints timings, the peak memory, GFLOP/s against the
 machine's measured matmul peak, and as its last line ``speedup: <ratio>x``
 (the engine's default, the fused kernels of ``mot_lib.engine.fused``, against the loop).
 It also times the engine's closed form in torch ops (``gradients="closed"``, ``mot_lib.engine.grads``,
-the engine before the kernels) and through autograd (``gradients="autograd"``) and the single transformer both ways (S=8 seeds, H=16
+the engine before the kernels) and through autograd (``gradients="autograd"``), the exploration draws both ways
+(torch.rand and ``fused.mt_rand``), and the single transformer both ways (S=8 seeds, H=16
 heads, the size chapters 05-06 train), so each ratio is measured in one run, and the MoT's time per stage (the run
 cut at T1 and at T2), beside what 10x against the loop would leave for the whole run.
 
@@ -159,8 +160,8 @@ def main(argv=None):
     if not worst < 1e-6:
         print("FAIL: engine and reference disagree", file=sys.stderr)
         return 1
-    print(f"batched engine, fused kernels:      {t_engine:.2f} s ({1e3 * t_engine / T:.1f} ms/step, history recorded at "
-          f"step 0, T1, T2 and T only)")
+    print(f"batched engine, fused kernels:      {t_engine:.2f} s ({1e3 * t_engine / T:.1f} ms/step, history "
+          f"recorded at step 0, T1, T2 and T only)")
     print(f"batched engine, torch closed form:  {t_closed:.2f} s ({1e3 * t_closed / T:.1f} ms/step)")
     print(f"batched engine through autograd:    {t_auto:.2f} s ({1e3 * t_auto / T:.1f} ms/step)")
     print(f"reference loop:                     {t_ref:.2f} s ({1e3 * t_ref / T:.1f} ms/step)")

@@ -121,7 +121,8 @@ def test_fused_runs_agree_with_the_torch_engines(data, schedule, attention, lam3
         for k in runs["fused"].params:
             assert rel(runs["fused"].params[k], runs[g].params[k]) < 1e-12 or float(runs[g].params[k].abs().max()) == 0
         a, b = runs["fused"].history, runs[g].history
-        assert a[["step", "seed", "quantity", "expert", "i", "j"]].equals(b[["step", "seed", "quantity", "expert", "i", "j"]])
+        keys = ["step", "seed", "quantity", "expert", "i", "j"]
+        assert a[keys].equals(b[keys])
         assert np.allclose(a.value.to_numpy(), b.value.to_numpy(), rtol=1e-9, atol=1e-12, equal_nan=True)
 
 
@@ -209,3 +210,13 @@ def test_the_compiled_draws_are_torch_rand(threads, monkeypatch):
             assert torch.equal(torch.rand(9, generator=a, dtype=torch.float64),
                                torch.rand(9, generator=b, dtype=torch.float64))
             assert torch.equal(torch.randn(40, generator=a), torch.randn(40, generator=b))
+
+
+def test_the_compiled_draws_refuse_a_state_they_do_not_know():
+    """A generator whose state is not torch 2.13's CPU twister (another torch, another device) is refused, by name,
+    before anything is drawn."""
+    class Other:
+        def get_state(self):
+            return torch.zeros(100, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="5056 bytes.*got states of 100 bytes"):
+        fused.mt_rand([Other()], np.empty((1, 3)))

@@ -23,8 +23,8 @@ parallel only when more than one thread is asked for, each writing its own rows)
 multiplications only: no fast-math, no fused multiply-add (LLVM contracts none without fast-math flags), so the
 compiled code gives the same bits whatever instructions the CPU offers and whatever the compiler vectorizes
 (``tests/test_fused.py`` compiles it for the generic x86-64, for Haswell and for this CPU, and compares; the
-vectorizers pack the same operations on neighbouring elements and reorder no sum).  The exponentials (the gate's and the attention's
-softmax, the logistic slope) use ``det_exp``, fdlibm's exp written out in those operations, not the platform's
+vectorizers pack the same operations on neighbouring elements and reorder no sum).  The exponentials (the gate's
+and the attention's softmax, the logistic slope) use ``det_exp``, fdlibm's exp written out in those operations, not the platform's
 libm (glibc picks an FMA variant by CPU).  The numbers differ from ``grads.mot_step``'s at rounding level (1e-16
 relative per step; other orders of summation), which is why adopting this engine moved the book's MoT numbers once
 (issue 19; the notebooks were re-executed and the replication rerun).
@@ -433,7 +433,8 @@ def _pool_scale(query_pool: str, L: int) -> float:
 #: pod: the seed (uint64), left (int32), seeded (int32), next (uint64), the 624 words as uint64, then the normal
 #: sampler's fields, which uniform draws leave alone)
 _MT_N, _MT_M = 624, 397
-_MT_LEFT, _MT_NEXT, _MT_STATE = 8, 16, 24
+_MT_LEFT, _MT_NEXT, _MT_STATE, _MT_BYTES = 8, 16, 24, 5056
+_TWO_M53 = 2.0 ** -53
 
 
 @nb.njit(**_KW)
@@ -480,7 +481,7 @@ def _mt_uniform(state, left, nxt, out):
             filled += c
         o = out[s]
         for k in range(K):
-            o[k] = np.float64(((words[2 * k] << np.uint64(32)) | words[2 * k + 1]) & m53) * 1.1102230246251565e-16
+            o[k] = np.float64(((words[2 * k] << np.uint64(32)) | words[2 * k + 1]) & m53) * _TWO_M53
         left[s], nxt[s] = lf, nx
 
 
@@ -493,6 +494,9 @@ def mt_rand(gens: list, out: np.ndarray) -> None:
     ``out[s]``, compiled: the generators' states are read, advanced and written back, so that the streams go on
     as if torch had drawn."""
     raw = np.stack([g.get_state().numpy() for g in gens])
+    if raw.shape[1] != _MT_BYTES:
+        raise ValueError(f"the exploration streams must be torch CPU generators with torch 2.13's state of {_MT_BYTES} "
+                         f"bytes (at::mt19937); got states of {raw.shape[1]} bytes")
     state = raw[:, _MT_STATE:_MT_STATE + 8 * _MT_N].view(np.uint64).copy()
     left = raw[:, _MT_LEFT:_MT_LEFT + 4].view(np.int32)[:, 0].astype(np.int64)
     nxt = raw[:, _MT_NEXT:_MT_NEXT + 8].view(np.uint64)[:, 0].astype(np.int64)

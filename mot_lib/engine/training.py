@@ -19,8 +19,7 @@ from .data import Dataset, make_dataset, seed_streams
 from . import fused
 from .grads import mot_step, single_step
 from .models import (activation, attention_scores, effective_W, head_signs, init_mot, init_single, logistic_loss, mot_forward,
-                     route, router_scores, single_forward, token_weights_all, uniform_weights,
-                     _weights)
+                     route, router_scores, single_forward, token_weights_all, uniform_weights, _weights)
 
 HISTORY_COLUMNS = ["step", "seed", "stage", "quantity", "expert", "i", "j", "value"]
 
