@@ -109,6 +109,51 @@ def test_a_wrong_gradient_is_caught(data, monkeypatch):
         test_fused_gradients_match_autograd(data, *CASES[0])
 
 
+SINGLE_CASES = [(4, 2, "cubic", False), (3, 1, "relu", False), (2, 3, "linear", False), (16, 2, "cubic", False),
+                (2, 3, "relu", True), (4, 2, "cubic", True)]
+
+
+@pytest.mark.parametrize("H,J,act,signed", SINGLE_CASES)
+def test_fused_single_transformer_matches_autograd(data, H, J, act, signed):
+    """The single transformer's kernel: its outputs, loss and gradients in W and W_KQ against autograd's through
+    ``models.single_forward``, to 1e-10; and its outputs without the backward pass, bit for bit the same."""
+    X, y = data.train.X, data.train.y
+    S, d = X.shape[0], X.shape[-1]
+    g = torch.Generator().manual_seed(1)
+    p = {"W": 0.3 * torch.randn(S, H, J, d, generator=g, dtype=torch.float64),
+         "WKQ": 0.3 * torch.randn(S, H, d, d, generator=g, dtype=torch.float64)}
+    signs = md.head_signs(H, signed)
+    q = {k: v.clone().requires_grad_(True) for k, v in p.items()}
+    F = md.single_forward(q, X, md.activation(act), signs)
+    loss = md.logistic_loss(y * F).mean(-1)
+    ref = torch.autograd.grad(loss.sum(), [q["W"], q["WKQ"]])
+    kd = fused.Data(data.train, 1)
+    loss2, got, F2 = fused.single_step(p, kd, activation=act, signs=signs)
+    assert rel(F2, F.detach()) < TOL and rel(loss2, loss.detach()) < TOL
+    assert got["W"].shape == p["W"].shape and got["WKQ"].shape == p["WKQ"].shape
+    assert rel(got["W"], ref[0]) < TOL and rel(got["WKQ"], ref[1]) < TOL
+    loss3, none, F3 = fused.single_step(p, kd, activation=act, signs=signs, grads=False)
+    assert none == {} and torch.equal(F3, F2) and torch.equal(loss3, loss2)
+
+
+def test_a_wrong_single_transformer_gradient_is_caught(data, monkeypatch):
+    """The comparison can fail: the single transformer's kernel with the cubic slope made 3.000003 z^2."""
+    import numba as nb
+
+    def act(z, code):
+        if code == 0:
+            return z * z * z, 3.000003 * z * z
+        return z, 1.0
+    monkeypatch.setattr(fused, "_act", nb.njit(act))
+    monkeypatch.setattr(fused, "_single_serial", nb.njit(fused._single))
+    monkeypatch.setattr(fused, "_single_parallel", nb.njit(fused._single))
+    with pytest.raises(AssertionError):
+        test_fused_single_transformer_matches_autograd(data, *SINGLE_CASES[0])
+    with pytest.raises(ValueError, match="activation='tanh' is not allowed"):
+        fused.single_step({"W": torch.zeros(3, 2, 2, 16), "WKQ": torch.zeros(3, 2, 16, 16)}, fused.Data(data.train, 1),
+                          activation="tanh")
+
+
 @pytest.mark.parametrize("schedule,attention,lam3", [("three_stage", True, None), ("three_stage", True, 0.0),
                                                      ("joint", True, None), ("three_stage", False, None),
                                                      ("I_joint", True, None)])
@@ -149,6 +194,13 @@ _HASH_RUN = textwrap.dedent("""
     for cfg in (mot.TrainConfig(M=4, T=24, T1=8, T2=16, record_every=8),
                 mot.TrainConfig(M=4, T=10, schedule="joint", activation="relu", query_pool="mean", record_every=5)):
         r = mot.train_mot(st, cfg, [0, 1], progress=False)
+        for k in sorted(r.params):
+            h.update(r.params[k].numpy().tobytes())
+        h.update(r.history.value.to_numpy().tobytes())
+    for sc in (mot.SingleConfig(T=8, record_every=4),
+               mot.SingleConfig(H=2, J=3, T=9, T1=3, T2=6, signed_heads=True, activation="relu", opt="gd", eta=0.5,
+                                record_every=3)):
+        r = mot.train_single(st, sc, [0, 1], progress=False)
         for k in sorted(r.params):
             h.update(r.params[k].numpy().tobytes())
         h.update(r.history.value.to_numpy().tobytes())

@@ -1,6 +1,7 @@
 """The closed-form passes (mot_lib.engine.grads) against autograd through the models' forward passes: every
 model family, every stage's set of trained parameters, every activation and query pooling, to 1e-10 in float64;
 and whole training runs of both engines agreeing to rounding."""
+import numpy as np
 import pytest
 import torch
 
@@ -111,10 +112,13 @@ def test_training_runs_agree_with_autograd(data, schedule, attention):
     for sc in (mot.SingleConfig(T=6, record_every=3),
                mot.SingleConfig(H=2, J=3, T=9, T1=3, T2=6, signed_heads=True, activation="relu", opt="gd", eta=0.5,
                                 record_every=3)):
-        a = mot.train_single(st, sc, data.seeds, data, progress=False)
         b = mot.train_single(st, sc, data.seeds, data, progress=False, gradients="autograd")
-        for k in a.params:
-            assert rel(a.params[k], b.params[k]) < 1e-12
+        for g in ("fused", "closed"):
+            a = mot.train_single(st, sc, data.seeds, data, progress=False, gradients=g)
+            for k in a.params:
+                assert rel(a.params[k], b.params[k]) < 1e-12
+            assert np.allclose(a.history.value.to_numpy(), b.history.value.to_numpy(), rtol=1e-9, atol=1e-12,
+                               equal_nan=True)
 
 
 def test_the_two_headed_comparator_trains_stage_wise(data):

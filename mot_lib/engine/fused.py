@@ -354,6 +354,71 @@ def _weights_all(X, XT, WKQ, scale, out):
                     o[k] *= scale
 
 
+def _single(X, XT, y, W, WKQ, sgn, act, want, F, GW, GKQ):
+    """The single H-head transformer (``grads.single_step``): per sample and head, the scores A = softmax(x W_KQ x^T)
+    by rows, u^T = W x^T (J,L), z = A u and the head's sum of sigma(z) times its sign sgn[h]; the output F, summed
+    over the heads in order; then (``want``) each head's backward pass: dloss/dz = sgn gF sigma'(z), W's gradient
+    (du^T = Gz^T A, then du^T x), the scores' (dA = Gz u^T through the softmax rows) and W_KQ's (x^T (dS x)), added
+    to GW (S,H,J,d) and GKQ (S,H,d,d) sample by sample, in order."""
+    S, n, L, d = X.shape
+    H, J = W.shape[1], W.shape[2]
+    for s in nb.prange(S):
+        XW = np.empty((L, d))
+        A = np.empty((H, L, L))
+        uT = np.empty((H, J, L))
+        u = np.empty((L, J))
+        Z = np.empty((H, L, J))
+        Gz = np.empty((L, J))
+        GzT = np.empty((J, L))
+        duT = np.empty((J, L))
+        dA = np.empty((L, L))
+        T = np.empty((L, d))
+        for i in range(n):
+            x = X[s, i]
+            xt = XT[s, i]
+            f = 0.0
+            for h in range(H):
+                _scores(x, xt, WKQ[s, h], XW, A[h])
+                uT[h] = 0.0
+                _add_product(uT[h], W[s, h], xt)          # u^T[j, k] = <w_j, x_k>
+                for k in range(L):
+                    for j in range(J):
+                        u[k, j] = uT[h, j, k]
+                Z[h] = 0.0
+                _add_product(Z[h], A[h], u)               # z[q, j] = sum_k A[q, k] u[k, j]
+                fh = 0.0
+                for q in range(L):
+                    for j in range(J):
+                        phi, dphi = _act(Z[h, q, j], act)
+                        Z[h, q, j] = dphi
+                        fh += phi
+                f += sgn[h] * fh
+            F[s, i] = f
+            if not want:
+                continue
+            gF = _slope(y[s, i], f, n)
+            for h in range(H):
+                c = sgn[h] * gF
+                for q in range(L):
+                    for j in range(J):
+                        Gz[q, j] = c * Z[h, q, j]
+                        GzT[j, q] = Gz[q, j]
+                duT[:] = 0.0
+                _add_product(duT, GzT, A[h])              # du^T[j, k] = sum_q Gz[q, j] A[q, k]
+                _add_product(GW[s, h], duT, x)            # g_j += sum_k du[k, j] x_k
+                dA[:] = 0.0
+                _add_product(dA, Gz, uT[h])               # dA[q, k] = sum_j Gz[q, j] u[k, j]
+                for q in range(L):
+                    rq = 0.0
+                    for k in range(L):
+                        rq += A[h, q, k] * dA[q, k]
+                    for k in range(L):
+                        dA[q, k] = A[h, q, k] * (dA[q, k] - rq)
+                T[:] = 0.0
+                _add_product(T, dA, x)                    # T = dS x
+                _add_product(GKQ[s, h], xt, T)            # G += x^T T, over the queries in order
+
+
 _frozen_serial = nb.njit(**_KW)(_frozen)
 _live_serial = nb.njit(**_KW)(_live)
 _weights_serial = nb.njit(**_KW)(_weights_all)
@@ -362,6 +427,8 @@ _weights_serial = nb.njit(**_KW)(_weights_all)
 _frozen_parallel = nb.njit(parallel=True, **{**_KW, "cache": False})(_frozen)
 _live_parallel = nb.njit(parallel=True, **{**_KW, "cache": False})(_live)
 _weights_parallel = nb.njit(parallel=True, **{**_KW, "cache": False})(_weights_all)
+_single_serial = nb.njit(**_KW)(_single)
+_single_parallel = nb.njit(parallel=True, **{**_KW, "cache": False})(_single)
 
 
 def supported(W: torch.Tensor, activation: str, shared: bool) -> bool:
@@ -609,3 +676,24 @@ def forward(p: dict, data: Data, a_cache: torch.Tensor | None, *, activation: st
     experts' token weights a (S,n,L)); ``a_cache`` as in ``mot_step``."""
     F, _, idx, _, a = _passes(p, data, 0.0, [], a_cache, activation, query_pool, ())
     return F, idx, a
+
+
+# ----------------------------------------------------------------------------- the single transformer
+def single_step(p: dict, data: Data, *, activation: str, signs: torch.Tensor | None = None,
+                grads: bool = True) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    """``grads.single_step`` through the kernel: the per-seed mean logistic loss (S,), (``grads``) the gradients in
+    W (S,H,J,d) and W_KQ (S,H,d,d), and the outputs F (S,n) of the single H-head transformer on a split (``Data``).
+    ``signs``: the heads' output signs (``models.head_signs``; None: every head adds)."""
+    W, WKQ = p["W"], p["WKQ"]
+    S, n, L, d = data.X.shape
+    H = W.shape[1]
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation={activation!r} is not allowed; choose one of {list(ACTIVATIONS)}")
+    sgn = np.ones(H) if signs is None else _np(signs.to(torch.float64))
+    F = np.empty((S, n))
+    GW, GKQ = torch.zeros_like(W), torch.zeros_like(WKQ)
+    _run(_single_serial, _single_parallel, data.X, data.XT, data.y, _np(W), _np(WKQ), sgn, ACTIVATIONS[activation],
+         grads, F, GW.numpy(), GKQ.numpy())
+    F = torch.from_numpy(F)
+    loss = logistic_loss(data.y_t * F).mean(-1)
+    return loss, ({"W": GW, "WKQ": GKQ} if grads else {}), F

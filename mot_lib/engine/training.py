@@ -251,8 +251,8 @@ def _mot_record(rec: _Recorder, step: int, stage: str, cfg: TrainConfig, p: dict
 
 #: how the training loops compute gradients: "fused" (the default: the MoT's step through ``fused``'s compiled
 #: kernels where they cover the model, one-neuron experts with their own W_KQ, else as "closed"; the single
-#: transformer as "closed"), "closed" (``grads``: the passes written out in torch ops) or "autograd" (the graph
-#: through ``models``; kept as the reference the tests and ``make bench`` compare with)
+#: transformer through ``fused.single_step``), "closed" (``grads``: the passes written out in torch ops) or
+#: "autograd" (the graph through ``models``; kept as the reference the tests and ``make bench`` compare with)
 GRADIENTS = ("fused", "closed", "autograd")
 
 
@@ -451,27 +451,34 @@ def train_surviving(setting: Setting, cfg: TrainConfig, seeds: list, data: Datas
                           "or sigma0", seeds=seeds)
 
 
-def single_evaluation(p: dict, data: Dataset, cfg: SingleConfig) -> dict:
+def single_evaluation(p: dict, data: Dataset, cfg: SingleConfig, gradients: str = "fused",
+                      splits: fused.Splits | None = None) -> dict:
     """The single transformer's per-seed (S,) ``train_loss``, ``train_acc``, ``test_loss`` and ``test_acc`` at
-    weights ``p`` (what its history records)."""
+    weights ``p`` (what its history records), through the engine its run trained with (``gradients``: "fused", the
+    kernel, on ``splits`` (made here when None); otherwise ``grads.single_step``'s torch ops)."""
     out = {}
+    signs = head_signs(cfg.H, cfg.signed_heads)
+    if gradients == "fused" and splits is None:
+        splits = fused.Splits(data, 1)
     with torch.no_grad():
         for name, sp in (("train", data.train), ("test", data.test)):
-            F = single_step(p, sp.X, sp.y, activation=cfg.activation, grads=False,
-                            signs=head_signs(cfg.H, cfg.signed_heads))[2]
+            if gradients == "fused":
+                F = fused.single_step(p, splits[name], activation=cfg.activation, grads=False, signs=signs)[2]
+            else:
+                F = single_step(p, sp.X, sp.y, activation=cfg.activation, grads=False, signs=signs)[2]
             out[f"{name}_loss"] = logistic_loss(sp.y * F).mean(-1)
             out[f"{name}_acc"] = (torch.sign(F) == sp.y).to(torch.float64).mean(-1)
     return out
 
 
-def _single_record(rec, step, p, data, cfg):
-    for quantity, v in single_evaluation(p, data, cfg).items():
+def _single_record(rec, step, p, data, cfg, gradients, splits):
+    for quantity, v in single_evaluation(p, data, cfg, gradients, splits).items():
         rec.add(step, "single", quantity, v)
     rec.add(step, "single", "attn", attention_scores(p["WKQ"], data.signals), ("expert", "i", "j"))
 
 
 def train_single(setting: Setting, cfg: SingleConfig, seeds, data: Dataset | None = None,
-                 progress: bool | None = None, gradients: str = "closed", snapshot_at=(),
+                 progress: bool | None = None, gradients: str = "fused", snapshot_at=(),
                  until_loss=None) -> Run:
     """Train the single multi-head transformer by (normalized) GD, every seed at once: on all parameters, or
     stage-wise (``cfg.T1``, ``cfg.T2``: the neurons, then attention, then both).  ``snapshot_at``: steps (0: the
@@ -498,7 +505,8 @@ def train_single(setting: Setting, cfg: SingleConfig, seeds, data: Dataset | Non
     sigma = activation(cfg.activation)
     X, y = data.train.X, data.train.y
     rec = _Recorder(seeds)
-    _single_record(rec, 0, p, data, cfg)
+    splits = fused.Splits(data, 1) if gradients == "fused" else None
+    _single_record(rec, 0, p, data, cfg, gradients, splits)
     bar = _progress(cfg.T, "single transformer", progress)
     signs = head_signs(cfg.H, cfg.signed_heads)
     snapshots, trace = {}, []
@@ -507,7 +515,10 @@ def train_single(setting: Setting, cfg: SingleConfig, seeds, data: Dataset | Non
     reached = torch.zeros(len(seeds), dtype=torch.bool)
     stopped_at = cfg.T
     for t in range(1, cfg.T + 1):
-        if gradients != "autograd":                    # "fused" and "closed": the single transformer's closed form
+        if gradients == "fused":                        # the kernel
+            per_seed, g, _ = fused.single_step(p, splits["train"], activation=cfg.activation, signs=signs)
+            gW, gKQ = g["W"], g["WKQ"]
+        elif gradients == "closed":                     # its closed form in torch ops
             per_seed, g, _ = single_step(p, X, y, activation=cfg.activation, signs=signs)
             gW, gKQ = g["W"], g["WKQ"]
         else:
@@ -521,7 +532,7 @@ def train_single(setting: Setting, cfg: SingleConfig, seeds, data: Dataset | Non
                 trace.append(per_seed.detach().clone())
                 stopped_at = t - 1
                 if (t - 1) % cfg.record_every and t - 1 not in (cfg.T1, cfg.T2):   # not recorded yet
-                    _single_record(rec, t - 1, p, data, cfg)
+                    _single_record(rec, t - 1, p, data, cfg, gradients, splits)
                 break
         with torch.no_grad():
             if not cfg.T1 < t <= cfg.T2:          # stage II of the stage-wise algorithm trains attention only
@@ -534,7 +545,7 @@ def train_single(setting: Setting, cfg: SingleConfig, seeds, data: Dataset | Non
             if t in snapshot_at:
                 snapshots[t] = {k: v.detach().clone() for k, v in p.items()}
         if t % cfg.record_every == 0 or t == cfg.T or t in (cfg.T1, cfg.T2):    # and at its stages' ends
-            _single_record(rec, t, p, data, cfg)
+            _single_record(rec, t, p, data, cfg, gradients, splits)
         if bar is not None:
             bar.update(1)
     if bar is not None:
