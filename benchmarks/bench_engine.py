@@ -87,23 +87,31 @@ def reference_train(setting, cfg, seeds, data):
 
 
 def step_flops(S, n, L, d, M, stage, attention=True) -> float:
-    """Approximate floating-point operations of one full-batch MoT training step (matmul work only;
-    the backward pass counted as twice the forward).  Per seed and sample: the router's scores
-    (2 d M), the routed expert's FFN on every token (2 L d), and its attention: scores X W_KQ X^T
-    (2 L d^2 + 2 L^2 d) in Stage II (live), a cached gather in Stages I and III."""
-    fwd = 2 * d * M + 2 * L * d + (2 * L * d * d + 2 * L * L * d if stage == "II" and attention else 0)
-    return 3.0 * S * n * fwd
+    """Approximate floating-point operations of one full-batch MoT training step (matmul work only): per seed and
+    sample, the forward pass (the router's scores 2 d M, the routed expert's FFN on every token 2 L d, and in Stage II
+    its attention scores X W_KQ X^T, 2 L d^2 + 2 L^2 d; a cached gather in Stages I and III) and the products of the
+    gradients the stage trains (no input gradient is formed): Theta's 2 d M, W's 2 L d (Stages I and III), W_KQ's
+    dS X and X^T (dS X), 2 L^2 d + 2 L d^2 (Stage II)."""
+    att = 2 * L * d * d + 2 * L * L * d if stage == "II" and attention else 0
+    fwd = 2 * d * M + 2 * L * d + att
+    bwd = 2 * d * M + (0 if stage == "II" else 2 * L * d) + att
+    return float(S * n * (fwd + bwd))
 
 
 def single_step_flops(S, n, L, d, H, J) -> float:
-    """Approximate matmul FLOPs of one single-transformer step (backward counted as twice the forward): per
-    sample and head, x W_KQ for every token (2 L d^2), the scores (2 L^2 d), the FFN's inputs (2 L d J) and
-    the attention-weighted sums (2 L^2 J)."""
-    return 3.0 * S * n * H * (2 * L * d * d + 2 * L * L * d + 2 * L * d * J + 2 * L * L * J)
+    """Approximate matmul FLOPs of one single-transformer step: per sample and head, the forward pass (x W_KQ for
+    every token 2 L d^2, the scores 2 L^2 d, the neurons' inputs 2 L d J, the attention-weighted sums 2 L^2 J) and
+    the gradients' products (W_KQ's dS x and x^T (dS x), 2 L^2 d + 2 L d^2; W's A^T Gz and du^T x, 2 L^2 J +
+    2 L d J; the scores' Gz u^T, 2 L^2 J)."""
+    fwd = 2 * L * d * d + 2 * L * L * d + 2 * L * d * J + 2 * L * L * J
+    bwd = 2 * L * L * d + 2 * L * d * d + 4 * L * L * J + 2 * L * d * J
+    return float(S * n * H * (fwd + bwd))
 
 
 def matmul_peak(threads: int, size: int = 1024, reps: int = 5) -> float:
-    """Measured float64 GFLOP/s of a square matmul on this machine, at the benchmark's thread count."""
+    """Measured float64 GFLOP/s of a square matmul on this machine, at the benchmark's thread count, under the
+    pinned numerics (MKL_CBWR=COMPATIBLE,STRICT: MKL's code path common to every x86-64, without FMA; the kernels
+    compile without FMA too, but with the CPU's vector width, so they can pass this peak)."""
     a = torch.randn(size, size, dtype=torch.float64)
     b = torch.randn(size, size, dtype=torch.float64)
     a @ b
@@ -171,7 +179,8 @@ def main(argv=None):
     flops = sum(step_flops(len(seeds), setting.n_train, setting.L, setting.d, cfg.M, mot.stage_of(t, cfg))
                 for t in range(1, T + 1))
     print(f"MoT achieved: {flops / t_engine / 1e9:.2f} GFLOP/s (approximate matmul FLOPs) against a measured float64 "
-          f"matmul peak of {peak:.1f} GFLOP/s on this machine ({args.threads} threads): "
+          f"matmul peak of {peak:.1f} GFLOP/s on this machine ({args.threads} threads, MKL under the pinned "
+          f"numerics): "
           f"{100 * flops / t_engine / 1e9 / peak:.0f}% (through autograd: {flops / t_auto / 1e9:.2f} GFLOP/s)")
 
     sc = mot.SingleConfig(H=args.heads, J=2, T=args.single_steps, record_every=args.single_steps)
