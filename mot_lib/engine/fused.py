@@ -1,4 +1,5 @@
-"""The MoT's training step as fused kernels (numba): one loop nest per step, per seed and sample in order.
+"""The MoT's and the single transformer's training steps as fused kernels (numba): one loop nest per step, per seed and
+sample in order.
 
 ``grads.mot_step`` writes the step in torch ops; on a CPU a step of the book's sizes (d = 16, L = 8, n = 1000
 samples, 8 seeds) is then many small products and passes over (seeds x samples x tokens x d) temporaries, and the
@@ -8,7 +9,9 @@ loop nest over its 8 x 16 tokens, compiled once per machine (numba caches it und
 * ``_frozen``: Stages I and III (and Stage II of the attention-free MoE): attention frozen, the routed experts'
   token weights read from every expert's cache (``_weights_all``) or uniform; the gradients in W and in Theta;
 * ``_live``: Stage II and the joint schedule: the routed expert's attention computed live from its W_KQ; the
-  gradients in W_KQ (through the softmax rows), in W (joint) and in Theta.
+  gradients in W_KQ (through the softmax rows), in W (joint) and in Theta;
+* ``_single``: the single H-head transformer (``single_step``): each head's scores, neurons and output, then its
+  gradients in W and W_KQ.
 
 Both first route a seed's samples together (``_route_seed``: the gate's scores as one product, top-1 of h + lam r
 with the exploration draws r taken from each seed's own torch stream, as ``models.route``, and the gate's softmax),
@@ -27,7 +30,8 @@ vectorizers pack the same operations on neighbouring elements and reorder no sum
 and the attention's softmax, the logistic slope) use ``det_exp``, fdlibm's exp written out in those operations, not the platform's
 libm (glibc picks an FMA variant by CPU).  The numbers differ from ``grads.mot_step``'s at rounding level (1e-16
 relative per step; other orders of summation), which is why adopting this engine moved the book's MoT numbers once
-(issue 19; the notebooks were re-executed and the replication rerun).
+(issue 19; the notebooks were re-executed and the replication rerun), and the single transformer's with its kernel
+(``grads.single_step``'s torch products sum in MKL's order; data/README.md says what moved).
 
 Not covered, and left to ``grads.mot_step``: J-neuron experts, a shared key-query matrix.
 """
