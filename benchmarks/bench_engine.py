@@ -8,6 +8,7 @@ same data, initial weights and exploration noise; the script checks that they
 agree numerically, then prints timings, the peak memory, GFLOP/s against the
 machine's measured matmul peak, and as its last line ``speedup: <ratio>x``
 (the engine's default, the fused kernels of ``mot_lib.engine.fused``, against the loop).
+Each MoT way is run ``--repeat`` times (3), interleaved, and its fastest time kept; every time is printed.
 It also times the engine's closed form in torch ops (``gradients="closed"``, ``mot_lib.engine.grads``,
 the engine before the kernels) and through autograd (``gradients="autograd"``), the exploration draws both ways
 (torch.rand and ``fused.mt_rand``), and the single transformer three ways (its kernel ``fused.single_step``, its
@@ -129,7 +130,10 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--heads", type=int, default=16, help="the single transformer's heads")
     ap.add_argument("--single-steps", type=int, default=20, help="the single transformer's steps (each way)")
+    ap.add_argument("--repeat", type=int, default=3, help="times each MoT way is run (the fastest is kept)")
     args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error(f"--repeat {args.repeat} is not allowed; give at least 1")
     torch.set_num_threads(args.threads)
     setting = mot.Setting()
     T = args.steps
@@ -141,23 +145,25 @@ def main(argv=None):
 
     # warm-up (MKL's and the allocator's first calls), so that neither timed run pays for them
     mot.train_mot(setting, cfg.replace(T=6, T1=2, T2=4), seeds, data=data, progress=False)
+    # each way timed args.repeat times, interleaved (so that a slow phase of a shared machine falls on every way
+    # alike), and its fastest time kept: the noise of other processes only ever adds time
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t0 = time.perf_counter()
-    run = mot.train_mot(setting, cfg, seeds, data=data, progress=False)
-    t_engine = time.perf_counter() - t0
-    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-
-    t0 = time.perf_counter()
-    closed = mot.train_mot(setting, cfg, seeds, data=data, progress=False, gradients="closed")
-    t_closed = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    mot.train_mot(setting, cfg, seeds, data=data, progress=False, gradients="autograd")
-    t_auto = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    ref = reference_train(setting, cfg, seeds, data)
-    t_ref = time.perf_counter() - t0
+    ways = {"fused": lambda: mot.train_mot(setting, cfg, seeds, data=data, progress=False),
+            "closed": lambda: mot.train_mot(setting, cfg, seeds, data=data, progress=False, gradients="closed"),
+            "autograd": lambda: mot.train_mot(setting, cfg, seeds, data=data, progress=False, gradients="autograd"),
+            "loop": lambda: reference_train(setting, cfg, seeds, data)}
+    took, out = {k: [] for k in ways}, {}
+    for _ in range(args.repeat):
+        for k, fn in ways.items():
+            t0 = time.perf_counter()
+            out[k] = fn()
+            took[k].append(time.perf_counter() - t0)
+            if k == "fused" and len(took[k]) == 1:
+                rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    t_engine, t_closed, t_auto, t_ref = (min(took[k]) for k in ways)
+    run, closed, ref = out["fused"], out["closed"], out["loop"]
+    print(f"each way run {args.repeat} times, interleaved; the fastest kept (all, in s: "
+          + "; ".join(f"{k} " + ", ".join(f"{t:.2f}" for t in v) for k, v in took.items()) + ")")
 
     worst = max(float(((run.params[k] - ref[k]).abs().max() / ref[k].abs().max().clamp_min(1e-300)))
                 for k in ("W", "WKQ", "theta"))
