@@ -14,7 +14,8 @@ import torch
 import mot_lib as mot
 from mot_lib.engine import fused
 from mot_lib.engine import models as md
-from test_grads import TOL, data, rel  # noqa: F401  (the same tolerance, comparison and data as the torch engine's)
+# the torch engine's tolerance, comparison, data and single-transformer cases
+from test_grads import SINGLE_CASES, TOL, data, rel, single_reference  # noqa: F401
 
 
 def test_det_exp_is_within_one_ulp_and_the_row_version_agrees():
@@ -94,8 +95,10 @@ def test_fused_gradients_match_autograd(data, M, attention, pool, act, wrt, live
     assert rel(a3, md._weights(cfg, X, p["WKQ"], idx0, None)) < TOL
 
 
-def test_a_wrong_gradient_is_caught(data, monkeypatch):
-    """The comparison can fail: the kernels' cubic slope made 3.000003 z^2 is seen (the kernels compiled anew)."""
+@pytest.mark.parametrize("kernel", ["_frozen", "_single"])
+def test_a_wrong_gradient_is_caught(data, monkeypatch, kernel):
+    """The comparisons can fail: a kernel (the MoT's Stage I/III one, the single transformer's) compiled anew with the
+    cubic slope made 3.000003 z^2 is seen."""
     import numba as nb
 
     def act(z, code):
@@ -103,55 +106,29 @@ def test_a_wrong_gradient_is_caught(data, monkeypatch):
             return z * z * z, 3.000003 * z * z
         return z, 1.0
     monkeypatch.setattr(fused, "_act", nb.njit(act))
-    monkeypatch.setattr(fused, "_frozen_serial", nb.njit(fused._frozen))
-    monkeypatch.setattr(fused, "_frozen_parallel", nb.njit(fused._frozen))
+    for version in ("serial", "parallel"):
+        monkeypatch.setattr(fused, f"{kernel}_{version}", nb.njit(getattr(fused, kernel)))
     with pytest.raises(AssertionError):
-        test_fused_gradients_match_autograd(data, *CASES[0])
-
-
-SINGLE_CASES = [(4, 2, "cubic", False), (3, 1, "relu", False), (2, 3, "linear", False), (16, 2, "cubic", False),
-                (2, 3, "relu", True), (4, 2, "cubic", True)]
+        if kernel == "_frozen":
+            test_fused_gradients_match_autograd(data, *CASES[0])
+        else:
+            test_fused_single_transformer_matches_autograd(data, *SINGLE_CASES[0])
 
 
 @pytest.mark.parametrize("H,J,act,signed", SINGLE_CASES)
 def test_fused_single_transformer_matches_autograd(data, H, J, act, signed):
     """The single transformer's kernel: its outputs, loss and gradients in W and W_KQ against autograd's through
     ``models.single_forward``, to 1e-10; and its outputs without the backward pass, bit for bit the same."""
-    X, y = data.train.X, data.train.y
-    S, d = X.shape[0], X.shape[-1]
-    g = torch.Generator().manual_seed(1)
-    p = {"W": 0.3 * torch.randn(S, H, J, d, generator=g, dtype=torch.float64),
-         "WKQ": 0.3 * torch.randn(S, H, d, d, generator=g, dtype=torch.float64)}
-    signs = md.head_signs(H, signed)
-    q = {k: v.clone().requires_grad_(True) for k, v in p.items()}
-    F = md.single_forward(q, X, md.activation(act), signs)
-    loss = md.logistic_loss(y * F).mean(-1)
-    ref = torch.autograd.grad(loss.sum(), [q["W"], q["WKQ"]])
+    p, signs, F, loss, ref = single_reference(data, H, J, act, signed)
     kd = fused.Data(data.train, 1)
     loss2, got, F2 = fused.single_step(p, kd, activation=act, signs=signs)
-    assert rel(F2, F.detach()) < TOL and rel(loss2, loss.detach()) < TOL
+    assert rel(F2, F) < TOL and rel(loss2, loss) < TOL
     assert got["W"].shape == p["W"].shape and got["WKQ"].shape == p["WKQ"].shape
     assert rel(got["W"], ref[0]) < TOL and rel(got["WKQ"], ref[1]) < TOL
     loss3, none, F3 = fused.single_step(p, kd, activation=act, signs=signs, grads=False)
     assert none == {} and torch.equal(F3, F2) and torch.equal(loss3, loss2)
-
-
-def test_a_wrong_single_transformer_gradient_is_caught(data, monkeypatch):
-    """The comparison can fail: the single transformer's kernel with the cubic slope made 3.000003 z^2."""
-    import numba as nb
-
-    def act(z, code):
-        if code == 0:
-            return z * z * z, 3.000003 * z * z
-        return z, 1.0
-    monkeypatch.setattr(fused, "_act", nb.njit(act))
-    monkeypatch.setattr(fused, "_single_serial", nb.njit(fused._single))
-    monkeypatch.setattr(fused, "_single_parallel", nb.njit(fused._single))
-    with pytest.raises(AssertionError):
-        test_fused_single_transformer_matches_autograd(data, *SINGLE_CASES[0])
     with pytest.raises(ValueError, match="activation='tanh' is not allowed"):
-        fused.single_step({"W": torch.zeros(3, 2, 2, 16), "WKQ": torch.zeros(3, 2, 16, 16)}, fused.Data(data.train, 1),
-                          activation="tanh")
+        fused.single_step(p, kd, activation="tanh")
 
 
 @pytest.mark.parametrize("schedule,attention,lam3", [("three_stage", True, None), ("three_stage", True, 0.0),
