@@ -229,10 +229,10 @@ def main(argv=None):
         for g in gens:
             torch.rand(setting.n_train, cfg.M, generator=g, dtype=torch.float64, out=buf)
     t_rand = time.perf_counter() - t0
-    out = np.empty((len(seeds), setting.n_train, cfg.M))
+    draws = np.empty((len(seeds), setting.n_train, cfg.M))
     t0 = time.perf_counter()
     for _ in range(T):
-        fused.mt_rand(gens, out)
+        fused.mt_rand(gens, draws)
     print(f"the exploration draws alone ({T} x {len(seeds)} draws of {setting.n_train} x {cfg.M} from each seed's own "
           f"stream): torch.rand {t_rand:.2f} s, the fused engine's compiled twister {time.perf_counter() - t0:.2f} s")
     print(f"MoT against the loop: torch closed form {t_ref / t_closed:.1f}x, through autograd {t_ref / t_auto:.1f}x; "

@@ -1,5 +1,5 @@
-"""The MoT's and the single transformer's training steps as fused kernels (numba): one loop nest per step, per seed and
-sample in order.
+"""The MoT's and the single transformer's training steps as fused kernels (numba): one loop nest per step, per seed
+and sample in order.
 
 ``grads.mot_step`` writes the step in torch ops; on a CPU a step of the book's sizes (d = 16, L = 8, n = 1000
 samples, 8 seeds) is then many small products and passes over (seeds x samples x tokens x d) temporaries, and the
@@ -13,25 +13,25 @@ loop nest over its 8 x 16 tokens, compiled once per machine (numba caches it und
 * ``_single``: the single H-head transformer (``single_step``): each head's scores, neurons and output, then its
   gradients in W and W_KQ.
 
-Both first route a seed's samples together (``_route_seed``: the gate's scores as one product, top-1 of h + lam r
-with the exploration draws r taken from each seed's own torch stream, as ``models.route``, and the gate's softmax),
-then run each sample's pass, and add Theta's gradient as one product over the samples at the end; they return the
-outputs F, the routing, the scores and the token weights; the loss is ``models.logistic_loss`` of the margins, in
-torch.  ``forward`` is the same pass without gradients (the records).  Every product goes through
-``_add_product``, which holds eight columns of its output in registers, and the kernels are compiled with LLVM's
-SLP vectorizer on (``_run``), which turns those eight into vector instructions.
+The MoT's two first route a seed's samples together (``_route_seed``: the gate's scores as one product, top-1 of h +
+lam r with the exploration draws r taken from each seed's own torch stream, as ``models.route``, and the gate's
+softmax), then run each sample's pass, and add Theta's gradient as one product over the samples at the end; they
+return the outputs F, the routing, the scores and the token weights; the loss is ``models.logistic_loss`` of the
+margins, in torch. ``forward`` is the same pass without gradients (the records). Every product goes through
+``_add_product``, which holds eight columns of its output in registers, and the kernels are compiled with LLVM's SLP
+vectorizer on (``_run``), which turns those eight into vector instructions.
 
-**Numerics.**  Every sum runs in a fixed order (seed by seed, sample by sample, token by token; the seeds run in
+**Numerics.** Every sum runs in a fixed order (seed by seed, sample by sample, token by token; the seeds run in
 parallel only when more than one thread is asked for, each writing its own rows), with IEEE additions and
 multiplications only: no fast-math, no fused multiply-add (LLVM contracts none without fast-math flags), so the
 compiled code gives the same bits whatever instructions the CPU offers and whatever the compiler vectorizes
 (``tests/test_fused.py`` compiles it for the generic x86-64, for Haswell and for this CPU, and compares; the
-vectorizers pack the same operations on neighbouring elements and reorder no sum).  The exponentials (the gate's
-and the attention's softmax, the logistic slope) use ``det_exp``, fdlibm's exp written out in those operations, not the platform's
-libm (glibc picks an FMA variant by CPU).  The numbers differ from ``grads.mot_step``'s at rounding level (1e-16
-relative per step; other orders of summation), which is why adopting this engine moved the book's MoT numbers once
-(issue 19; the notebooks were re-executed and the replication rerun), and the single transformer's with its kernel
-(``grads.single_step``'s torch products sum in MKL's order; data/README.md says what moved).
+vectorizers pack the same operations on neighbouring elements and reorder no sum). The exponentials (the gate's and
+the attention's softmax, the logistic slope) use ``det_exp``, fdlibm's exp written out in those operations, not the
+platform's libm (glibc picks an FMA variant by CPU). The numbers differ from ``grads.mot_step``'s at rounding level
+(1e-16 relative per step; other orders of summation), which is why adopting this engine moved the book's MoT numbers
+once (issue 19; the notebooks were re-executed and the replication rerun), and the single transformer's with its
+kernel (``grads.single_step``'s torch products sum in MKL's order; data/README.md says what moved).
 
 Not covered, and left to ``grads.mot_step``: J-neuron experts, a shared key-query matrix.
 """
@@ -689,7 +689,7 @@ def single_step(p: dict, data: Data, *, activation: str, signs: torch.Tensor | N
     W (S,H,J,d) and W_KQ (S,H,d,d), and the outputs F (S,n) of the single H-head transformer on a split (``Data``).
     ``signs``: the heads' output signs (``models.head_signs``; None: every head adds)."""
     W, WKQ = p["W"], p["WKQ"]
-    S, n, L, d = data.X.shape
+    S, n = data.y.shape
     H = W.shape[1]
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation={activation!r} is not allowed; choose one of {list(ACTIVATIONS)}")

@@ -20,10 +20,10 @@ the book pins all four, for every process that imports ``mot_lib``:
   when the machine was otherwise idle, but when anything else ran beside it, two threads waiting on each
   other made chapter 03 take 425 s against 72 s.  ``MOT_THREADS=N`` takes N, and then the numbers depend on N.
 
-The MoT's training step runs in compiled kernels (``fused``), which need no pinning: they use IEEE additions,
-multiplications and divisions in a fixed order, no fused multiply-add and an exponential of their own, so they give
-the same bits whether compiled for SSE2, AVX2 or AVX-512, with or without LLVM's straight-line vectorizer, and on
-one thread or several (``tests/test_fused.py``).
+The MoT's and the single transformer's training steps run in compiled kernels (``fused``), which need no pinning:
+they use IEEE additions, multiplications and divisions in a fixed order, no fused multiply-add and an exponential of
+their own, so they give the same bits whether compiled for SSE2, AVX2 or AVX-512, with or without LLVM's
+straight-line vectorizer, and on one thread or several (``tests/test_fused.py``).
 
 The environment variables are read once per process, when torch first dispatches a kernel (and MKL on its
 first call), so ``pin`` sets them when ``mot_lib`` is imported and ``check`` says what it could not pin:

@@ -515,11 +515,9 @@ def train_single(setting: Setting, cfg: SingleConfig, seeds, data: Dataset | Non
     reached = torch.zeros(len(seeds), dtype=torch.bool)
     stopped_at = cfg.T
     for t in range(1, cfg.T + 1):
-        if gradients == "fused":                        # the kernel
-            per_seed, g, _ = fused.single_step(p, splits["train"], activation=cfg.activation, signs=signs)
-            gW, gKQ = g["W"], g["WKQ"]
-        elif gradients == "closed":                     # its closed form in torch ops
-            per_seed, g, _ = single_step(p, X, y, activation=cfg.activation, signs=signs)
+        if gradients != "autograd":     # the kernel ("fused") or its closed form in torch ops ("closed")
+            per_seed, g, _ = (fused.single_step(p, splits["train"], activation=cfg.activation, signs=signs)
+                              if gradients == "fused" else single_step(p, X, y, activation=cfg.activation, signs=signs))
             gW, gKQ = g["W"], g["WKQ"]
         else:
             q = {k: v.detach().requires_grad_(True) for k, v in p.items()}
